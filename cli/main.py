@@ -1,0 +1,197 @@
+"""``driftwarden`` command line (also ``python -m driftwarden``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from driftwarden.core.errors import DriftwardenError
+from driftwarden.core.logging import setup_logging
+from driftwarden.core.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="driftwarden",
+    help="Monitoring, drift detection and retraining triggers for LLMs in production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+BootstrapOpt = Annotated[
+    Optional[str],
+    typer.Option("--bootstrap", help="Kafka bootstrap host:port (overrides DRIFTWARDEN_KAFKA_BOOTSTRAP)."),
+]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Local state directory (overrides DRIFTWARDEN_DATA_DIR)."),
+]
+
+
+def _settings(bootstrap: str | None = None, data_dir: Path | None = None) -> Settings:
+    overrides: dict[str, object] = {}
+    if bootstrap is not None:
+        overrides["kafka_bootstrap"] = bootstrap
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = load_settings(**overrides)
+    setup_logging(settings.log_level)
+    return settings
+
+
+def _echo_err(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+
+
+@app.command()
+def up(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Score worker processes to start.")] = 1,
+    bootstrap: BootstrapOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Start the local stack in the foreground: broker (unless a bootstrap is set), sink, workers.
+
+    Stop it with Ctrl-C. The local broker keeps messages in memory only: what was not yet
+    stored in ClickHouse is lost when it stops.
+    """
+    from driftwarden.deploy.local.stack import start_stack
+
+    settings = _settings(bootstrap, data_dir)
+    stack = start_stack(settings, workers=workers)
+    typer.echo(
+        f"driftwarden is up: broker {stack.bootstrap}"
+        f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s); "
+        f"store {settings.clickhouse_url}; logs in {stack.log_dir}. Ctrl-C stops."
+    )
+    try:
+        while True:
+            stack.check()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        typer.echo("stopping ...")
+    finally:
+        stack.stop()
+    typer.echo("stopped")
+
+
+@app.command()
+def worker(bootstrap: BootstrapOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Run one scoring process (validate, score, produce results). Start more to scale out."""
+    from driftwarden.streams.app import create_app, run_worker
+
+    settings = _settings(bootstrap, data_dir)
+    run_worker(create_app("score", settings), settings.log_level)
+
+
+@app.command()
+def sink(bootstrap: BootstrapOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Run the sink: write events, detections and dead letters to ClickHouse in batches."""
+    from driftwarden.streams.app import create_app, run_worker
+
+    settings = _settings(bootstrap, data_dir)
+    run_worker(create_app("sink", settings), settings.log_level)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSONL: InferenceEvents, or rows with prompt/response (or question/answer/context).")],
+    rate: Annotated[float, typer.Option(min=0, help="Events per second; 0 publishes as fast as possible.")] = 0.0,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Publish at most this many rows.")] = None,
+    app_name: Annotated[str, typer.Option("--app", help="app of synthesised events.")] = "demo-chat",
+    model: Annotated[str, typer.Option(help="model of synthesised events (priced by the price table).")] = "gpt-4o-mini",
+    model_version: Annotated[str, typer.Option(help="model_version of synthesised events.")] = "v1",
+    id_prefix: Annotated[str, typer.Option(help="Event ids are <prefix>-<row id>; same prefix, same ids.")] = "replay",
+    span_minutes: Annotated[float, typer.Option(min=0, help="Spread timestamps over this many minutes ending now.")] = 60.0,
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Publish a JSONL file as inference events, with a progress bar."""
+    from rich.progress import Progress
+
+    from driftwarden.streams.publisher import Publisher
+    from driftwarden.streams.replay import ReplayOptions, count_rows, replay_file
+
+    settings = _settings(bootstrap)
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
+    options = ReplayOptions(app=app_name, model=model, model_version=model_version, id_prefix=id_prefix,
+                            span=timedelta(minutes=span_minutes))
+    total = count_rows(file) if limit is None else min(limit, count_rows(file))
+    interval = 1.0 / rate if rate > 0 else 0.0
+    with Publisher(settings=settings) as publisher, Progress(transient=False) as progress:
+        task = progress.add_task(f"replaying {file.name}", total=total)
+        next_at = time.monotonic()
+
+        def publish(event: dict) -> bool:
+            nonlocal next_at
+            if interval:
+                next_at += interval
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            return publisher.publish(event)
+
+        counts = replay_file(file, publish, options, limit=limit, on_progress=lambda n: progress.advance(task, n))
+        progress.update(task, description=f"flushing {file.name}")
+        publisher.flush()
+    s = publisher.stats
+    typer.echo(
+        f"published {counts['published']} of {counts['rows']} rows to {settings.topic_inference}: "
+        f"{s.sent} acknowledged, {s.refused} refused (invalid {s.refused_invalid}, "
+        f"queue full {s.refused_queue_full}, too large {s.refused_too_large})"
+    )
+    if s.refused:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Counts of stored events, detections and dead letters (works while `up` runs)."""
+    from driftwarden.core.storage.queries import read_stats
+
+    settings = _settings(None, data_dir)
+    counts = read_stats(settings)
+    if as_json:
+        typer.echo(json.dumps(counts, sort_keys=True))
+        return
+    typer.echo(f"events stored:  {counts['events']}")
+    typer.echo(f"detections:     {counts['detections']}")
+    for name, d in counts["detections_by_detector"].items():
+        typer.echo(f"  {name:<14} {d['results']} results, {d['flagged']} flagged, {d['errors']} errors")
+    typer.echo(f"dead letters:   {counts['dead_letters']}")
+    for stage, n in counts["dead_letters_by_stage"].items():
+        typer.echo(f"  {stage:<14} {n}")
+
+
+@app.command()
+def demo(
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many events.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=8, help="Score worker processes.")] = 1,
+    data_dir: DataDirOpt = None,
+    timeout_s: Annotated[float, typer.Option(min=10, help="Give up waiting for the rows after this long.")] = 600.0,
+) -> None:
+    """The main job: start the local stack, replay real traffic, print what was stored."""
+    from driftwarden.deploy.local.demo import run_demo
+
+    settings = _settings(None, data_dir)
+    summary = run_demo(settings, limit=limit, workers=workers, timeout_s=timeout_s, echo=typer.echo)
+    typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+
+
+def main() -> None:
+    try:
+        app()
+    except DriftwardenError as exc:
+        _echo_err(f"error: {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

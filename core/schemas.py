@@ -1,0 +1,315 @@
+"""The contract: what apps publish (InferenceEvent) and what driftwarden produces (DetectionResult).
+
+Both travel as JSON on Kafka. Validation is strict: wrong types are errors, not coerced, and
+unknown top-level fields are rejected (free-form data belongs in ``metadata``), so a typo such
+as ``latncy_ms`` goes to the dead-letter topic instead of being silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from driftwarden.core.errors import InvalidEventError
+
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
+_NAME = Field(min_length=1, max_length=128)
+MAX_METADATA_KEYS = 64
+MAX_METADATA_KEY = 128
+MAX_METADATA_VALUE = 1024
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """Size limits an event is checked against (from the settings)."""
+
+    max_prompt_chars: int = 100_000
+    max_response_chars: int = 100_000
+    max_context_chars: int = 200_000
+    max_event_bytes: int = 1_000_000
+    max_clock_skew_s: int = 86_400
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EventLimits:
+        return cls(
+            max_prompt_chars=settings.max_prompt_chars,
+            max_response_chars=settings.max_response_chars,
+            max_context_chars=settings.max_context_chars,
+            max_event_bytes=settings.max_event_bytes,
+            max_clock_skew_s=settings.max_clock_skew_s,
+        )
+
+
+def _limits(info: ValidationInfo) -> EventLimits:
+    ctx = info.context or {}
+    return ctx.get("limits") or EventLimits()
+
+
+class InferenceEvent(BaseModel):
+    """One call of a model in production, as the app saw it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    event_id: str = Field(pattern=EVENT_ID_PATTERN)
+    """Idempotency key: the same id published twice is stored once."""
+    timestamp: datetime
+    """When the call started, ISO 8601; a timestamp without zone is taken as UTC."""
+    app: str = _NAME
+    """The application (feature) that made the call."""
+    model: str = _NAME
+    """Model name, as priced in the price table (``gpt-4o-mini``)."""
+    model_version: str = _NAME
+    """Deployed version of the model or prompt template; drift is watched per version."""
+    prompt: str
+    """What was sent to the model."""
+    response: str = ""
+    """What came back (empty when the call failed)."""
+    context: list[str] | None = None
+    """Retrieved passages the response should be grounded in (a single string is accepted)."""
+    latency_ms: float = Field(ge=0)
+    """Wall time of the call in milliseconds."""
+    tokens_in: int = Field(ge=0)
+    """Prompt tokens."""
+    tokens_out: int = Field(ge=0)
+    """Completion tokens."""
+    cost_usd: float | None = Field(default=None, ge=0)
+    """Cost the app computed; when absent driftwarden computes it from the price table."""
+    status: Literal["ok", "error"] = "ok"
+    """``error`` when the call failed."""
+    error: str | None = Field(default=None, max_length=4096)
+    """The failure, when status is ``error``."""
+    user_id: str | None = Field(default=None, max_length=128)
+    """Opaque id of the end user (do not send e-mail addresses)."""
+    session_id: str | None = Field(default=None, max_length=128)
+    """Conversation or session id."""
+    feedback: float | None = Field(default=None, ge=-1, le=1)
+    """User feedback in [-1, 1] (thumbs down -1, up +1), when there is any."""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    """Free-form string pairs (at most 64, keys 128 and values 1,024 characters)."""
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp(cls, value: datetime, info: ValidationInfo) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        skew = _limits(info).max_clock_skew_s
+        if value > datetime.now(UTC) + timedelta(seconds=skew):
+            raise ValueError(f"lies more than {skew} s in the future; check the app's clock")
+        return value
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _context(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str, info: ValidationInfo) -> str:
+        limit = _limits(info).max_prompt_chars
+        if not value.strip():
+            raise ValueError("is empty")
+        if len(value) > limit:
+            raise ValueError(f"has {len(value)} characters, more than the limit of {limit}")
+        return value
+
+    @field_validator("response")
+    @classmethod
+    def _response(cls, value: str, info: ValidationInfo) -> str:
+        limit = _limits(info).max_response_chars
+        if len(value) > limit:
+            raise ValueError(f"has {len(value)} characters, more than the limit of {limit}")
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _context_size(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        limit = _limits(info).max_context_chars
+        if value is not None and (total := sum(map(len, value))) > limit:
+            raise ValueError(f"has {total} characters in all, more than the limit of {limit}")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"has {len(value)} keys, more than {MAX_METADATA_KEYS}")
+        for key, item in value.items():
+            if not key or len(key) > MAX_METADATA_KEY:
+                raise ValueError(f"key {key[:40]!r} must have 1-{MAX_METADATA_KEY} characters")
+            if len(item) > MAX_METADATA_VALUE:
+                raise ValueError(f"value of {key!r} is longer than {MAX_METADATA_VALUE} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _status(self) -> InferenceEvent:
+        if self.status == "ok" and self.error is not None:
+            raise ValueError("'error' is set but status is 'ok'; send status 'error' for failed calls")
+        return self
+
+    @property
+    def segment_key(self) -> str:
+        """Kafka key: events of one app and model version keep their order on one partition."""
+        return f"{self.app}/{self.model_version}"
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "event"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (put free-form data in 'metadata')"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_event(raw: bytes, limits: EventLimits | None = None) -> InferenceEvent:
+    """Decode and validate one event from its wire bytes, or raise InvalidEventError."""
+    limits = limits or EventLimits()
+    if not isinstance(raw, (bytes, bytearray)):
+        raise InvalidEventError(f"message value is {type(raw).__name__}, expected bytes", "decode")
+    if len(raw) > limits.max_event_bytes:
+        raise InvalidEventError(
+            f"event has {len(raw)} bytes, more than the limit of {limits.max_event_bytes}", "decode"
+        )
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidEventError(f"not UTF-8 ({exc.reason} at byte {exc.start})", "decode") from exc
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise InvalidEventError(f"not JSON ({exc})", "decode") from exc
+    if not isinstance(data, dict):
+        raise InvalidEventError(f"JSON {type(data).__name__} where an object was expected", "decode")
+    try:
+        return InferenceEvent.model_validate_json(text, context={"limits": limits})
+    except ValidationError as exc:
+        raise InvalidEventError(_describe(exc), "validate") from exc
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def event_from_mapping(data: dict[str, Any], limits: EventLimits | None = None) -> InferenceEvent:
+    """Validate a dict built in Python (datetimes allowed) exactly as the worker will."""
+    raw = json.dumps(data, default=_json_default, allow_nan=False).encode()
+    return parse_event(raw, limits)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+class Span(BaseModel):
+    """A located finding in a text field (offsets, never the value)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: Literal["prompt", "response", "context"]
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    type: str
+    score: float | None = None
+
+
+class DetectionResult(BaseModel):
+    """One detector's verdict on one event. Build with :func:`make_result` / :func:`make_error`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    detector: str
+    """Registry name of the detector."""
+    detector_version: str
+    """Version of the detector's code and model; a change of model is visible in the data."""
+    config_fingerprint: str
+    """Short hash of the detector's configuration."""
+    app: str
+    model_version: str
+    event_ts: datetime
+    scored_at: datetime
+    score: float | None = None
+    """The main score, higher is worse; None when not assessable or on error."""
+    label: bool | None = None
+    """Flagged at the configured threshold; None when not assessable or on error."""
+    scores: dict[str, float] = Field(default_factory=dict)
+    """Further named values (latency, tokens, cost, per-class probabilities)."""
+    spans: list[Span] = Field(default_factory=list)
+    evidence: str | None = None
+    """A short human-readable reason."""
+    error: str | None = None
+    """Set when the detector failed on this event; the stream goes on."""
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def make_result(
+    detector: Any,
+    event: InferenceEvent,
+    *,
+    score: float | None,
+    label: bool | None,
+    scores: dict[str, float] | None = None,
+    spans: list[Span] | None = None,
+    evidence: str | None = None,
+) -> DetectionResult:
+    """The one factory for results: names the detector, its version and config fingerprint."""
+    if score is not None and not math.isfinite(score):
+        raise ValueError(f"detector {detector.name} produced a non-finite score {score}")
+    return DetectionResult(
+        event_id=event.event_id,
+        detector=detector.name,
+        detector_version=detector.version,
+        config_fingerprint=detector.config.fingerprint(),
+        app=event.app,
+        model_version=event.model_version,
+        event_ts=event.timestamp,
+        scored_at=datetime.now(UTC),
+        score=score,
+        label=label,
+        scores=scores or {},
+        spans=spans or [],
+        evidence=evidence,
+    )
+
+
+def make_error(detector: Any, event: InferenceEvent, exc: BaseException) -> DetectionResult:
+    """A result that records the detector's failure on this event."""
+    return DetectionResult(
+        event_id=event.event_id,
+        detector=detector.name,
+        detector_version=detector.version,
+        config_fingerprint=detector.config.fingerprint(),
+        app=event.app,
+        model_version=event.model_version,
+        event_ts=event.timestamp,
+        scored_at=datetime.now(UTC),
+        error=f"{type(exc).__name__}: {exc}"[:2000],
+    )

@@ -1,0 +1,124 @@
+"""Versioned, idempotent ClickHouse DDL. Each migration runs once; ``schema_version`` records it.
+
+Tables are ``ReplacingMergeTree`` keyed on ``event_id`` (plus ``detector`` for detections), so a
+redelivered event collapses to one row; read with ``FINAL`` for exact counts. Inserts carry an
+``insert_deduplication_token`` so a retried batch is not inserted twice at all, which on a
+non-replicated table needs ``non_replicated_deduplication_window``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+log = logging.getLogger(__name__)
+
+DEDUP_WINDOW = 10_000
+_TABLE_SETTINGS = f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "inference events, detections, dead letters",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.inference_events (
+                event_id      String,
+                ts            DateTime64(3, 'UTC'),
+                app           LowCardinality(String),
+                model         LowCardinality(String),
+                model_version LowCardinality(String),
+                prompt        String,
+                response      String,
+                context       Array(String),
+                latency_ms    Float64,
+                tokens_in     UInt32,
+                tokens_out    UInt32,
+                cost_usd      Nullable(Float64),
+                status        LowCardinality(String),
+                error         Nullable(String),
+                user_id       Nullable(String),
+                session_id    Nullable(String),
+                feedback      Nullable(Float32),
+                metadata      Map(String, String),
+                redacted      UInt8,
+                ingested_at   DateTime64(3, 'UTC'),
+                INDEX ts_idx ts TYPE minmax GRANULARITY 4
+            ) ENGINE = ReplacingMergeTree(ingested_at)
+            ORDER BY event_id
+            {_TABLE_SETTINGS}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.detections (
+                event_id           String,
+                detector           LowCardinality(String),
+                detector_version   LowCardinality(String),
+                config_fingerprint LowCardinality(String),
+                app                LowCardinality(String),
+                model_version      LowCardinality(String),
+                event_ts           DateTime64(3, 'UTC'),
+                scored_at          DateTime64(3, 'UTC'),
+                score              Nullable(Float64),
+                label              Nullable(UInt8),
+                scores             Map(String, Float64),
+                spans              String,
+                evidence           Nullable(String),
+                error              Nullable(String),
+                INDEX ts_idx event_ts TYPE minmax GRANULARITY 4
+            ) ENGINE = ReplacingMergeTree(scored_at)
+            ORDER BY (event_id, detector)
+            {_TABLE_SETTINGS}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.dead_letters (
+                dlq_id           String,
+                received_at      DateTime64(3, 'UTC'),
+                source_topic     LowCardinality(String),
+                source_partition Int32,
+                source_offset    Int64,
+                stage            LowCardinality(String),
+                reason           String,
+                message_key      String,
+                raw              String
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY dlq_id
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def migrate(client, database: str) -> int:
+    """Bring ``database`` up to the newest schema; returns the version it is at."""
+    client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client.command(
+        f"""CREATE TABLE IF NOT EXISTS {database}.schema_version (
+                version UInt32, description String, applied_at DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree ORDER BY version"""
+    )
+    current = int(client.command(f"SELECT max(version) FROM {database}.schema_version") or 0)
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        log.info("applying ClickHouse migration %d: %s", migration.version, migration.description)
+        for statement in migration.statements:
+            client.command(statement.format(db=database))
+        client.insert(
+            f"{database}.schema_version",
+            [[migration.version, migration.description, datetime.now(UTC)]],
+            column_names=["version", "description", "applied_at"],
+        )
+        current = migration.version
+    return current

@@ -1,0 +1,67 @@
+"""Read-side queries shared by the CLI, the sink's HTTP page and the tests."""
+
+from __future__ import annotations
+
+
+def stats(client, database: str) -> dict:
+    """Counts of stored events, detections and dead letters (exact: read with FINAL)."""
+
+    def scalar(sql: str) -> int:
+        return int(client.command(sql) or 0)
+
+    db = database
+    by_detector = client.query(
+        f"SELECT detector, count(), countIf(label = 1), countIf(error IS NOT NULL) "
+        f"FROM {db}.detections FINAL GROUP BY detector ORDER BY detector"
+    ).result_rows
+    by_stage = client.query(
+        f"SELECT stage, count() FROM {db}.dead_letters FINAL GROUP BY stage ORDER BY stage"
+    ).result_rows
+    by_app = client.query(
+        f"SELECT app, model_version, count() FROM {db}.inference_events FINAL "
+        f"GROUP BY app, model_version ORDER BY app, model_version"
+    ).result_rows
+    return {
+        "events": scalar(f"SELECT count() FROM {db}.inference_events FINAL"),
+        "events_distinct_ids": scalar(f"SELECT uniqExact(event_id) FROM {db}.inference_events"),
+        "detections": scalar(f"SELECT count() FROM {db}.detections FINAL"),
+        "dead_letters": scalar(f"SELECT count() FROM {db}.dead_letters FINAL"),
+        "detections_by_detector": {
+            d: {"results": n, "flagged": f, "errors": e} for d, n, f, e in by_detector
+        },
+        "dead_letters_by_stage": {s: n for s, n in by_stage},
+        "events_by_segment": [
+            {"app": a, "model_version": v, "events": n} for a, v, n in by_app
+        ],
+    }
+
+
+def read_stats(settings, *, require_owner: bool = False, timeout_s: float = 10.0) -> dict:
+    """Counts from wherever they can be read right now.
+
+    While a sink process owns the embedded store, it answers on its ``/stats/`` page (another
+    process may not open the store); otherwise the store is opened directly. With
+    ``require_owner`` only the sink's page is asked (used to wait for the sink to be ready).
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    from driftwarden.core.errors import StorageError
+    from driftwarden.core.storage.client import open_client, read_owner
+
+    owner = read_owner(settings)
+    if owner.get("port"):
+        url = f"http://127.0.0.1:{owner['port']}/stats/"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+                return json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise StorageError(f"read counts from the sink at {url}", exc) from exc
+    if require_owner:
+        raise StorageError("read counts from the sink", RuntimeError("no sink owns the store yet"))
+    client = open_client(settings)
+    try:
+        return stats(client, settings.clickhouse_database)
+    finally:
+        client.close()

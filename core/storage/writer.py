@@ -1,0 +1,149 @@
+"""Batched, idempotent inserts, retried until ClickHouse acknowledges them.
+
+A batch carries an ``insert_deduplication_token`` derived from its content, so a retry of the
+same batch is not inserted twice; rows that reach ClickHouse twice by another path (a
+redelivery after a crash) collapse in the ReplacingMergeTree on ``event_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from driftwarden.core.schemas import DetectionResult, InferenceEvent
+
+log = logging.getLogger(__name__)
+
+EVENT_COLUMNS = [
+    "event_id", "ts", "app", "model", "model_version", "prompt", "response", "context",
+    "latency_ms", "tokens_in", "tokens_out", "cost_usd", "status", "error", "user_id",
+    "session_id", "feedback", "metadata", "redacted", "ingested_at",
+]
+DETECTION_COLUMNS = [
+    "event_id", "detector", "detector_version", "config_fingerprint", "app", "model_version",
+    "event_ts", "scored_at", "score", "label", "scores", "spans", "evidence", "error",
+]
+DEAD_LETTER_COLUMNS = [
+    "dlq_id", "received_at", "source_topic", "source_partition", "source_offset", "stage",
+    "reason", "message_key", "raw",
+]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that failed, as read back from the dead-letter topic."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    stage: str
+    reason: str
+    key: bytes
+    raw: bytes
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def dlq_id(self) -> str:
+        return f"{self.source_topic}/{self.source_partition}/{self.source_offset}"
+
+
+def event_row(event: InferenceEvent, *, redacted: bool, now: datetime) -> list:
+    return [
+        event.event_id, event.timestamp, event.app, event.model, event.model_version,
+        event.prompt, event.response, list(event.context or []), event.latency_ms,
+        event.tokens_in, event.tokens_out, event.cost_usd, event.status, event.error,
+        event.user_id, event.session_id, event.feedback, dict(event.metadata), int(redacted), now,
+    ]
+
+
+def detection_row(r: DetectionResult) -> list:
+    spans = json.dumps([s.model_dump() for s in r.spans]) if r.spans else "[]"
+    label = None if r.label is None else int(r.label)
+    return [
+        r.event_id, r.detector, r.detector_version, r.config_fingerprint, r.app, r.model_version,
+        r.event_ts, r.scored_at, r.score, label, dict(r.scores), spans, r.evidence, r.error,
+    ]
+
+
+def dead_letter_row(d: DeadLetter) -> list:
+    return [
+        d.dlq_id, d.received_at, d.source_topic, d.source_partition, d.source_offset, d.stage,
+        d.reason, d.key, d.raw,
+    ]
+
+
+def dedup_token(table: str, ids: Sequence[str]) -> str:
+    digest = hashlib.sha256(table.encode())
+    for item in ids:
+        digest.update(b"\0" + item.encode())
+    return digest.hexdigest()
+
+
+class Writer:
+    """Inserts rows into driftwarden's tables through one clickhouse-connect client."""
+
+    def __init__(self, client, database: str):
+        self.client = client
+        self.database = database
+
+    def insert(self, table: str, columns: list[str], rows: list[list], ids: Sequence[str]) -> None:
+        if not rows:
+            return
+        self.client.insert(
+            f"{self.database}.{table}",
+            rows,
+            column_names=columns,
+            settings={"insert_deduplication_token": dedup_token(table, ids)},
+        )
+
+    def insert_events(self, events: Sequence[InferenceEvent], *, redacted: bool = False) -> None:
+        now = datetime.now(UTC)
+        rows = [event_row(e, redacted=redacted, now=now) for e in events]
+        self.insert("inference_events", EVENT_COLUMNS, rows, [e.event_id for e in events])
+
+    def insert_detections(self, results: Sequence[DetectionResult]) -> None:
+        rows = [detection_row(r) for r in results]
+        self.insert("detections", DETECTION_COLUMNS, rows, [f"{r.event_id}/{r.detector}" for r in results])
+
+    def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        rows = [dead_letter_row(d) for d in letters]
+        self.insert("dead_letters", DEAD_LETTER_COLUMNS, rows, [d.dlq_id for d in letters])
+
+
+async def until_acknowledged(
+    write: Callable[[], None],
+    *,
+    what: str,
+    max_backoff_s: float,
+    on_failure: Callable[[int, BaseException], None] | None = None,
+) -> int:
+    """Run the blocking ``write`` in a thread until it succeeds; returns the attempts it took.
+
+    Never gives up: while ClickHouse refuses, the caller (an agent) stays here, so its stream
+    stops consuming and no offset past the batch is committed (back-pressure, nothing lost).
+    """
+    attempt = 0
+    backoff = 0.2
+    while True:
+        attempt += 1
+        try:
+            await asyncio.to_thread(write)
+        except Exception as exc:  # noqa: BLE001 - every failure is retried
+            if on_failure is not None:
+                on_failure(attempt, exc)
+            log.warning(
+                "ClickHouse write of %s failed (attempt %d: %s: %s); consumption is paused and the "
+                "write is retried in %.1f s. Check that ClickHouse is up and writable.",
+                what, attempt, type(exc).__name__, str(exc)[:300], backoff,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff_s)
+            continue
+        if attempt > 1:
+            log.info("ClickHouse write of %s succeeded after %d attempts; consumption resumes", what, attempt)
+        return attempt

@@ -1,0 +1,123 @@
+"""The local stack on one machine: the broker (unless a bootstrap is set), the sink and N workers.
+
+Each faust role runs in its own process (``python -m driftwarden sink|worker``), so a worker
+can be killed and restarted like in production; the sink is the one process that owns the
+embedded ClickHouse store and serves counts on ``/stats/`` for everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driftwarden.core.errors import DriftwardenError
+from driftwarden.core.settings import Settings
+from driftwarden.core.storage.queries import read_stats
+from driftwarden.deploy.local.broker import LocalBroker
+from driftwarden.streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class StackError(DriftwardenError):
+    """A process of the local stack did not start or died."""
+
+    def __init__(self, what: str, detail: str, log_file: Path | None = None):
+        hint = f" Its log: {log_file}" if log_file else ""
+        super().__init__(f"the local stack's {what} {detail}.{hint}")
+
+
+@dataclass
+class Stack:
+    """Processes of the local stack. Build with :func:`start_stack`; stop with :meth:`stop`."""
+
+    settings: Settings
+    bootstrap: str
+    broker: LocalBroker | None = None
+    sink: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    log_dir: Path = Path(".")
+
+    def _spawn(self, role: str, name: str, extra: list[str]) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out = (self.log_dir / f"{name}.log").open("ab")
+        cmd = [sys.executable, "-m", "driftwarden", role, "--bootstrap", self.bootstrap,
+               "--data-dir", str(self.settings.data_dir), *extra]
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def start_sink(self, timeout_s: float = 60.0) -> None:
+        self.sink = self._spawn("sink", "sink", [])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.sink.poll() is not None:
+                raise StackError("sink", f"exited with code {self.sink.returncode}", self.log_dir / "sink.log")
+            try:
+                read_stats(self.settings, require_owner=True)
+                return
+            except DriftwardenError:
+                time.sleep(0.3)
+        raise StackError("sink", f"did not answer on /stats/ within {timeout_s:.0f} s", self.log_dir / "sink.log")
+
+    def start_worker(self) -> subprocess.Popen:
+        index = len(self.workers)
+        proc = self._spawn("worker", f"worker-{index}", [])
+        self.workers.append(proc)
+        return proc
+
+    def check(self) -> None:
+        """Raise StackError if a process of the stack died."""
+        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is not None:
+            raise StackError("broker", f"exited with code {self.broker.process.returncode}")
+        if self.sink is not None and self.sink.poll() is not None:
+            raise StackError("sink", f"exited with code {self.sink.returncode}", self.log_dir / "sink.log")
+        for i, w in enumerate(self.workers):
+            if w.poll() is not None:
+                raise StackError(f"worker {i}", f"exited with code {w.returncode}", self.log_dir / f"worker-{i}.log")
+
+    def stop(self) -> None:
+        """Stop workers first (they finish their batch), then the sink, then the broker."""
+        procs = [*self.workers, *([self.sink] if self.sink is not None else [])]
+        for group in (self.workers, [self.sink] if self.sink is not None else []):
+            for p in group:
+                if p.poll() is None:
+                    p.terminate()
+            for p in group:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    log.warning("process %d did not stop within 30 s; killing it", p.pid)
+                    p.kill()
+                    p.wait(5)
+        del procs
+        if self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_stack(settings: Settings, workers: int = 1) -> Stack:
+    """Start the broker (when no bootstrap is set), create topics, start the sink and workers."""
+    log_dir = settings.data_dir / "logs"
+    broker = None
+    bootstrap = settings.kafka_bootstrap
+    if not bootstrap:
+        broker = LocalBroker(settings.local_broker_port, log_file=log_dir / "broker.log").start()
+        bootstrap = broker.bootstrap
+    stack = Stack(settings=settings, bootstrap=bootstrap, broker=broker, log_dir=log_dir)
+    try:
+        ensure_topics(settings, bootstrap)
+        stack.start_sink()
+        for _ in range(workers):
+            stack.start_worker()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -1,0 +1,76 @@
+"""Operational metrics: latency, tokens, cost and error flags (no model)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_result
+from driftwarden.core.settings import Price, Settings
+from driftwarden.detectors.base import BaseDetector, DetectorConfig
+from driftwarden.detectors.registry import register
+
+
+class OperationalConfig(DetectorConfig):
+    latency_slo_ms: float = Field(10_000.0, gt=0)
+    """Calls slower than this are flagged."""
+    prices: dict[str, Price] = Field(default_factory=dict)
+    """Model name -> price per 1k tokens, for events that carry no cost."""
+
+
+def cost_usd(event: InferenceEvent, prices: dict[str, Price]) -> float | None:
+    """The app's own cost when sent, else tokens priced from the table, else None."""
+    if event.cost_usd is not None:
+        return event.cost_usd
+    price = prices.get(event.model)
+    if price is None:
+        return None
+    return (event.tokens_in * price.input_per_1k + event.tokens_out * price.output_per_1k) / 1000.0
+
+
+class OperationalDetector(BaseDetector):
+    """Score = 1 for a failed call or one slower than the SLO, else 0.
+
+    ``scores`` carries latency_ms, tokens_in, tokens_out, tokens_total, is_error, and cost_usd
+    when it is known (with cost_source 1 = sent by the app, 0 = from the price table).
+    """
+
+    name = "operational"
+    version = "1.0.0"
+    config_class = OperationalConfig
+    config: OperationalConfig
+
+    def score_batch(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]:
+        return [self._score(e) for e in events]
+
+    def _score(self, event: InferenceEvent) -> DetectionResult:
+        is_error = event.status == "error"
+        slow = event.latency_ms > self.config.latency_slo_ms
+        scores = {
+            "latency_ms": event.latency_ms,
+            "tokens_in": float(event.tokens_in),
+            "tokens_out": float(event.tokens_out),
+            "tokens_total": float(event.tokens_in + event.tokens_out),
+            "is_error": float(is_error),
+        }
+        cost = cost_usd(event, self.config.prices)
+        if cost is not None:
+            scores["cost_usd"] = cost
+            scores["cost_source"] = float(event.cost_usd is not None)
+        reasons = [r for r, hit in (("call failed", is_error), ("slower than SLO", slow)) if hit]
+        return make_result(
+            self,
+            event,
+            score=float(is_error or slow),
+            label=is_error or slow,
+            scores=scores,
+            evidence="; ".join(reasons) or None,
+        )
+
+
+@register("operational")
+def _build(settings: Settings) -> OperationalDetector:
+    return OperationalDetector(
+        OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table), batch_size=10_000)
+    )

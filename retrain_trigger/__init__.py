@@ -1,0 +1,1 @@
+"""Policy, alert delivery, dataset curation and retraining launchers (see the open issues)."""

