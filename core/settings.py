@@ -7,6 +7,7 @@ that names the environment variable.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -110,6 +111,9 @@ class Settings(BaseSettings):
     """... or whatever arrived within this many milliseconds."""
     sink_retry_max_s: float = Field(30.0, gt=0)
     """Longest pause between retries of a failed ClickHouse write (writes retry until they succeed)."""
+    chaos_store_down_file: Path | None = None
+    """Fault injection for drills and tests: while this file exists, every ClickHouse write of the
+    sink fails as if the server refused it (the sink must pause and lose nothing). Unset in production."""
     sink_web_port: int = Field(6066, ge=1, le=65535)
     """Port of the sink's HTTP page (``/stats/``), which ``stats`` asks while the sink owns the store."""
     worker_web_port: int = Field(0, ge=0, le=65535)
@@ -207,14 +211,24 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment (and ``overrides``), or raise SettingsError."""
+    # A misspelt variable would otherwise be ignored in silence; this is the one module that
+    # reads the environment.
+    problems = [
+        (name, "unknown setting (see the README's configuration table)")
+        for name in sorted(os.environ)
+        if name.upper().startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX):].lower() not in Settings.model_fields
+    ]
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             problems.append((ENV_PREFIX + field.upper(), err["msg"]))
         raise SettingsError(problems) from exc
+    if problems:
+        raise SettingsError(problems)
+    return settings
 
 
 @functools.lru_cache(maxsize=1)

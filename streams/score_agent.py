@@ -43,6 +43,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
     app.score_stats = stats  # type: ignore[attr-defined]
     log.info("score agent: detectors %s", ", ".join(d.name for d in pipeline.detectors))
 
+    seen_partitions: set[tuple[str, int]] = set()
+
     @app.agent(source, name="score")
     async def score(stream):
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_linger_ms / 1000):
@@ -54,6 +56,10 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
                 )
                 for e in batch
             ]
+            for m in messages:
+                if (m.topic, m.partition) not in seen_partitions:
+                    seen_partitions.add((m.topic, m.partition))
+                    log.info("scoring partition %s/%d (first offset %d)", m.topic, m.partition, m.offset)
             valid, dead = split_valid(messages, limits)
             results = await asyncio.to_thread(pipeline.run, valid) if valid else []
             pending = []

@@ -19,7 +19,7 @@ from driftwarden.core.schemas import DetectionResult, InferenceEvent
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.client import clear_owner, open_client, write_owner
 from driftwarden.core.storage.queries import stats as store_stats
-from driftwarden.core.storage.writer import DeadLetter, Writer, until_acknowledged
+from driftwarden.core.storage.writer import ChaosClient, DeadLetter, Writer, until_acknowledged
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import dead_letter_from_headers, dead_letter_headers
 
@@ -33,6 +33,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
     # Other processes find this sink's /stats/ page (and learn who owns an embedded store) here.
     write_owner(settings, app.conf.web_port if app.conf.web_enabled else 0)
     atexit.register(clear_owner, settings)
+    if settings.chaos_store_down_file is not None:
+        log.warning("chaos: ClickHouse writes fail while %s exists", settings.chaos_store_down_file)
+        client = ChaosClient(client, settings.chaos_store_down_file)
     writer = Writer(client, settings.clickhouse_database)
     size, within = settings.sink_batch_size, settings.sink_linger_ms / 1000
     failures = {"writes_failed": 0}

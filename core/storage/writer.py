@@ -84,6 +84,26 @@ def dedup_token(table: str, ids: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+class StoreDownError(ConnectionError):
+    """Raised by :class:`ChaosClient` while its fault file exists."""
+
+
+class ChaosClient:
+    """Wraps a client; every insert fails while ``down_file`` exists (drills and tests)."""
+
+    def __init__(self, client, down_file):
+        self._client = client
+        self._down_file = down_file
+
+    def insert(self, *args, **kwargs):
+        if self._down_file.exists():
+            raise StoreDownError(f"chaos: ClickHouse made unavailable by {self._down_file}")
+        return self._client.insert(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
 class Writer:
     """Inserts rows into driftwarden's tables through one clickhouse-connect client."""
 

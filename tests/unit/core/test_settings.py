@@ -1,0 +1,69 @@
+"""The one settings object: read from DRIFTWARDEN_* once, bad values named at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from driftwarden.core.errors import SettingsError
+from driftwarden.core.settings import load_settings
+
+
+def test_defaults_need_no_environment(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.kafka_bootstrap == ""
+    assert s.clickhouse_url.startswith("chdb://")
+    assert s.topic_inference == "llm.inference" and s.topic_dlq == "llm.inference.dlq"
+
+
+def test_a_bad_value_stops_start_up_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_BATCH_SIZE", "lots")
+    monkeypatch.setenv("DRIFTWARDEN_CLICKHOUSE_DSN", "mysql://db")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert "DRIFTWARDEN_BATCH_SIZE" in message
+    assert "DRIFTWARDEN_CLICKHOUSE_DSN" in message and "chdb://" in message
+
+
+def test_zero_is_a_value_not_a_missing_setting(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_WORKER_WEB_PORT", "0")
+    monkeypatch.setenv("DRIFTWARDEN_MAX_CLOCK_SKEW_S", "0")
+    s = load_settings()
+    assert s.worker_web_port == 0 and s.max_clock_skew_s == 0
+
+
+def test_an_unknown_variable_with_the_prefix_is_refused(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_BATCH_SIZ", "10")
+    with pytest.raises(SettingsError, match="DRIFTWARDEN_BATCH_SIZ"):
+        load_settings()
+
+
+def test_the_price_table_is_read_as_json(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_PRICE_TABLE", '{"my-model": {"input_per_1k": 0.001, "output_per_1k": 0.002}}')
+    s = load_settings()
+    assert set(s.price_table) == {"my-model"}
+    assert s.price_table["my-model"].output_per_1k == 0.002
+
+
+def test_a_negative_price_is_refused(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_PRICE_TABLE", '{"m": {"input_per_1k": -1, "output_per_1k": 0}}')
+    with pytest.raises(SettingsError, match="DRIFTWARDEN_PRICE_TABLE"):
+        load_settings()
+
+
+def test_sasl_settings_pass_through_to_the_kafka_clients_without_logging_the_password(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("DRIFTWARDEN_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("DRIFTWARDEN_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("DRIFTWARDEN_KAFKA_SASL_PASSWORD", "s3cret")
+    s = load_settings()
+    cfg = s.kafka_client_config()
+    assert cfg["security_protocol"] == "SASL_SSL" and cfg["sasl_plain_password"] == "s3cret"
+    assert "s3cret" not in repr(s)
+
+
+def test_a_server_dsn_is_used_as_given(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_CLICKHOUSE_DSN", "http://default:pw@ch.internal:8123")
+    s = load_settings()
+    assert not s.embedded_store and s.clickhouse_url == "http://default:pw@ch.internal:8123"
