@@ -1,0 +1,123 @@
+"""Real components for integration tests: the Tansu broker and the embedded ClickHouse engine.
+
+Each test module gets its own broker (in-memory, on a free port) and its own local stack (sink +
+score workers as separate processes, started by the project's own code), shared by the tests of
+that module because a consumer group's first join takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from driftwarden.core.errors import DriftwardenError
+from driftwarden.core.settings import Settings, get_settings, load_settings
+from driftwarden.core.storage.queries import read_stats
+from driftwarden.deploy.local.broker import LocalBroker, free_port
+from driftwarden.deploy.local.stack import Stack, start_stack
+from driftwarden.tests.cases import TEST_MAX_PROMPT_CHARS
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack_env(tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Environment of the module's stack (the child processes inherit it)."""
+    data_dir = tmp_path_factory.mktemp("driftwarden")
+    env = {
+        "DRIFTWARDEN_DATA_DIR": str(data_dir),
+        "DRIFTWARDEN_SINK_WEB_PORT": str(free_port()),
+        "DRIFTWARDEN_LOCAL_BROKER_PORT": str(free_port()),
+        "DRIFTWARDEN_BATCH_LINGER_MS": "100",
+        "DRIFTWARDEN_SINK_LINGER_MS": "200",
+        "DRIFTWARDEN_SINK_RETRY_MAX_S": "1",
+        "DRIFTWARDEN_MAX_PROMPT_CHARS": str(TEST_MAX_PROMPT_CHARS),
+    }
+    yield env
+
+
+def _apply(env: dict[str, str]) -> pytest.MonkeyPatch:
+    mp = pytest.MonkeyPatch()
+    for key, value in env.items():
+        mp.setenv(key, value)
+    get_settings.cache_clear()
+    return mp
+
+
+@pytest.fixture(scope="module")
+def stack_settings(stack_env) -> Iterator[Settings]:
+    mp = _apply(stack_env)
+    yield load_settings()
+    mp.undo()
+    get_settings.cache_clear()
+
+
+def start(settings: Settings, workers: int = 1) -> Stack:
+    return start_stack(settings, workers=workers)
+
+
+@pytest.fixture(scope="module")
+def stack(stack_settings) -> Iterator[Stack]:
+    """Broker, sink and one worker, for the module."""
+    s = start(stack_settings)
+    try:
+        yield s
+    finally:
+        s.stop()
+        dump_logs_on_failure(s.log_dir)
+
+
+def dump_logs_on_failure(log_dir: Path) -> None:
+    for f in sorted(log_dir.glob("*.log")):
+        tail = f.read_text(errors="replace").splitlines()[-15:]
+        print(f"--- {f.name} (last lines) ---\n" + "\n".join(tail))
+
+
+def wait_for(settings: Settings, done: Callable[[dict], bool], timeout_s: float = 90.0,
+             stack: Stack | None = None) -> dict:
+    """Poll the stored counts until ``done(counts)``; fail with the last counts on timeout."""
+    deadline = time.monotonic() + timeout_s
+    counts: dict = {}
+    while time.monotonic() < deadline:
+        if stack is not None:
+            stack.check()
+        try:
+            counts = read_stats(settings)
+        except DriftwardenError:
+            counts = {}
+        if counts and done(counts):
+            return counts
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s} s; last counts: {json.dumps(counts)}")
+
+
+def producer(bootstrap: str):
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=[bootstrap], acks="all", linger_ms=5)
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+    """Every record of ``topic`` from the start, until ``expected`` were read or time ran out."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=[bootstrap], group_id=None, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=1000,
+    )
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+__all__ = ["LocalBroker", "consume_all", "producer", "start", "wait_for"]

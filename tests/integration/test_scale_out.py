@@ -1,0 +1,41 @@
+"""Two score workers in one consumer group split the partitions; each event is scored once in effect."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from driftwarden.streams.publisher import Publisher
+from driftwarden.tests.cases import valid_event
+from driftwarden.tests.integration.conftest import dump_logs_on_failure, start, wait_for
+
+pytestmark = pytest.mark.integration
+
+PARTITION_LINE = re.compile(r"scoring partition (\S+)/(\d+)")
+
+
+def scored_partitions(log_text: str, topic: str) -> set[int]:
+    return {int(p) for t, p in PARTITION_LINE.findall(log_text) if t == topic}
+
+
+def test_two_workers_split_the_partitions_and_every_event_is_scored_once(stack_settings):
+    stack = start(stack_settings, workers=2)
+    try:
+        with Publisher(stack.bootstrap, settings=stack_settings) as pub:
+            # 40 segments (app/model_version keys) spread over all four partitions.
+            for i in range(1200):
+                pub.publish(valid_event(f"split-{i}", app=f"app-{i % 40}", model_version=f"v{i % 3}"))
+            assert pub.flush(timeout=60) and pub.stats.sent == 1200
+        counts = wait_for(stack_settings, lambda c: c["events"] >= 1200 and c["detections"] >= 1200,
+                          timeout_s=120, stack=stack)
+        assert counts["events"] == counts["events_distinct_ids"] == 1200
+        assert counts["detections"] == 1200
+        topic = stack_settings.topic_inference
+        logs = [(stack.log_dir / f"worker-{i}.log").read_text(errors="replace") for i in range(2)]
+        parts = [scored_partitions(text, topic) for text in logs]
+        assert parts[0] and parts[1], f"one worker scored nothing: {parts}"
+        assert parts[0] | parts[1] == set(range(stack_settings.topic_partitions))
+    finally:
+        stack.stop()
+        dump_logs_on_failure(stack.log_dir)
