@@ -61,7 +61,9 @@ def _limits(info: ValidationInfo) -> EventLimits:
 class InferenceEvent(BaseModel):
     """One call of a model in production, as the app saw it."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
 
     event_id: str = Field(pattern=EVENT_ID_PATTERN)
     """Idempotency key: the same id published twice is stored once."""

@@ -46,7 +46,9 @@ _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 class Settings(BaseSettings):
     """Everything driftwarden can be told. Each field is the variable ``DRIFTWARDEN_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", use_attribute_docstrings=True
+    )
 
     # --- where things live -------------------------------------------------------------------
     data_dir: Path = Path(".driftwarden")

@@ -11,7 +11,7 @@ import pytest
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.topics import H_REASON, H_STAGE
 from driftwarden.tests.cases import BAD_EVENTS, encode, valid_event
-from driftwarden.tests.integration.conftest import consume_all, producer, wait_for
+from driftwarden.tests.realstack import consume_all, producer, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
-from driftwarden.tests.integration.conftest import wait_for
+from driftwarden.tests.realstack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 
 from driftwarden.streams.publisher import Publisher
 from driftwarden.tests.cases import valid_event
-from driftwarden.tests.integration.conftest import dump_logs_on_failure, start, wait_for
+from driftwarden.tests.realstack import dump_logs_on_failure, start, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Real components for integration tests: the Tansu broker and the embedded ClickHouse engine.
+"""Real components for integration and e2e tests: the Tansu broker and the embedded ClickHouse engine.
 
 Each test module gets its own broker (in-memory, on a free port) and its own local stack (sink +
 score workers as separate processes, started by the project's own code), shared by the tests of
@@ -21,7 +21,6 @@ from driftwarden.deploy.local.broker import LocalBroker, free_port
 from driftwarden.deploy.local.stack import Stack, start_stack
 from driftwarden.tests.cases import TEST_MAX_PROMPT_CHARS
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
