@@ -213,8 +213,24 @@ def _reject_constant(name: str) -> float:
 
 def event_from_mapping(data: dict[str, Any], limits: EventLimits | None = None) -> InferenceEvent:
     """Validate a dict built in Python (datetimes allowed) exactly as the worker will."""
-    raw = json.dumps(data, default=_json_default, allow_nan=False).encode()
-    return parse_event(raw, limits)
+    return encode_event(data, limits)[0]
+
+
+def encode_event(data: dict[str, Any], limits: EventLimits | None = None) -> tuple[InferenceEvent, bytes]:
+    """The validated event and the wire bytes it was validated from (what the Publisher sends)."""
+    limits = limits or EventLimits()
+    try:
+        raw = json.dumps(data, default=_json_default, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(f"cannot be encoded as JSON ({exc})", "decode") from exc
+    if len(raw) > limits.max_event_bytes:
+        raise InvalidEventError(
+            f"event has {len(raw)} bytes, more than the limit of {limits.max_event_bytes}", "decode"
+        )
+    try:
+        return InferenceEvent.model_validate_json(raw, context={"limits": limits}), raw
+    except ValidationError as exc:
+        raise InvalidEventError(_describe(exc), "validate") from exc
 
 
 def _json_default(value: Any) -> Any:

@@ -7,6 +7,7 @@ that names the environment variable.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from pathlib import Path
@@ -237,3 +238,26 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process-wide settings, built on first use."""
     return load_settings()
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment for a child process (sink, worker) that must see exactly these settings.
+
+    The parent's environment, with every ``DRIFTWARDEN_*`` variable replaced by the value this
+    settings object holds (so overrides made in code reach the child too).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, dict):
+            text = json.dumps({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()})
+        else:
+            text = str(value)
+        env[ENV_PREFIX + name.upper()] = text
+    return env

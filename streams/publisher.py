@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftwarden.core.errors import InvalidEventError, PublisherClosedError
-from driftwarden.core.schemas import EventLimits, InferenceEvent, event_from_mapping
+from driftwarden.core.schemas import EventLimits, InferenceEvent, encode_event
 from driftwarden.core.settings import Settings, get_settings
 from driftwarden.streams.topics import bootstrap_servers
 
@@ -171,7 +171,10 @@ class Publisher:
                 bootstrap_servers=self.servers,
                 client_id="driftwarden-publisher",
                 acks="all",
-                linger_ms=5,
+                # Large batches: kafka-python is CPU-bound per request; 1 MB batches nearly
+                # double events/s against 16 kB ones (bench/publisher.py).
+                linger_ms=20,
+                batch_size=1 << 20,
                 max_block_ms=10_000,
                 request_timeout_ms=10_000,
                 retries=5,
@@ -223,12 +226,13 @@ class Publisher:
 
     def _encode(self, item: InferenceEvent | Mapping[str, Any]) -> tuple[bytes, bytes] | None:
         try:
-            if not isinstance(item, InferenceEvent):
-                if not self.validate:
-                    key = f"{item.get('app', '')}/{item.get('model_version', '')}".encode()
-                    return key, json.dumps(dict(item), default=str).encode()
-                item = event_from_mapping(dict(item), self.limits)
-            return item.segment_key.encode(), item.to_json_bytes()
+            if isinstance(item, InferenceEvent):
+                return item.segment_key.encode(), item.to_json_bytes()
+            if not self.validate:
+                key = f"{item.get('app', '')}/{item.get('model_version', '')}".encode()
+                return key, json.dumps(dict(item), default=str).encode()
+            event, raw = encode_event(dict(item), self.limits)
+            return event.segment_key.encode(), raw
         except (InvalidEventError, TypeError, ValueError) as exc:
             self.stats.refused_invalid += 1
             self._log_refusal(f"an event is invalid ({exc})")

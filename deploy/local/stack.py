@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftwarden.core.errors import DriftwardenError
-from driftwarden.core.settings import Settings
+from driftwarden.core.settings import Settings, child_environment
 from driftwarden.core.storage.queries import read_stats
 from driftwarden.deploy.local.broker import LocalBroker
 from driftwarden.streams.topics import ensure_topics
@@ -45,9 +45,9 @@ class Stack:
     def _spawn(self, role: str, name: str, extra: list[str]) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out = (self.log_dir / f"{name}.log").open("ab")
-        cmd = [sys.executable, "-m", "driftwarden", role, "--bootstrap", self.bootstrap,
-               "--data-dir", str(self.settings.data_dir), *extra]
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cmd = [sys.executable, "-m", "driftwarden", role, "--bootstrap", self.bootstrap, *extra]
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=child_environment(self.settings))
 
     def start_sink(self, timeout_s: float = 60.0) -> None:
         self.sink = self._spawn("sink", "sink", [])

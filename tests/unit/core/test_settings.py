@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from driftwarden.core.errors import SettingsError
-from driftwarden.core.settings import load_settings
+from driftwarden.core.settings import child_environment, load_settings
 
 
 def test_defaults_need_no_environment(monkeypatch, tmp_path):
@@ -67,3 +67,15 @@ def test_a_server_dsn_is_used_as_given(monkeypatch):
     monkeypatch.setenv("DRIFTWARDEN_CLICKHOUSE_DSN", "http://default:pw@ch.internal:8123")
     s = load_settings()
     assert not s.embedded_store and s.clickhouse_url == "http://default:pw@ch.internal:8123"
+
+
+def test_a_child_process_environment_carries_every_setting_as_the_parent_holds_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("DRIFTWARDEN_BATCH_SIZE", "7")
+    parent = load_settings(data_dir=tmp_path, sink_web_port=7777)
+    env = child_environment(parent)
+    for key, value in env.items():
+        if key.startswith("DRIFTWARDEN_"):
+            monkeypatch.setenv(key, value)
+    child = load_settings()
+    assert child == parent
+    assert child.sink_web_port == 7777 and child.batch_size == 7
