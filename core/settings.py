@@ -106,11 +106,11 @@ class Settings(BaseSettings):
     # --- stream processing ------------------------------------------------------------------
     batch_size: int = Field(64, ge=1, le=100_000)
     """Score agent micro-batch: at most this many events ..."""
-    batch_linger_ms: int = Field(200, ge=1, le=60_000)
+    batch_linger_ms: int = Field(100, ge=1, le=60_000)
     """... taken within this many milliseconds."""
     sink_batch_size: int = Field(1000, ge=1, le=1_000_000)
     """Sink: rows per ClickHouse insert at most ..."""
-    sink_linger_ms: int = Field(500, ge=1, le=60_000)
+    sink_linger_ms: int = Field(250, ge=1, le=60_000)
     """... or whatever arrived within this many milliseconds."""
     sink_retry_max_s: float = Field(30.0, gt=0)
     """Longest pause between retries of a failed ClickHouse write (writes retry until they succeed)."""

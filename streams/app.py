@@ -58,6 +58,11 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         topic_replication_factor=settings.topic_replication,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Results leave in the same burst as their batch: linger a little and send big batches
+        # (aiokafka otherwise sends one small request per message; bench/pipeline.py).
+        producer_linger=0.005,
+        producer_max_batch_size=1 << 20,
+        producer_max_request_size=max(1 << 20, settings.max_event_bytes + (64 << 10)),
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         datadir=str(datadir),

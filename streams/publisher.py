@@ -198,6 +198,7 @@ class Publisher:
                 self._producer.close(timeout=5)
             except Exception:  # noqa: BLE001 - closing at shutdown
                 log.debug("closing the Kafka producer failed", exc_info=True)
+            self._producer = None
 
     def _take_batch(self) -> tuple[list[tuple[bytes, bytes]], list[_FlushMarker], bool]:
         """Up to flush_at encoded events, or flush_bytes, or what came within flush_interval."""
@@ -247,11 +248,13 @@ class Publisher:
                 pending = self._send_once(pending)
             except Exception as exc:  # noqa: BLE001 - building the producer failed: broker away
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                self._producer = None
             if not pending:
                 self.stats.batches += 1
                 return
             self.stats.send_retries += 1
+            # Start the next attempt on a fresh producer: kafka-python's may have closed itself
+            # ("KafkaProducer already closed") or hold connections to a broker that is gone.
+            self._drop_producer()
             log.warning(
                 "Publisher could not deliver %d event(s) to %s (%s); retrying in %.1f s. "
                 "New events keep queueing (up to %d) meanwhile.",
@@ -290,6 +293,14 @@ class Publisher:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 failed.append(kv)
         return failed
+
+    def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                log.debug("closing a failed Kafka producer raised", exc_info=True)
 
     def _refuse_too_large(self, kv: tuple[bytes, bytes], exc: BaseException) -> None:
         self.stats.refused_too_large += 1
