@@ -288,6 +288,20 @@ class DetectionResult(BaseModel):
         return self.model_dump_json().encode()
 
 
+def _result(detector: Any, event: InferenceEvent, **fields: Any) -> DetectionResult:
+    return DetectionResult(
+        event_id=event.event_id,
+        detector=detector.name,
+        detector_version=detector.version,
+        config_fingerprint=detector.config.fingerprint(),
+        app=event.app,
+        model_version=event.model_version,
+        event_ts=event.timestamp,
+        scored_at=datetime.now(UTC),
+        **fields,
+    )
+
+
 def make_result(
     detector: Any,
     event: InferenceEvent,
@@ -301,33 +315,10 @@ def make_result(
     """The one factory for results: names the detector, its version and config fingerprint."""
     if score is not None and not math.isfinite(score):
         raise ValueError(f"detector {detector.name} produced a non-finite score {score}")
-    return DetectionResult(
-        event_id=event.event_id,
-        detector=detector.name,
-        detector_version=detector.version,
-        config_fingerprint=detector.config.fingerprint(),
-        app=event.app,
-        model_version=event.model_version,
-        event_ts=event.timestamp,
-        scored_at=datetime.now(UTC),
-        score=score,
-        label=label,
-        scores=scores or {},
-        spans=spans or [],
-        evidence=evidence,
-    )
+    return _result(detector, event, score=score, label=label, scores=scores or {}, spans=spans or [],
+                   evidence=evidence)
 
 
 def make_error(detector: Any, event: InferenceEvent, exc: BaseException) -> DetectionResult:
     """A result that records the detector's failure on this event."""
-    return DetectionResult(
-        event_id=event.event_id,
-        detector=detector.name,
-        detector_version=detector.version,
-        config_fingerprint=detector.config.fingerprint(),
-        app=event.app,
-        model_version=event.model_version,
-        event_ts=event.timestamp,
-        scored_at=datetime.now(UTC),
-        error=f"{type(exc).__name__}: {exc}"[:2000],
-    )
+    return _result(detector, event, error=f"{type(exc).__name__}: {exc}"[:2000])

@@ -15,7 +15,7 @@ import logging
 import faust
 from pydantic import ValidationError
 
-from driftwarden.core.schemas import DetectionResult, InferenceEvent
+from driftwarden.core.schemas import DetectionResult, EventLimits, InferenceEvent
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.client import clear_owner, open_client, write_owner
 from driftwarden.core.storage.queries import stats as store_stats
@@ -57,27 +57,32 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
         )
         await (await dlq.send(key=letter.key or None, value=letter.raw, headers=dead_letter_headers(letter)))
 
+    async def decode(batch, parse, what: str) -> list:
+        """The batch's records parsed; one that does not parse goes to the dead-letter topic."""
+        out = []
+        for e in batch:
+            try:
+                out.append(parse(e.message.value))
+            except (ValidationError, TypeError) as exc:
+                await to_dlq(e, f"not {what}: {exc}")
+        return out
+
+    limits = EventLimits.from_settings(settings)
+
+    def parse_stored_event(raw: bytes) -> InferenceEvent:
+        return InferenceEvent.model_validate_json(raw, context={"limits": limits})
+
     @app.agent(app.topic(topics.events, value_serializer="raw", key_serializer="raw"), name="sink-events")
     async def sink_events(stream):
         async for batch in stream.take_events(size, within=within):
-            events = []
-            for e in batch:
-                try:
-                    events.append(InferenceEvent.model_validate_json(e.message.value))
-                except (ValidationError, TypeError) as exc:
-                    await to_dlq(e, f"not a stored-form event: {exc}")
+            events = await decode(batch, parse_stored_event, "a stored-form event")
             redacted = settings.redact_pii
             await durable(lambda: writer.insert_events(events, redacted=redacted), f"{len(events)} events")
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="sink-detections")
     async def sink_detections(stream):
         async for batch in stream.take_events(size, within=within):
-            results = []
-            for e in batch:
-                try:
-                    results.append(DetectionResult.model_validate_json(e.message.value))
-                except (ValidationError, TypeError) as exc:
-                    await to_dlq(e, f"not a DetectionResult: {exc}")
+            results = await decode(batch, DetectionResult.model_validate_json, "a DetectionResult")
             await durable(lambda: writer.insert_detections(results), f"{len(results)} detections")
 
     @app.agent(app.topic(topics.dlq, value_serializer="raw", key_serializer="raw"), name="sink-dead-letters")
