@@ -322,3 +322,23 @@ def make_result(
 def make_error(detector: Any, event: InferenceEvent, exc: BaseException) -> DetectionResult:
     """A result that records the detector's failure on this event."""
     return _result(detector, event, error=f"{type(exc).__name__}: {exc}"[:2000])
+
+
+class EmbeddingRecord(BaseModel):
+    """The embedding of one event's prompt or response, on its way to the ``embeddings`` table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    field: Literal["prompt", "response"]
+    app: str
+    model_version: str
+    event_ts: datetime
+    encoder: str
+    """Name and version of the embedding model; vectors of different encoders are not comparable."""
+    computed_at: datetime
+    vector: list[float]
+    """Unit-norm embedding."""
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from driftwarden.core.detector_configs import DetectorsSettings
 from driftwarden.core.errors import SettingsError
 
 ENV_PREFIX = "DRIFTWARDEN_"
@@ -48,7 +49,8 @@ class Settings(BaseSettings):
     """Everything driftwarden can be told. Each field is the variable ``DRIFTWARDEN_<FIELD>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", use_attribute_docstrings=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="forbid",
+        use_attribute_docstrings=True,
     )
 
     # --- where things live -------------------------------------------------------------------
@@ -86,6 +88,8 @@ class Settings(BaseSettings):
     """One DetectionResult per event and detector."""
     topic_events: str = "llm.events.redacted"
     """The validated (and, if asked, redacted) events, on their way to ClickHouse."""
+    topic_embeddings: str = "llm.embeddings"
+    """Prompt and response embeddings, on their way to ClickHouse and the drift windows."""
     topic_drift: str = "llm.drift"
     """Drift results per window."""
     topic_alerts: str = "llm.alerts"
@@ -142,6 +146,9 @@ class Settings(BaseSettings):
     redact_pii: bool = False
     """Redact detected PII from prompts and responses before they are stored."""
 
+    detectors: DetectorsSettings = Field(default_factory=DetectorsSettings)
+    """Per-detector settings, ``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>`` (see the detectors table)."""
+
     # --- publisher --------------------------------------------------------------------------
     publisher_queue_size: int = Field(100_000, ge=1)
     """Events a Publisher holds in memory before it refuses more."""
@@ -160,7 +167,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "topic_inference", "topic_dlq", "topic_detections", "topic_events", "topic_drift",
+        "topic_inference", "topic_dlq", "topic_detections", "topic_events", "topic_embeddings", "topic_drift",
         "topic_alerts", "topic_retrain",
     )
     @classmethod
@@ -220,13 +227,13 @@ def load_settings(**overrides: object) -> Settings:
         (name, "unknown setting (see the README's configuration table)")
         for name in sorted(os.environ)
         if name.upper().startswith(ENV_PREFIX)
-        and name[len(ENV_PREFIX):].lower() not in Settings.model_fields
+        and name[len(ENV_PREFIX):].lower().split("__", 1)[0] not in Settings.model_fields
     ]
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
+            field = "__".join(str(part) for part in err["loc"]) if err["loc"] else "?"
             problems.append((ENV_PREFIX + field.upper(), err["msg"]))
         raise SettingsError(problems) from exc
     if problems:
@@ -255,6 +262,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
             text = value.get_secret_value()
         elif isinstance(value, bool):
             text = "true" if value else "false"
+        elif isinstance(value, BaseModel):
+            text = value.model_dump_json()
         elif isinstance(value, dict):
             text = json.dumps({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()})
         else:

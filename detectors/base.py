@@ -1,40 +1,51 @@
-"""The Detector protocol, its typed config, and the base class every detector derives from.
+"""The Detector protocol, the batch context detectors share, and the base class they derive from.
 
 A detector takes a batch of events and returns exactly one :class:`DetectionResult` per event,
 in order. A failure on one event becomes an error result for that event; the batch goes on.
+Embeddings are computed once per batch by the :class:`BatchContext` and shared by every
+detector that needs them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Sequence
-from typing import ClassVar, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from driftwarden.core.detector_configs import DetectorConfig
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_error
 
 log = logging.getLogger(__name__)
 
+__all__ = ["BaseDetector", "BatchContext", "Detector", "DetectorConfig"]
 
-class DetectorConfig(BaseModel):
-    """Settings every detector has. Subclasses add their own fields, each with a docstring."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class BatchContext:
+    """What the detectors of one batch share: the events and their embeddings, computed once."""
 
-    enabled: bool = True
-    """Run this detector in the score agent."""
-    threshold: float = 0.5
-    """Scores at or above this are labelled (flagged)."""
-    batch_size: int = Field(64, ge=1)
-    """Most events handed to the model at once."""
+    def __init__(self, events: Sequence[InferenceEvent], encode: Callable[[list[str]], Any] | None = None):
+        self.events = list(events)
+        self._encode = encode
+        self._cache: dict[str, Any] = {}
 
-    def fingerprint(self) -> str:
-        """Short, stable hash of this configuration, stored with every result."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+    @property
+    def has_encoder(self) -> bool:
+        return self._encode is not None
+
+    def embeddings(self, field: str) -> Any:
+        """Unit-norm embeddings (numpy, one row per event) of ``prompt`` or ``response``."""
+        if field not in self._cache:
+            if self._encode is None:
+                raise RuntimeError("no embedding encoder is configured for this batch")
+            self._cache[field] = self._encode([getattr(e, field) for e in self.events])
+        return self._cache[field]
+
+    def subset(self, indices: Sequence[int]) -> BatchContext:
+        """The context of some of the events (embeddings already computed are sliced, not redone)."""
+        sub = BatchContext([self.events[i] for i in indices], self._encode)
+        for field, matrix in self._cache.items():
+            sub._cache[field] = matrix[list(indices)]
+        return sub
 
 
 @runtime_checkable
@@ -43,14 +54,14 @@ class Detector(Protocol):
     version: str
     config: DetectorConfig
 
-    def detect(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]: ...
+    def detect(self, events: Sequence[InferenceEvent], ctx: BatchContext | None = None) -> list[DetectionResult]: ...
 
 
 class BaseDetector:
     """Shared plumbing: batching by ``config.batch_size`` and per-event error isolation.
 
-    Subclasses implement :meth:`score_batch` (the model call, batched) and may override
-    :meth:`score_one` used to isolate a failing event when a whole batch fails.
+    Subclasses implement :meth:`score_batch` (the model call, batched). When a whole batch
+    fails, its events are scored one by one so that only the bad one is marked as an error.
     """
 
     name: ClassVar[str]
@@ -60,16 +71,18 @@ class BaseDetector:
     def __init__(self, config: DetectorConfig | None = None):
         self.config = config or self.config_class()
 
-    def score_batch(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]:
+    def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         raise NotImplementedError
 
-    def detect(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]:
+    def detect(self, events: Sequence[InferenceEvent], ctx: BatchContext | None = None) -> list[DetectionResult]:
+        ctx = ctx if ctx is not None else BatchContext(events)
         out: list[DetectionResult] = []
         size = self.config.batch_size
         for start in range(0, len(events), size):
-            chunk = events[start : start + size]
+            indices = list(range(start, min(start + size, len(events))))
+            chunk = [events[i] for i in indices]
             try:
-                results = self.score_batch(chunk)
+                results = self.score_batch(chunk, ctx.subset(indices) if len(indices) != len(events) else ctx)
                 if len(results) != len(chunk):
                     raise RuntimeError(f"returned {len(results)} results for {len(chunk)} events")
                 out.extend(results)
@@ -78,14 +91,15 @@ class BaseDetector:
                     "detector %s failed on a batch of %d; scoring them one by one to isolate the bad event",
                     self.name, len(chunk), exc_info=True,
                 )
-                out.extend(self._one_by_one(chunk))
+                out.extend(self._one_by_one(indices, ctx))
         return out
 
-    def _one_by_one(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]:
+    def _one_by_one(self, indices: Sequence[int], ctx: BatchContext) -> list[DetectionResult]:
         out = []
-        for event in events:
+        for i in indices:
+            event = ctx.events[i]
             try:
-                (result,) = self.score_batch([event])
+                (result,) = self.score_batch([event], ctx.subset([i]))
             except Exception as exc:  # noqa: BLE001 - recorded on the result
                 result = make_error(self, event, exc)
             out.append(result)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_result
 from driftwarden.core.settings import Price, Settings
-from driftwarden.detectors.base import BaseDetector, DetectorConfig
+from driftwarden.detectors.base import BaseDetector, BatchContext, DetectorConfig
 from driftwarden.detectors.registry import register
 
 
@@ -41,7 +41,7 @@ class OperationalDetector(BaseDetector):
     config_class = OperationalConfig
     config: OperationalConfig
 
-    def score_batch(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]:
+    def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         return [self._score(e) for e in events]
 
     def _score(self, event: InferenceEvent) -> DetectionResult:
@@ -69,8 +69,10 @@ class OperationalDetector(BaseDetector):
         )
 
 
+def operational_config(settings: Settings) -> OperationalConfig:
+    return OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table), batch_size=10_000)
+
+
 @register("operational")
-def _build(settings: Settings) -> OperationalDetector:
-    return OperationalDetector(
-        OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table), batch_size=10_000)
-    )
+def _build(settings: Settings, encoder=None) -> OperationalDetector:
+    return OperationalDetector(operational_config(settings))

@@ -1,42 +1,103 @@
 """Runs every enabled detector over a batch of events: the score agent's unit of work.
 
-Kept free of Kafka so the benchmark can time the same work alone.
+Per batch: embeddings of prompts and responses are computed once (shared by the detectors that
+need them, and sent on for storage and drift), each detector runs batched, and, when redaction
+is on, the events are redacted with what the PII detector found. Kept free of Kafka so the
+benchmarks can time the same work alone.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from driftwarden.core.errors import DetectorError
-from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_error
+from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent, make_error
 from driftwarden.core.settings import Settings
-from driftwarden.detectors.base import BaseDetector
-from driftwarden.detectors.registry import build_enabled
+from driftwarden.detectors.base import BaseDetector, BatchContext
+from driftwarden.detectors.registry import build_enabled, enabled_names
 
 log = logging.getLogger(__name__)
 
+EMBEDDED_FIELDS = ("prompt", "response")
+
+
+@dataclass
+class BatchOutput:
+    results: list[DetectionResult] = field(default_factory=list)
+    """One result per event and detector."""
+    events: list[InferenceEvent] = field(default_factory=list)
+    """The events as they are to be stored (redacted when asked)."""
+    embeddings: list[EmbeddingRecord] = field(default_factory=list)
+    """Prompt and response embeddings, when they are stored."""
+
 
 class ScoringPipeline:
-    def __init__(self, detectors: Sequence[BaseDetector]):
+    def __init__(self, detectors: Sequence[BaseDetector], encoder=None, *, redact: bool = False,
+                 store_embeddings: bool = False):
         self.detectors = list(detectors)
+        self.encoder = encoder
+        self.redact = redact
+        self.store_embeddings = store_embeddings and encoder is not None
+        if redact and not any(d.name == "pii" for d in self.detectors):
+            raise DetectorError("pii", "DRIFTWARDEN_REDACT_PII is true but the PII detector is disabled; "
+                                       "enable it (DRIFTWARDEN_DETECTORS__PII__ENABLED=true) or turn redaction off")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPipeline:
-        detectors = build_enabled(settings)
-        if settings.redact_pii and not any(d.name == "pii" for d in detectors):
-            raise DetectorError(
-                "pii", "DRIFTWARDEN_REDACT_PII is true but no PII detector is registered and enabled"
-            )
-        return cls(detectors)
+        needs_encoder = settings.detectors.embeddings.enabled or any(
+            getattr(getattr(settings.detectors, n, None), "backend", None) == "builtin"
+            for n in enabled_names(settings)
+        )
+        encoder = None
+        if needs_encoder:
+            from driftwarden.detectors.embeddings import Encoder
 
-    def run(self, events: Sequence[InferenceEvent]) -> list[DetectionResult]:
-        """One result per event and detector. A detector that fails whole marks errors, no raise."""
-        results: list[DetectionResult] = []
+            encoder = Encoder(settings.detectors.embeddings)
+        detectors = build_enabled(settings, encoder)
+        log.info("scoring with %s%s", ", ".join(f"{d.name} {d.version}" for d in detectors),
+                 f"; embeddings {encoder.version} on {encoder.device}" if encoder else "")
+        return cls(detectors, encoder, redact=settings.redact_pii,
+                   store_embeddings=settings.detectors.embeddings.enabled and settings.detectors.embeddings.store)
+
+    def run(self, events: Sequence[InferenceEvent]) -> BatchOutput:
+        """Results of every detector (a detector that fails whole marks errors, no raise)."""
+        out = BatchOutput(events=list(events))
+        if not events:
+            return out
+        ctx = BatchContext(events, self.encoder.encode if self.encoder is not None else None)
+        by_detector: dict[str, list[DetectionResult]] = {}
         for detector in self.detectors:
             try:
-                results.extend(detector.detect(events))
+                results = detector.detect(events, ctx)
             except Exception as exc:  # noqa: BLE001 - the stream goes on
                 log.exception("detector %s failed on a whole batch; its results are marked as errors", detector.name)
-                results.extend(make_error(detector, e, exc) for e in events)
-        return results
+                results = [make_error(detector, e, exc) for e in events]
+            by_detector[detector.name] = results
+            out.results.extend(results)
+        if self.store_embeddings:
+            now = datetime.now(UTC)
+            for name in EMBEDDED_FIELDS:
+                matrix = ctx.embeddings(name)
+                for event, vector in zip(events, matrix, strict=True):
+                    if name == "response" and not event.response:
+                        continue
+                    out.embeddings.append(EmbeddingRecord(
+                        event_id=event.event_id, field=name, app=event.app, model_version=event.model_version,
+                        event_ts=event.timestamp, encoder=self.encoder.version, computed_at=now,
+                        vector=vector.tolist(),
+                    ))
+        if self.redact:
+            from driftwarden.detectors.pii import redact_event
+
+            pii = by_detector["pii"]
+            out.events = [redact_event(e, r) if r.error is None else _withheld(e) for e, r in zip(events, pii, strict=True)]
+        return out
+
+
+def _withheld(event: InferenceEvent) -> InferenceEvent:
+    """When PII detection failed on an event and redaction is on, its texts are not stored."""
+    return event.model_copy(update={"prompt": "<WITHHELD: PII detection failed>",
+                                    "response": "<WITHHELD: PII detection failed>" if event.response else ""})

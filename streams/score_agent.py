@@ -15,9 +15,9 @@ import time
 
 import faust
 
-from driftwarden.core.schemas import EventLimits, InferenceEvent
+from driftwarden.core.schemas import EventLimits
 from driftwarden.core.settings import Settings
-from driftwarden.detectors.pipeline import ScoringPipeline
+from driftwarden.detectors.pipeline import BatchOutput, ScoringPipeline
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import RawMessage, dead_letter_headers, split_valid
 
@@ -39,6 +39,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
     dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw")
     detections = app.topic(topics.detections, value_serializer="raw", key_serializer="raw")
     events_out = app.topic(topics.events, value_serializer="raw", key_serializer="raw")
+    embeddings = app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw")
     stats = ScoreStats()
     app.score_stats = stats  # type: ignore[attr-defined]
     log.info("score agent: detectors %s", ", ".join(d.name for d in pipeline.detectors))
@@ -61,7 +62,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
                     seen_partitions.add((m.topic, m.partition))
                     log.info("scoring partition %s/%d (first offset %d)", m.topic, m.partition, m.offset)
             valid, dead = split_valid(messages, limits)
-            results = await asyncio.to_thread(pipeline.run, valid) if valid else []
+            output = await asyncio.to_thread(pipeline.run, valid) if valid else BatchOutput()
             pending = []
             for letter in dead:
                 log.warning(
@@ -70,21 +71,19 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
                 )
                 pending.append(await dlq.send(key=letter.key or None, value=letter.raw,
                                               headers=dead_letter_headers(letter)))
-            for event in valid:
-                pending.append(await events_out.send(key=event.segment_key.encode(), value=_stored_form(event)))
-            for result in results:
+            for event in output.events:
+                pending.append(await events_out.send(key=event.segment_key.encode(), value=event.to_json_bytes()))
+            for result in output.results:
                 pending.append(await detections.send(key=f"{result.app}/{result.model_version}".encode(),
                                                      value=result.to_json_bytes()))
+            for record in output.embeddings:
+                pending.append(await embeddings.send(key=f"{record.app}/{record.model_version}".encode(),
+                                                     value=record.to_json_bytes()))
             # Wait for the broker to acknowledge every produced message before the source
             # offsets of this batch can be committed (take_events acks them after this body).
             await asyncio.gather(*pending)
             stats.batches += 1
             stats.events += len(valid)
             stats.dead_letters += len(dead)
-            stats.results += len(results)
+            stats.results += len(output.results)
             log.debug("scored %d events (%d dead) in %.3f s", len(valid), len(dead), time.perf_counter() - started)
-
-
-def _stored_form(event: InferenceEvent) -> bytes:
-    """The event as it goes to storage. Redaction of PII is applied here when enabled."""
-    return event.to_json_bytes()

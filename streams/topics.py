@@ -24,6 +24,7 @@ class TopicNames:
     dlq: str
     detections: str
     events: str
+    embeddings: str
     drift: str
     alerts: str
     retrain: str
@@ -32,11 +33,12 @@ class TopicNames:
     def from_settings(cls, s: Settings) -> TopicNames:
         return cls(
             inference=s.topic_inference, dlq=s.topic_dlq, detections=s.topic_detections,
-            events=s.topic_events, drift=s.topic_drift, alerts=s.topic_alerts, retrain=s.topic_retrain,
+            events=s.topic_events, embeddings=s.topic_embeddings, drift=s.topic_drift, alerts=s.topic_alerts, retrain=s.topic_retrain,
         )
 
     def all(self) -> list[str]:
-        return [self.inference, self.dlq, self.detections, self.events, self.drift, self.alerts, self.retrain]
+        return [self.inference, self.dlq, self.detections, self.events, self.embeddings, self.drift, self.alerts,
+                self.retrain]
 
 
 def bootstrap_servers(settings: Settings, bootstrap: str | None = None) -> list[str]:

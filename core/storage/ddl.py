@@ -97,6 +97,30 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        2,
+        "prompt and response embeddings",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.embeddings (
+                event_id      String,
+                field         LowCardinality(String),
+                app           LowCardinality(String),
+                model_version LowCardinality(String),
+                event_ts      DateTime64(3, 'UTC'),
+                encoder       LowCardinality(String),
+                computed_at   DateTime64(3, 'UTC'),
+                vector        Array(Float32),
+                INDEX ts_idx event_ts TYPE minmax GRANULARITY 4
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            ORDER BY (event_id, field)
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

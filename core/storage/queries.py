@@ -26,6 +26,7 @@ def stats(client, database: str) -> dict:
         "events_distinct_ids": scalar(f"SELECT uniqExact(event_id) FROM {db}.inference_events"),
         "detections": scalar(f"SELECT count() FROM {db}.detections FINAL"),
         "dead_letters": scalar(f"SELECT count() FROM {db}.dead_letters FINAL"),
+        "embeddings": scalar(f"SELECT count() FROM {db}.embeddings FINAL"),
         "detections_by_detector": {
             d: {"results": n, "flagged": f, "errors": e} for d, n, f, e in by_detector
         },

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from driftwarden.core.schemas import DetectionResult, InferenceEvent
+from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ DETECTION_COLUMNS = [
     "event_id", "detector", "detector_version", "config_fingerprint", "app", "model_version",
     "event_ts", "scored_at", "score", "label", "scores", "spans", "evidence", "error",
 ]
+EMBEDDING_COLUMNS = ["event_id", "field", "app", "model_version", "event_ts", "encoder", "computed_at", "vector"]
 DEAD_LETTER_COLUMNS = [
     "dlq_id", "received_at", "source_topic", "source_partition", "source_offset", "stage",
     "reason", "message_key", "raw",
@@ -129,6 +130,11 @@ class Writer:
     def insert_detections(self, results: Sequence[DetectionResult]) -> None:
         rows = [detection_row(r) for r in results]
         self.insert("detections", DETECTION_COLUMNS, rows, [f"{r.event_id}/{r.detector}" for r in results])
+
+    def insert_embeddings(self, records: Sequence[EmbeddingRecord]) -> None:
+        rows = [[r.event_id, r.field, r.app, r.model_version, r.event_ts, r.encoder, r.computed_at, r.vector]
+                for r in records]
+        self.insert("embeddings", EMBEDDING_COLUMNS, rows, [f"{r.event_id}/{r.field}" for r in records])
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [dead_letter_row(d) for d in letters]

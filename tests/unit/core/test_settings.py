@@ -79,3 +79,23 @@ def test_a_child_process_environment_carries_every_setting_as_the_parent_holds_i
     child = load_settings()
     assert child == parent
     assert child.sink_web_port == 7777 and child.batch_size == 7
+
+
+def test_detector_settings_are_nested_with_double_underscores(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD", "0.8")
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__PII__ENABLED", "false")
+    s = load_settings()
+    assert s.detectors.toxicity.threshold == 0.8 and not s.detectors.pii.enabled
+    assert s.detectors.hallucination.threshold == 0.5
+
+
+def test_a_bad_detector_setting_names_the_nested_variable(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD", "2")
+    with pytest.raises(SettingsError, match="DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD"):
+        load_settings()
+
+
+def test_a_misspelt_detector_name_is_refused(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__TOXICTY__THRESHOLD", "0.2")
+    with pytest.raises(SettingsError, match="TOXICTY"):
+        load_settings()

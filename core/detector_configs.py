@@ -1,0 +1,137 @@
+"""Typed configuration of each detector, apart from its computation.
+
+Every config is read through the settings object (``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>``,
+for example ``DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD=0.7``), and its fingerprint is stored
+with every result the detector produces, so a change of configuration is visible in the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TextField = Literal["prompt", "response"]
+
+
+class DetectorConfig(BaseModel):
+    """Settings every detector has."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Run this detector in the score agent."""
+    threshold: float = Field(0.5, ge=0.0)
+    """Scores at or above this are labelled (flagged)."""
+    batch_size: int = Field(64, ge=1)
+    """Most events handed to the model at once."""
+
+    def fingerprint(self) -> str:
+        """Short, stable hash of this configuration, stored with every result."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class ModelConfig(DetectorConfig):
+    """A detector that runs a neural model."""
+
+    model_path: Path | None = None
+    """Local directory (or file) of the model; None: the default that ships with driftwarden."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` takes the GPU when torch sees one."""
+    half_precision: bool = True
+    """On a GPU, run in float16 (on CPU the model always runs in float32)."""
+    max_length: int = Field(256, ge=8, le=8192)
+    """Tokens per text at most; longer texts are truncated."""
+    max_batch_tokens: int = Field(16_384, ge=64)
+    """Token budget of one model batch (texts are grouped by length so padding stays small)."""
+
+
+class EmbeddingsConfig(ModelConfig):
+    """The sentence-transformers encoder shared by every detector that needs embeddings."""
+
+    max_length: int = Field(128, ge=8, le=8192)
+    """Tokens per text at most. 128 keeps the start of long responses, which is what drift
+    needs, at about three times the speed of 256 on CPU (``bench/detectors.py``)."""
+    store: bool = True
+    """Send prompt and response embeddings to the ``embeddings`` table (drift reads them)."""
+
+
+class ToxicityConfig(ModelConfig):
+    """Toxicity of the text, 0 (benign) to 1 (toxic)."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Flag at or above this probability."""
+    backend: Literal["builtin", "detoxify"] = "builtin"
+    """``builtin``: profanity-check's linear model blended with a logistic head on the shipped
+    MiniLM embeddings (both ship their weights); ``detoxify``: a detoxify checkpoint from
+    ``model_path`` with its Hugging Face config from ``hf_config_path``."""
+    detoxify_model_type: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = "original"
+    """detoxify's model type of the checkpoint."""
+    hf_config_path: Path | None = None
+    """Local directory with the Hugging Face config and tokenizer of the detoxify checkpoint."""
+    fields: tuple[TextField, ...] = ("prompt", "response")
+    """Texts scored; the score is the highest over them."""
+    lexical_weight: float = Field(0.3, ge=0.0, le=1.0)
+    """``builtin``: weight of profanity-check in the blend (the rest is the embedding head)."""
+
+
+class HallucinationConfig(ModelConfig):
+    """How poorly the event's ``context`` supports its ``response``, 0 (supported) to 1."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Flag at or above this score."""
+    backend: Literal["lexical", "nli"] = "lexical"
+    """``lexical``: extractive support (a verbatim span of the context is supported; otherwise
+    the share of the response's content words the context lacks); ``nli``: a cross-encoder NLI
+    model from ``model_path``, score = 1 - P(entailment of the response by the context)."""
+    entailment_label: str = "entailment"
+    """``nli``: name of the entailment class in the model's ``id2label``."""
+    stem_chars: int = Field(6, ge=3, le=20)
+    """``lexical``: words match on their first this-many characters (a light stemmer)."""
+
+
+class PIIConfig(DetectorConfig):
+    """Personal data found by presidio-analyzer's pattern recognizers."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """A finding counts when presidio's score is at least this."""
+    entities: tuple[str, ...] = (
+        "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN",
+        "URL", "CRYPTO", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "MEDICAL_LICENSE",
+    )
+    """Presidio entity types looked for."""
+    fields: tuple[TextField, ...] = ("prompt", "response")
+    """Texts scanned (and redacted when redaction is on)."""
+
+
+class PromptInjectionConfig(ModelConfig):
+    """Likelihood that the prompt is a jailbreak or prompt-injection attempt, 0 to 1."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Flag at or above this probability."""
+    backend: Literal["builtin", "classifier"] = "builtin"
+    """``builtin``: a logistic head on the shipped MiniLM embeddings of the prompt;
+    ``classifier``: a Hugging Face sequence classifier from ``model_path``."""
+    positive_label: str | None = None
+    """``classifier``: name of the attack class in ``id2label``; None: the last class."""
+
+
+class DetectorsSettings(BaseModel):
+    """Per-detector configuration (``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    """The shared embedding encoder."""
+    toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
+    """The toxicity detector."""
+    hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
+    """The grounded hallucination detector."""
+    pii: PIIConfig = Field(default_factory=PIIConfig)
+    """The PII detector (and redaction)."""
+    prompt_injection: PromptInjectionConfig = Field(default_factory=PromptInjectionConfig)
+    """The prompt-injection detector."""

@@ -1,0 +1,122 @@
+"""Personal data in prompts and responses, with presidio; and redaction with presidio-anonymizer.
+
+presidio-analyzer runs its pattern recognizers (e-mail, phone, credit card, IP, IBAN, URL, ...)
+on a blank spaCy pipeline, so no spaCy model is downloaded. tldextract, which the e-mail
+recognizer uses, is pointed at the public-suffix snapshot it ships (no network).
+
+A result keeps the types, offsets and scores of what was found, never the values. When
+``DRIFTWARDEN_REDACT_PII`` is on, the stored event has every finding replaced by ``<TYPE>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from driftwarden.core.detector_configs import PIIConfig
+from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_result
+from driftwarden.core.settings import Settings
+from driftwarden.detectors.base import BaseDetector, BatchContext
+from driftwarden.detectors.loading import require
+from driftwarden.detectors.registry import register
+
+log = logging.getLogger(__name__)
+
+
+def _offline_tldextract() -> None:
+    tldextract = require("tldextract")
+    module = tldextract.tldextract
+    if not getattr(module.TLD_EXTRACTOR, "_driftwarden_offline", False):
+        extractor = module.TLDExtract(suffix_list_urls=(), cache_dir=None)
+        extractor._driftwarden_offline = True  # type: ignore[attr-defined]
+        module.TLD_EXTRACTOR = extractor
+
+
+@functools.lru_cache(maxsize=1)
+def analyzer_engine() -> Any:
+    """presidio's AnalyzerEngine on a blank English spaCy pipeline, pattern recognizers only."""
+    _offline_tldextract()
+    spacy = require("spacy")
+    analyzer = require("presidio_analyzer")
+    nlp_engine_module = require("presidio_analyzer.nlp_engine")
+
+    class BlankSpacyNlpEngine(nlp_engine_module.SpacyNlpEngine):
+        """No model to load or download: tokenisation only."""
+
+        def load(self) -> None:
+            self.nlp = {"en": spacy.blank("en")}
+
+    engine = BlankSpacyNlpEngine(models=[{"lang_code": "en", "model_name": "blank"}])
+    engine.load()
+    registry = analyzer.RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    # The spaCy NER recognizer needs a trained pipeline; with a blank one it finds nothing.
+    registry.remove_recognizer("SpacyRecognizer")
+    return analyzer.AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
+
+
+@functools.lru_cache(maxsize=1)
+def anonymizer_engine() -> Any:
+    return require("presidio_anonymizer").AnonymizerEngine()
+
+
+def redact_text(text: str, spans: Sequence[Span]) -> str:
+    """``text`` with each span replaced by ``<TYPE>`` (overlaps resolved by presidio-anonymizer)."""
+    if not spans:
+        return text
+    entities = require("presidio_anonymizer.entities")
+    results = [entities.RecognizerResult(s.type, s.start, s.end, s.score or 1.0) for s in spans]
+    return anonymizer_engine().anonymize(text=text, analyzer_results=results).text
+
+
+class PIIDetector(BaseDetector):
+    name = "pii"
+    config_class = PIIConfig
+    config: PIIConfig
+
+    def __init__(self, config: PIIConfig | None = None, encoder=None):
+        super().__init__(config)
+        self.analyzer = analyzer_engine()
+        presidio_version = require("presidio_analyzer").__version__ if hasattr(
+            require("presidio_analyzer"), "__version__") else "2"
+        self.version = f"presidio-patterns-{presidio_version}"
+
+    def find(self, text: str, field: str) -> list[Span]:
+        if not text:
+            return []
+        found = self.analyzer.analyze(text=text, language="en", entities=list(self.config.entities),
+                                      score_threshold=self.config.threshold)
+        return [Span(field=field, start=r.start, end=r.end, type=r.entity_type, score=round(float(r.score), 3))
+                for r in found]
+
+    def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
+        results = []
+        for event in events:
+            spans: list[Span] = []
+            for field in self.config.fields:
+                spans.extend(self.find(getattr(event, field), field))
+            counts: dict[str, float] = {}
+            for span in spans:
+                counts[f"count_{span.type}"] = counts.get(f"count_{span.type}", 0.0) + 1.0
+            score = max((s.score or 0.0 for s in spans), default=0.0)
+            types = sorted({s.type for s in spans})
+            results.append(make_result(self, event, score=score, label=bool(spans), scores=counts, spans=spans,
+                                       evidence=f"found {', '.join(types)}" if spans else None))
+        return results
+
+
+def redact_event(event: InferenceEvent, result: DetectionResult) -> InferenceEvent:
+    """The event with the PII its detection result located replaced by ``<TYPE>``."""
+    changes = {}
+    for field in ("prompt", "response"):
+        spans = [s for s in result.spans if s.field == field]
+        if spans:
+            changes[field] = redact_text(getattr(event, field), spans)
+    return event.model_copy(update=changes) if changes else event
+
+
+@register("pii")
+def _build(settings: Settings, encoder=None) -> PIIDetector:
+    return PIIDetector(settings.detectors.pii)
