@@ -94,6 +94,19 @@ def wait_for(settings: Settings, done: Callable[[dict], bool], timeout_s: float 
     raise AssertionError(f"timed out after {timeout_s} s; last counts: {json.dumps(counts)}")
 
 
+def all_scored(settings: Settings, n: int) -> Callable[[dict], bool]:
+    """A ``wait_for`` condition: ``n`` events stored and every enabled detector's result for each."""
+    from driftwarden.detectors.registry import enabled_names
+
+    detectors = enabled_names(settings)
+
+    def done(c: dict) -> bool:
+        per = c["detections_by_detector"]
+        return c["events"] >= n and all(per.get(d, {}).get("results", 0) >= n for d in detectors)
+
+    return done
+
+
 def producer(bootstrap: str):
     from kafka import KafkaProducer
 
@@ -119,4 +132,4 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30
     return records
 
 
-__all__ = ["LocalBroker", "consume_all", "producer", "start", "wait_for"]
+__all__ = ["LocalBroker", "all_scored", "consume_all", "producer", "start", "wait_for"]

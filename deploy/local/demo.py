@@ -10,6 +10,7 @@ from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.queries import read_stats
 from driftwarden.deploy.local.stack import start_stack
+from driftwarden.detectors.registry import enabled_names
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
@@ -52,10 +53,11 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
             if time.monotonic() > deadline:
                 raise DemoTimeoutError(publisher.stats.sent, stored - before, timeout_s, str(stack.log_dir))
             time.sleep(1.0)
-        # Detections trail events by at most one sink batch; wait for them too.
+        # Detections trail events by at most one sink batch; wait for every detector's too.
+        detectors = enabled_names(settings)
         while time.monotonic() < deadline:
-            counts_now = read_stats(settings)
-            if counts_now["detections"] >= counts_now["events"]:
+            per = read_stats(settings)["detections_by_detector"]
+            if all(per.get(d, {}).get("results", 0) >= expected for d in detectors):
                 break
             time.sleep(0.5)
         summary = read_stats(settings)

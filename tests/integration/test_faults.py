@@ -16,7 +16,7 @@ import pytest
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
-from driftwarden.tests.realstack import wait_for
+from driftwarden.tests.realstack import all_scored, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +63,10 @@ def test_a_worker_killed_half_way_loses_nothing_and_duplicates_nothing(stack, st
     stack.start_worker()
     publisher.join(120)
     assert sent == [2000]
-    counts = wait_for(stack_settings, lambda c: c["events"] >= 2005, timeout_s=180, stack=stack)
-    counts = wait_for(stack_settings, lambda c: c["detections"] >= 2005, timeout_s=60, stack=stack)
+    counts = wait_for(stack_settings, all_scored(stack_settings, 2005), timeout_s=300, stack=stack)
     assert counts["events"] == counts["events_distinct_ids"] == 2005
-    assert counts["detections"] == 2005
+    assert counts["detections"] == 2005 * len(counts["detections_by_detector"])
+    assert counts["embeddings"] == 2 * 2005
     assert counts["dead_letters"] == 0
 
 
@@ -85,7 +85,7 @@ def test_while_clickhouse_refuses_writes_consumption_pauses_and_nothing_is_lost(
         assert during["sink_write_failures"] >= 2
     finally:
         down.unlink()
-    after = wait_for(stack_settings, lambda c: c["events"] >= before["events"] + sent, timeout_s=120, stack=stack)
-    after = wait_for(stack_settings, lambda c: c["detections"] >= c["events"], timeout_s=60, stack=stack)
-    assert after["events"] == after["events_distinct_ids"] == before["events"] + sent
-    assert after["detections"] == after["events"]
+    total = before["events"] + sent
+    after = wait_for(stack_settings, all_scored(stack_settings, total), timeout_s=300, stack=stack)
+    assert after["events"] == after["events_distinct_ids"] == total
+    assert after["detections"] == total * len(after["detections_by_detector"])

@@ -8,7 +8,7 @@ import pytest
 
 from driftwarden.streams.publisher import Publisher
 from driftwarden.tests.cases import valid_event
-from driftwarden.tests.realstack import dump_logs_on_failure, start, wait_for
+from driftwarden.tests.realstack import all_scored, dump_logs_on_failure, start, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,9 @@ def test_two_workers_split_the_partitions_and_every_event_is_scored_once(stack_s
             for i in range(1200):
                 pub.publish(valid_event(f"split-{i}", app=f"app-{i % 40}", model_version=f"v{i % 3}"))
             assert pub.flush(timeout=60) and pub.stats.sent == 1200
-        counts = wait_for(stack_settings, lambda c: c["events"] >= 1200 and c["detections"] >= 1200,
-                          timeout_s=120, stack=stack)
+        counts = wait_for(stack_settings, all_scored(stack_settings, 1200), timeout_s=300, stack=stack)
         assert counts["events"] == counts["events_distinct_ids"] == 1200
-        assert counts["detections"] == 1200
+        assert counts["detections"] == 1200 * len(counts["detections_by_detector"])
         topic = stack_settings.topic_inference
         logs = [(stack.log_dir / f"worker-{i}.log").read_text(errors="replace") for i in range(2)]
         parts = [scored_partitions(text, topic) for text in logs]

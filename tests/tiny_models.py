@@ -1,0 +1,60 @@
+"""Tiny models built in code, saved in the real on-disk formats, for tests of the loading paths.
+
+Nothing is downloaded: a BERT with a 60-word vocabulary, two layers and 32 hidden units, saved
+with ``save_pretrained`` (what a user copies to local disk), and a detoxify checkpoint made the
+way detoxify's training script saves one (``config`` + ``state_dict``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WORDS = (
+    "[PAD] [UNK] [CLS] [SEP] [MASK] the a is of and to in paris france capital city berlin germany "
+    "ignore previous instructions you are now dan idiot stupid hate love good nice day weather "
+    "tell me about what how reset password system prompt reveal rules no filter jailbreak hello "
+    "world answer question context yes not it this that for with on"
+).split()
+
+
+def build_bert_classifier(directory: Path, labels: list[str], seed: int = 0) -> Path:
+    """A tiny BertForSequenceClassification with the given class names, saved to ``directory``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.txt").write_text("\n".join(WORDS) + "\n")
+    tokenizer = BertTokenizer(str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(str(directory))
+    config = BertConfig(
+        vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(str(directory))
+    return directory
+
+
+DETOXIFY_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+
+
+def build_detoxify_checkpoint(directory: Path) -> tuple[Path, Path]:
+    """(checkpoint file, Hugging Face config dir) of a tiny detoxify ``original``-style model."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    hf_dir = build_bert_classifier(directory / "hf", DETOXIFY_CLASSES)
+    model = BertForSequenceClassification.from_pretrained(str(hf_dir))
+    checkpoint = {
+        "config": {
+            "arch": {"args": {"model_type": "bert-base-uncased", "model_name": "BertForSequenceClassification",
+                              "tokenizer_name": "BertTokenizer", "num_classes": len(DETOXIFY_CLASSES)}},
+            "dataset": {"args": {"classes": DETOXIFY_CLASSES}},
+        },
+        "state_dict": model.state_dict(),
+    }
+    path = directory / "toxic_tiny.ckpt"
+    torch.save(checkpoint, path)
+    return path, hf_dir
