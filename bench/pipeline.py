@@ -59,6 +59,14 @@ def alone(settings, events: list[dict]) -> tuple[float, float]:
     return len(events) / detectors_s, len(events) / with_validation_s
 
 
+def fully_scored(settings, counts: dict) -> int:
+    """Events for which every enabled detector's result is stored (at least)."""
+    from driftwarden.detectors.registry import enabled_names
+
+    per = counts["detections_by_detector"]
+    return min([counts["events"]] + [per.get(d, {}).get("results", 0) for d in enabled_names(settings)])
+
+
 def through_pipeline(stack: Stack, settings, events: list[dict]) -> float:
     with Publisher(stack.bootstrap, settings=settings) as pub:
         for e in events:
@@ -70,7 +78,7 @@ def through_pipeline(stack: Stack, settings, events: list[dict]) -> float:
     first = last = None
     while True:
         stack.check()
-        done = read_stats(settings)["detections"]
+        done = fully_scored(settings, read_stats(settings))
         now = time.perf_counter()
         if first is None and done > 0:
             first = (now, done)

@@ -171,6 +171,33 @@ def stats(
 
 
 @app.command()
+def score(
+    detector: Annotated[str, typer.Option(help="toxicity, hallucination, pii or prompt_injection.")],
+    input_file: Annotated[Path, typer.Option("--input", help="JSONL file to score.")],
+    field: Annotated[str, typer.Option(help="Field of each row holding the text (the response, for hallucination).")],
+    output: Annotated[Path, typer.Option(help="JSONL written: id, score, label, detector, version per row.")],
+    context_field: Annotated[Optional[str], typer.Option(help="hallucination: field holding the context.")] = None,
+) -> None:
+    """Score a JSONL file offline with one detector, with a progress bar."""
+    from rich.progress import Progress
+
+    from driftwarden.detectors.offline import score_file
+
+    settings = _settings()
+    if not input_file.is_file():
+        raise typer.BadParameter(f"{input_file} is not a file", param_hint="--input")
+    if detector == "hallucination" and context_field is None:
+        raise typer.BadParameter("the hallucination detector needs --context-field", param_hint="--context-field")
+    with Progress() as progress:
+        task = progress.add_task(f"{detector} on {input_file.name}", total=None)
+        counts = score_file(detector, settings, input_file, field, output, context_field,
+                            on_start=lambda n: progress.update(task, total=n),
+                            on_progress=lambda n: progress.advance(task, n))
+    typer.echo(f"scored {counts['rows']} rows with {detector}: {counts['flagged']} flagged, "
+               f"{counts['not_assessable']} not assessable, {counts['errors']} errors -> {output}")
+
+
+@app.command()
 def demo(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many events.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Score worker processes.")] = 1,

@@ -82,8 +82,9 @@ class ToxicityConfig(ModelConfig):
 class HallucinationConfig(ModelConfig):
     """How poorly the event's ``context`` supports its ``response``, 0 (supported) to 1."""
 
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    """Flag at or above this score."""
+    threshold: float = Field(0.3, ge=0.0, le=1.0)
+    """Flag at or above this score. 0.3 flags a non-verbatim answer with any unsupported content
+    word (on ``halueval_qa.jsonl``: precision 1.00, recall 0.88; ``bench/eval_detectors.py``)."""
     backend: Literal["lexical", "nli"] = "lexical"
     """``lexical``: extractive support (a verbatim span of the context is supported; otherwise
     the share of the response's content words the context lacks); ``nli``: a cross-encoder NLI

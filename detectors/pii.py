@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,66 @@ def _offline_tldextract() -> None:
         module.TLD_EXTRACTOR = extractor
 
 
+PHONE_CONTEXT = ("phone", "tel", "call", "mobile", "cell", "desk", "fax", "office", "answering", "registered",
+                 "message", "sms", "whatsapp", "contact", "reach", "dial", "number", "text me")
+CARD_CONTEXT = ("card", "credit", "debit", "cc", "visa", "mastercard", "amex", "account")
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){0,4}"
+                    r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])")
+_DATE_LIKE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+_CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
+
+
+def _near(text: str, start: int, end: int, words: tuple[str, ...], before: int = 40, after: int = 20) -> bool:
+    window = text[max(0, start - before):start].lower() + " " + text[end:end + after].lower()
+    return any(re.search(rf"\b{re.escape(w)}\b", window) for w in words)
+
+
+def _context_recognizers(entity_recognizer: Any, recognizer_result: Any) -> list[Any]:
+    """Pattern recognizers that accept a match only near words that say what it is.
+
+    presidio's own phone recognizer covers a few regions' formats and its card recognizer
+    requires a valid Luhn checksum; these two add international phone formats and card numbers
+    without a checksum, each only next to a context word (``PHONE_CONTEXT``, ``CARD_CONTEXT``),
+    which keeps ordinary numbers in prompts from being flagged.
+    """
+
+    class ContextPhoneRecognizer(entity_recognizer):
+        def __init__(self) -> None:
+            super().__init__(supported_entities=["PHONE_NUMBER"], name="ContextPhoneRecognizer", supported_language="en")
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            out = []
+            for m in _PHONE.finditer(text):
+                value = m.group(0).strip()
+                digits = sum(c.isdigit() for c in value)
+                if not 7 <= digits <= 15 or _DATE_LIKE.match(value) or not re.search(r"[\s().-]", value):
+                    continue
+                if _near(text, m.start(), m.end(), PHONE_CONTEXT):
+                    score = 0.6
+                elif value.startswith("+"):
+                    score = 0.5
+                else:
+                    continue
+                out.append(recognizer_result("PHONE_NUMBER", m.start(), m.start() + len(value), score))
+            return out
+
+    class ContextCardRecognizer(entity_recognizer):
+        def __init__(self) -> None:
+            super().__init__(supported_entities=["CREDIT_CARD"], name="ContextCardRecognizer", supported_language="en")
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            return [recognizer_result("CREDIT_CARD", m.start(), m.end(), 0.6) for m in _CARD.finditer(text)
+                    if _near(text, m.start(), m.end(), CARD_CONTEXT)]
+
+    return [ContextPhoneRecognizer(), ContextCardRecognizer()]
+
+
 @functools.lru_cache(maxsize=1)
 def analyzer_engine() -> Any:
     """presidio's AnalyzerEngine on a blank English spaCy pipeline, pattern recognizers only."""
@@ -54,6 +115,8 @@ def analyzer_engine() -> Any:
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
     # The spaCy NER recognizer needs a trained pipeline; with a blank one it finds nothing.
     registry.remove_recognizer("SpacyRecognizer")
+    for recognizer in _context_recognizers(analyzer.EntityRecognizer, analyzer.RecognizerResult):
+        registry.add_recognizer(recognizer)
     return analyzer.AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
 
 
@@ -88,8 +151,14 @@ class PIIDetector(BaseDetector):
             return []
         found = self.analyzer.analyze(text=text, language="en", entities=list(self.config.entities),
                                       score_threshold=self.config.threshold)
+        # One finding per place: the highest-scoring of overlapping ones (a URL inside an
+        # e-mail address, a card number that two recognizers found).
+        kept: list[Any] = []
+        for r in sorted(found, key=lambda r: (-r.score, r.start)):
+            if not any(r.start < k.end and k.start < r.end for k in kept):
+                kept.append(r)
         return [Span(field=field, start=r.start, end=r.end, type=r.entity_type, score=round(float(r.score), 3))
-                for r in found]
+                for r in sorted(kept, key=lambda r: r.start)]
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         results = []

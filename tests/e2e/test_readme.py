@@ -56,3 +56,15 @@ def test_the_publisher_example_runs_and_its_event_is_stored(stack, stack_setting
     counts = wait_for(stack_settings, lambda c: c["events"] >= before + 1, stack=stack)
     segments = {(s["app"], s["model_version"]) for s in counts["events_by_segment"]}
     assert ("support-bot", "2026-11-01") in segments
+
+
+def test_the_detectors_table_documents_every_detector_setting():
+    from driftwarden.core.detector_configs import DetectorsSettings
+
+    text = README.read_text()
+    section = text.split("## Detectors", 1)[1].split("\n## ", 1)[0]
+    documented = table_names(section, r"^\| `([a-z_]+)` \| ")
+    fields = {f for model in DetectorsSettings.model_fields.values() for f in model.default_factory().model_fields}
+    assert fields <= documented, sorted(fields - documented)
+    for name in DetectorsSettings.model_fields:
+        assert f"`{name.upper()}`" in section

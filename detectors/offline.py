@@ -1,0 +1,113 @@
+"""Offline scoring of a JSONL file by one detector (``driftwarden score``).
+
+Users check a data set before they ship; it is also how detector quality is measured
+(``bench/eval_detectors.py`` calls the same function). Each input row gives one output line:
+``{"id", "score", "label", "detector", "version"}`` (plus ``error`` when the detector failed on
+that row); ``score`` is higher for more toxic, less supported, more likely an attack.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from driftwarden.core.errors import DetectorError, ReplayError
+from driftwarden.core.schemas import EventLimits, InferenceEvent
+from driftwarden.core.settings import Settings
+from driftwarden.detectors.base import BaseDetector
+
+OFFLINE_DETECTORS = ("toxicity", "hallucination", "pii", "prompt_injection")
+_NO_LIMITS = EventLimits(max_prompt_chars=10**9, max_response_chars=10**9, max_context_chars=10**9,
+                         max_event_bytes=10**12, max_clock_skew_s=10**9)
+_PLACEHOLDER_PROMPT = "(offline scoring)"
+
+
+def build_offline(name: str, settings: Settings) -> BaseDetector:
+    """The detector ``name`` as configured, reading only the text the row supplies."""
+    from driftwarden.detectors.registry import build
+
+    if name not in OFFLINE_DETECTORS:
+        raise DetectorError(name, f"cannot score files; choose one of {', '.join(OFFLINE_DETECTORS)}")
+    detectors = settings.detectors
+    if name in ("toxicity", "pii"):
+        config = getattr(detectors, name).model_copy(update={"fields": ("prompt",)})
+        settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
+    return build(name, settings)
+
+
+def row_event(name: str, row: dict[str, Any], number: int, field: str, context_field: str | None) -> InferenceEvent:
+    text = row.get(field)
+    if not isinstance(text, str):
+        raise ReplayError("input", number, f"field {field!r} is missing or not a string")
+    data: dict[str, Any] = {
+        "event_id": f"row-{number}", "timestamp": datetime.now(UTC), "app": "offline", "model": "offline",
+        "model_version": "offline", "latency_ms": 0.0, "tokens_in": 0, "tokens_out": 0,
+    }
+    if name == "hallucination":
+        data["prompt"] = _PLACEHOLDER_PROMPT
+        data["response"] = text
+        if context_field is not None:
+            context = row.get(context_field)
+            data["context"] = [context] if isinstance(context, str) else context
+    else:
+        data["prompt"] = text if text.strip() else _PLACEHOLDER_PROMPT
+    return InferenceEvent.model_validate(data, strict=False, context={"limits": _NO_LIMITS})
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise ReplayError(str(path), number, f"not JSON ({exc})") from exc
+                if not isinstance(row, dict):
+                    raise ReplayError(str(path), number, "not a JSON object")
+                yield number, row
+
+
+def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], field: str,
+               context_field: str | None, chunk: int = 256,
+               on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """One output dict per row, in order."""
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        events = [row_event(detector.name, row, number, field, context_field) for number, row in part]
+        for (number, row), result in zip(part, detector.detect(events), strict=True):
+            line = {"id": row.get("id", number), "score": result.score, "label": result.label,
+                    "detector": result.detector, "version": result.detector_version}
+            if result.error:
+                line["error"] = result.error
+            if result.evidence and result.score is None:
+                line["note"] = result.evidence
+            yield line
+        if on_progress is not None:
+            on_progress(len(part))
+
+
+def score_file(name: str, settings: Settings, source: Path, field: str, output: Path,
+               context_field: str | None = None, on_start: Callable[[int], None] | None = None,
+               on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Score every row of ``source`` into ``output`` (JSONL); returns counts."""
+    if not source.is_file():
+        raise ReplayError(str(source), 0, "no such file")
+    rows = list(_rows(source))
+    detector = build_offline(name, settings)
+    if on_start is not None:
+        on_start(len(rows))
+    counts = {"rows": 0, "flagged": 0, "errors": 0, "not_assessable": 0}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(output.suffix + ".partial")
+    with tmp.open("w", encoding="utf-8") as out:
+        for line in score_rows(detector, rows, field, context_field, on_progress=on_progress):
+            out.write(json.dumps(line) + "\n")
+            counts["rows"] += 1
+            counts["flagged"] += bool(line["label"])
+            counts["errors"] += "error" in line
+            counts["not_assessable"] += line["score"] is None and "error" not in line
+    tmp.replace(output)
+    return counts
