@@ -41,6 +41,7 @@ CARD_CONTEXT = ("card", "credit", "debit", "cc", "visa", "mastercard", "amex", "
 _PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){0,4}"
                     r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?![\w])")
 _DATE_LIKE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
+_SSN_LIKE = re.compile(r"^\d{3}[- ]\d{2}[- ]\d{4}$")  # left to presidio's SSN recognizer
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
 
 
@@ -70,7 +71,8 @@ def _context_recognizers(entity_recognizer: Any, recognizer_result: Any) -> list
             for m in _PHONE.finditer(text):
                 value = m.group(0).strip()
                 digits = sum(c.isdigit() for c in value)
-                if not 7 <= digits <= 15 or _DATE_LIKE.match(value) or not re.search(r"[\s().-]", value):
+                if (not 7 <= digits <= 15 or _DATE_LIKE.match(value) or _SSN_LIKE.match(value)
+                        or not re.search(r"[\s().-]", value)):
                     continue
                 if _near(text, m.start(), m.end(), PHONE_CONTEXT):
                     score = 0.6
