@@ -165,6 +165,7 @@ def stats(
     typer.echo(f"detections:     {counts['detections']}")
     for name, d in counts["detections_by_detector"].items():
         typer.echo(f"  {name:<14} {d['results']} results, {d['flagged']} flagged, {d['errors']} errors")
+    typer.echo(f"embeddings:     {counts.get('embeddings', 0)}")
     typer.echo(f"dead letters:   {counts['dead_letters']}")
     for stage, n in counts["dead_letters_by_stage"].items():
         typer.echo(f"  {stage:<14} {n}")

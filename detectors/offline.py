@@ -35,7 +35,12 @@ def build_offline(name: str, settings: Settings) -> BaseDetector:
     if name in ("toxicity", "pii"):
         config = getattr(detectors, name).model_copy(update={"fields": ("prompt",)})
         settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
-    return build(name, settings)
+    encoder = None
+    if getattr(getattr(settings.detectors, name), "backend", None) == "builtin":
+        from driftwarden.detectors.embeddings import Encoder
+
+        encoder = Encoder(settings.detectors.embeddings)
+    return build(name, settings, encoder)
 
 
 def row_event(name: str, row: dict[str, Any], number: int, field: str, context_field: str | None) -> InferenceEvent:

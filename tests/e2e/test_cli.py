@@ -74,3 +74,23 @@ def test_replay_of_a_missing_file_says_so(tmp_path):
     out = cli("replay", str(tmp_path / "nope.jsonl"))
     assert out.returncode != 0
     assert "nope.jsonl" in out.stderr and "not a file" in out.stderr
+
+
+def test_score_writes_one_line_per_row_and_summarises(tmp_path):
+    src = tmp_path / "comments.jsonl"
+    src.write_text('{"id": "x1", "text": "Have a lovely day!"}\n{"id": "x2", "text": "Shut up, you stupid idiot."}\n')
+    out = cli("score", "--detector", "toxicity", "--input", str(src), "--field", "text",
+              "--output", str(tmp_path / "scored.jsonl"))
+    assert out.returncode == 0, out.stderr
+    assert "scored 2 rows with toxicity: 1 flagged" in out.stdout
+    lines = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["x1", "x2"]
+    assert set(lines[0]) >= {"id", "score", "label", "detector", "version"}
+
+
+def test_score_of_hallucination_without_a_context_field_says_what_is_missing(tmp_path):
+    src = tmp_path / "qa.jsonl"
+    src.write_text('{"id": 1, "answer": "Paris"}\n')
+    out = cli("score", "--detector", "hallucination", "--input", str(src), "--field", "answer",
+              "--output", str(tmp_path / "o.jsonl"))
+    assert out.returncode != 0 and "--context-field" in out.stderr
