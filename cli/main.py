@@ -198,6 +198,34 @@ def score(
                f"{counts['not_assessable']} not assessable, {counts['errors']} errors -> {output}")
 
 
+@app.command("drift-test")
+def drift_test(
+    reference: Annotated[Path, typer.Option(help="JSONL of the reference population.")],
+    current: Annotated[Path, typer.Option(help="JSONL of the current population.")],
+    field: Annotated[str, typer.Option(help="prompt or response (or any text field of the rows).")] = "prompt",
+    permutations: Annotated[int, typer.Option(min=1, max=100_000, help="Permutations for the p-value.")] = 1000,
+    limit: Annotated[Optional[int], typer.Option(min=2, help="Use at most this many rows of each file.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the permutations.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Test offline whether two JSONL files' texts come from one population (MMD, permutation p-value)."""
+    from driftwarden.detectors.drift.offline import drift_test_files
+
+    settings = _settings()
+    for path, name in ((reference, "--reference"), (current, "--current")):
+        if not path.is_file():
+            raise typer.BadParameter(f"{path} is not a file", param_hint=name)
+    result = drift_test_files(settings, reference, current, field, permutations=permutations, limit=limit, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    verdict = "DRIFT" if result["p_value"] < 0.05 else "no drift detected"
+    typer.echo(f"{verdict}: {result['method']} on {field}, MMD² {result['statistic']:.5f}, p = {result['p_value']:.4f} "
+               f"({result['n_reference']} reference vs {result['n_current']} current, "
+               f"{result['permutations']} permutations)")
+    typer.echo(f"most changed current rows: {', '.join(map(str, result['most_changed_current_ids']))}")
+
+
 @app.command()
 def demo(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many events.")] = None,
