@@ -107,6 +107,7 @@ def replay(
     model_version: Annotated[str, typer.Option(help="model_version of synthesised events.")] = "v1",
     id_prefix: Annotated[str, typer.Option(help="Event ids are <prefix>-<row id>; same prefix, same ids.")] = "replay",
     span_minutes: Annotated[float, typer.Option(min=0, help="Spread timestamps over this many minutes ending now.")] = 60.0,
+    shuffle: Annotated[bool, typer.Option(help="Publish rows in a random (seeded) order, like live traffic.")] = False,
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Publish a JSONL file as inference events, with a progress bar."""
@@ -119,7 +120,7 @@ def replay(
     if not file.is_file():
         raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
     options = ReplayOptions(app=app_name, model=model, model_version=model_version, id_prefix=id_prefix,
-                            span=timedelta(minutes=span_minutes))
+                            span=timedelta(minutes=span_minutes), shuffle=shuffle)
     total = count_rows(file) if limit is None else min(limit, count_rows(file))
     interval = 1.0 / rate if rate > 0 else 0.0
     with Publisher(settings=settings) as publisher, Progress(transient=False) as progress:

@@ -136,3 +136,34 @@ class DetectorsSettings(BaseModel):
     """The PII detector (and redaction)."""
     prompt_injection: PromptInjectionConfig = Field(default_factory=PromptInjectionConfig)
     """The prompt-injection detector."""
+
+
+class DriftConfig(BaseModel):
+    """Embedding drift windows per segment (app, model_version, field)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Watch prompt and response embeddings for drift (in the sink process, which reads them)."""
+    window_size: int = Field(200, ge=10, le=100_000)
+    """A window closes when it holds this many events ..."""
+    window_minutes: float = Field(10.0, gt=0)
+    """... or when it has been open this long, whichever comes first."""
+    min_window: int = Field(30, ge=2)
+    """A window closed by time with fewer events is not tested; its events carry over."""
+    reference: Literal["baseline", "previous"] = "baseline"
+    """``baseline``: the first ``baseline_size`` events of a model version; ``previous``: the window before."""
+    baseline_size: int = Field(200, ge=10, le=100_000)
+    """Events of a new model version that form its baseline reference."""
+    permutations: int = Field(1000, ge=10, le=100_000)
+    """Permutations of the MMD test (the p-value's resolution is 1 / (permutations + 1))."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    """Level at which a window counts as drifted (the policy decides what to do about it)."""
+    fields: tuple[TextField, ...] = ("prompt", "response")
+    """Fields watched."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the test runs (``auto``: the GPU when torch sees one)."""
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]

@@ -342,3 +342,38 @@ class EmbeddingRecord(BaseModel):
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+class DriftResult(BaseModel):
+    """One closed drift window of a segment, tested against its reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window_id: str
+    """``app/model_version/field/<sequence>``: stable, so a re-emitted window replaces itself."""
+    app: str
+    model_version: str
+    field: Literal["prompt", "response"]
+    window_start: datetime
+    """Earliest event time in the current window."""
+    window_end: datetime
+    """Latest event time in the current window."""
+    n_reference: int
+    n_current: int
+    method: str
+    """The test, for example ``mmd2_gaussian_permutation``."""
+    statistic: float
+    p_value: float
+    reference_policy: Literal["baseline", "previous", "pinned"]
+    reference_id: str
+    """What the window was compared with (a window id, or the baseline's first and last event)."""
+    top_event_ids: list[str] = Field(default_factory=list)
+    """Current events nearest the largest change (lowest witness)."""
+    encoder: str
+    """Embedding model of the vectors (windows of different encoders are not compared)."""
+    detector_version: str
+    config_fingerprint: str
+    computed_at: datetime
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()

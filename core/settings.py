@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from driftwarden.core.detector_configs import DetectorsSettings
+from driftwarden.core.detector_configs import DetectorsSettings, DriftConfig
 from driftwarden.core.errors import SettingsError
 
 ENV_PREFIX = "DRIFTWARDEN_"
@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     redact_pii: bool = False
     """Redact detected PII from prompts and responses before they are stored."""
 
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    """Drift windows, ``DRIFTWARDEN_DRIFT__<FIELD>`` (see the drift table)."""
     detectors: DetectorsSettings = Field(default_factory=DetectorsSettings)
     """Per-detector settings, ``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>`` (see the detectors table)."""
 

@@ -80,6 +80,10 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         from driftwarden.streams import sink_agent
 
         sink_agent.attach(app, settings, topics)
+        if settings.drift.enabled:
+            from driftwarden.streams import drift_agent
+
+            drift_agent.attach(app, settings, topics)
     else:
         raise ValueError(f"unknown role {role!r}")
     return app

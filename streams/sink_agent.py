@@ -15,7 +15,7 @@ import logging
 import faust
 from pydantic import ValidationError
 
-from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, EventLimits, InferenceEvent
+from driftwarden.core.schemas import DetectionResult, DriftResult, EmbeddingRecord, EventLimits, InferenceEvent
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.client import clear_owner, open_client, write_owner
 from driftwarden.core.storage.queries import stats as store_stats
@@ -90,6 +90,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
         async for batch in stream.take_events(size, within=within):
             records = await decode(batch, EmbeddingRecord.model_validate_json, "an EmbeddingRecord")
             await durable(lambda: writer.insert_embeddings(records), f"{len(records)} embeddings")
+
+    @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="sink-drift")
+    async def sink_drift(stream):
+        async for batch in stream.take_events(size, within=within):
+            results = await decode(batch, DriftResult.model_validate_json, "a DriftResult")
+            await durable(lambda: writer.insert_drift(results), f"{len(results)} drift windows")
 
     @app.agent(app.topic(topics.dlq, value_serializer="raw", key_serializer="raw"), name="sink-dead-letters")
     async def sink_dead_letters(stream):

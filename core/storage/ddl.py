@@ -121,6 +121,39 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "drift windows",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.drift_windows (
+                window_id          String,
+                app                LowCardinality(String),
+                model_version      LowCardinality(String),
+                field              LowCardinality(String),
+                window_start       DateTime64(3, 'UTC'),
+                window_end         DateTime64(3, 'UTC'),
+                n_reference        UInt32,
+                n_current          UInt32,
+                method             LowCardinality(String),
+                statistic          Float64,
+                p_value            Float64,
+                reference_policy   LowCardinality(String),
+                reference_id       String,
+                top_event_ids      Array(String),
+                encoder            LowCardinality(String),
+                detector_version   LowCardinality(String),
+                config_fingerprint LowCardinality(String),
+                computed_at        DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree(computed_at)
+            ORDER BY window_id
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -27,6 +27,8 @@ def stats(client, database: str) -> dict:
         "detections": scalar(f"SELECT count() FROM {db}.detections FINAL"),
         "dead_letters": scalar(f"SELECT count() FROM {db}.dead_letters FINAL"),
         "embeddings": scalar(f"SELECT count() FROM {db}.embeddings FINAL"),
+        "drift_windows": scalar(f"SELECT count() FROM {db}.drift_windows FINAL"),
+        "drift_alarms": scalar(f"SELECT countIf(p_value < 0.05) FROM {db}.drift_windows FINAL"),
         "detections_by_detector": {
             d: {"results": n, "flagged": f, "errors": e} for d, n, f, e in by_detector
         },

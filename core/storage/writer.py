@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent
+from driftwarden.core.schemas import DetectionResult, DriftResult, EmbeddingRecord, InferenceEvent
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,11 @@ DETECTION_COLUMNS = [
     "event_ts", "scored_at", "score", "label", "scores", "spans", "evidence", "error",
 ]
 EMBEDDING_COLUMNS = ["event_id", "field", "app", "model_version", "event_ts", "encoder", "computed_at", "vector"]
+DRIFT_COLUMNS = [
+    "window_id", "app", "model_version", "field", "window_start", "window_end", "n_reference", "n_current",
+    "method", "statistic", "p_value", "reference_policy", "reference_id", "top_event_ids", "encoder",
+    "detector_version", "config_fingerprint", "computed_at",
+]
 DEAD_LETTER_COLUMNS = [
     "dlq_id", "received_at", "source_topic", "source_partition", "source_offset", "stage",
     "reason", "message_key", "raw",
@@ -135,6 +140,10 @@ class Writer:
         rows = [[r.event_id, r.field, r.app, r.model_version, r.event_ts, r.encoder, r.computed_at, r.vector]
                 for r in records]
         self.insert("embeddings", EMBEDDING_COLUMNS, rows, [f"{r.event_id}/{r.field}" for r in records])
+
+    def insert_drift(self, results: Sequence[DriftResult]) -> None:
+        rows = [[getattr(r, c) for c in DRIFT_COLUMNS] for r in results]
+        self.insert("drift_windows", DRIFT_COLUMNS, rows, [r.window_id for r in results])
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [dead_letter_row(d) for d in letters]

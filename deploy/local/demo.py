@@ -34,7 +34,7 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
         source = data_path("halueval_general")
         run_id = f"demo{int(time.time())}"
         echo(f"replaying {source.name} as traffic of app demo-chat (ids {run_id}-*) ...")
-        options = ReplayOptions(id_prefix=run_id, span=timedelta(hours=1))
+        options = ReplayOptions(id_prefix=run_id, span=timedelta(hours=1), shuffle=True)
         with Publisher(stack.bootstrap, settings=settings) as publisher:
             counts = replay_file(source, publisher.publish, options, limit=limit)
             publisher.flush()

@@ -66,3 +66,15 @@ def test_replay_counts_what_the_publisher_refused(tmp_path):
     f.write_text("".join(json.dumps({"id": i, "prompt": f"q{i}"}) + "\n" for i in range(5)))
     counts = replay_file(f, lambda e: e["event_id"] != "replay-3", ReplayOptions(), limit=4)
     assert counts == {"rows": 4, "published": 3, "refused": 1}
+
+
+def test_shuffle_publishes_every_row_once_in_a_seeded_order(tmp_path):
+    f = tmp_path / "s.jsonl"
+    f.write_text("".join(json.dumps({"id": i, "prompt": f"q{i}"}) + "\n" for i in range(50)))
+    seen: list[list[str]] = []
+    for _ in range(2):
+        ids: list[str] = []
+        replay_file(f, lambda e: ids.append(e["event_id"]) or True, ReplayOptions(shuffle=True, seed=3))
+        seen.append(ids)
+    assert seen[0] == seen[1] and sorted(seen[0]) == sorted(f"replay-{i}" for i in range(50))
+    assert seen[0] != [f"replay-{i}" for i in range(50)]

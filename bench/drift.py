@@ -1,0 +1,126 @@
+"""Drift test timing: ours at n_ref = n_cur in {500, 2000, 10000}, beside alibi-detect's MMDDrift.
+
+Data: 384-d unit vectors. For n ≤ 2,000 they are real MiniLM embeddings of the shipped prompts
+(halueval_general as reference, a random half mixed with halueval_qa questions as current); for
+larger n (more rows than ship) the rows are drawn from a Gaussian fitted to the real embeddings.
+Each run uses 1,000 permutations and prints seconds and peak memory (CPU: the process's peak
+RSS growth; GPU: torch's peak allocation).
+
+alibi-detect is a benchmark-only peer (BSL licence since 2024; it pins numpy < 2 and
+transformers < 5): with ``--alibi`` it is installed into ``bench/.venv-alibi`` (once) and run
+there as a separate process on the same arrays (saved as .npy), with the same number of
+permutations; its time and p-value are printed beside ours. Last line: ``key=value`` pairs.
+Run: ``.venv/bin/python bench/drift.py [--alibi] [--sizes 500 2000 10000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from driftwarden.detectors.drift.mmd import mmd_permutation_test
+
+HERE = Path(__file__).resolve().parent
+ALIBI_VENV = HERE / ".venv-alibi"
+ALIBI_SCRIPT = """
+import sys, time, json, numpy as np
+from alibi_detect.cd import MMDDrift
+x = np.load(sys.argv[1]); y = np.load(sys.argv[2]); n_perm = int(sys.argv[3])
+t = time.perf_counter()
+cd = MMDDrift(x, backend="pytorch", p_val=0.05, n_permutations=n_perm, device="cpu")
+out = cd.predict(y)
+print(json.dumps({"seconds": time.perf_counter() - t, "p_value": float(out["data"]["p_val"]),
+                  "statistic": float(out["data"]["distance"])}))
+"""
+
+
+def real_embeddings() -> tuple[np.ndarray, np.ndarray]:
+    from driftwarden.detectors.embeddings import Encoder
+    from driftwarden.pkg_data import rows
+
+    enc = Encoder()
+    general = enc.encode([r["prompt"] for r in rows("halueval_general")])
+    questions = enc.encode(sorted({r["question"] for r in rows("halueval_qa")}))
+    return general, questions
+
+
+def samples(n: int, general: np.ndarray, questions: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    if 2 * n <= len(general):
+        idx = rng.permutation(len(general))
+        ref = general[idx[:n]]
+        cur = np.concatenate([general[idx[n:n + n // 2]], questions[rng.integers(0, len(questions), n - n // 2)]])
+        return ref, cur
+    mean, cov = general.mean(0), np.cov(general, rowvar=False)
+    ref = rng.multivariate_normal(mean, cov, size=n).astype(np.float32)
+    cur = rng.multivariate_normal(mean + 0.01, cov, size=n).astype(np.float32)
+    return ref, cur
+
+
+def ensure_alibi() -> Path:
+    python = ALIBI_VENV / "bin" / "python"
+    if not python.exists():
+        print("installing alibi-detect into bench/.venv-alibi (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(ALIBI_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", "alibi-detect[torch]==0.13.*"],
+                       check=True)
+    return python
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 10000])
+    parser.add_argument("--permutations", type=int, default=1000)
+    parser.add_argument("--alibi", action="store_true", help="also run alibi-detect's MMDDrift (its own venv)")
+    parser.add_argument("--alibi-max-n", type=int, default=2000, help="largest n to give alibi-detect")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    general, questions = real_embeddings()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    alibi_python = ensure_alibi() if args.alibi else None
+    report: dict[str, float | str] = {"device": device, "permutations": args.permutations}
+    for n in args.sizes:
+        ref, cur = samples(n, general, questions, rng)
+        mmd_permutation_test(ref[:50], cur[:50], permutations=10)  # warm up
+        before = peak_rss_mb()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        ours = mmd_permutation_test(ref, cur, permutations=args.permutations)
+        seconds = time.perf_counter() - t
+        peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else max(0.0, peak_rss_mb() - before)
+        report[f"n{n}_seconds"] = seconds
+        report[f"n{n}_p_value"] = ours.p_value
+        report[f"n{n}_peak_mb"] = peak
+        line = f"n={n}: ours {seconds:.2f} s, p={ours.p_value:.4f}, MMD²={ours.statistic:.5f}, peak +{peak:.0f} MB"
+        if alibi_python is not None and n <= args.alibi_max_n:
+            with tempfile.TemporaryDirectory() as tmp:
+                np.save(f"{tmp}/x.npy", ref)
+                np.save(f"{tmp}/y.npy", cur)
+                out = subprocess.run([str(alibi_python), "-c", ALIBI_SCRIPT, f"{tmp}/x.npy", f"{tmp}/y.npy",
+                                      str(args.permutations)], capture_output=True, text=True, check=True)
+            alibi = json.loads(out.stdout.strip().splitlines()[-1])
+            report[f"n{n}_alibi_seconds"] = alibi["seconds"]
+            report[f"n{n}_alibi_p_value"] = alibi["p_value"]
+            report[f"n{n}_speedup"] = alibi["seconds"] / seconds
+            line += (f"; alibi-detect {alibi['seconds']:.2f} s, p={alibi['p_value']:.4f} "
+                     f"(×{alibi['seconds'] / seconds:.1f} faster, |Δp|={abs(alibi['p_value'] - ours.p_value):.4f})")
+        print(line, flush=True)
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Drift agent: embeddings in, one DriftResult per closed window out (to ``llm.drift``).
+
+Runs in the sink process, beside the agent that stores the same embeddings. Windows per
+segment (app, model_version, field) close at N events or T minutes (settings ``DRIFT__*``); a
+closed window is tested against its reference in a thread, so the event loop keeps consuming.
+The ``drift_windows`` table is written by the sink from ``llm.drift`` like every other result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from pydantic import ValidationError
+
+from driftwarden.core.schemas import EmbeddingRecord
+from driftwarden.core.settings import Settings
+from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows
+from driftwarden.streams.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+
+def attach(app: faust.App, settings: Settings, topics: TopicNames) -> DriftWindows:
+    windows = DriftWindows(settings.drift)
+    drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
+
+    async def emit(closed: list[ClosedWindow]) -> None:
+        for window in closed:
+            result = await asyncio.to_thread(windows.test, window)
+            level = logging.WARNING if result.p_value < settings.drift.alpha else logging.INFO
+            log.log(level, "drift window %s: %d vs %d (%s), MMD² %.5f, p = %.4f", result.window_id,
+                    result.n_current, result.n_reference, result.reference_id, result.statistic, result.p_value)
+            await (await drift_topic.send(key=f"{result.app}/{result.model_version}".encode(),
+                                          value=result.to_json_bytes()))
+
+    @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="drift-windows")
+    async def drift_windows(stream):
+        async for value in stream:
+            try:
+                record = EmbeddingRecord.model_validate_json(value)
+            except (ValidationError, TypeError) as exc:
+                log.warning("drift agent skipped a record that is not an EmbeddingRecord (%s); the sink "
+                            "dead-letters it", str(exc)[:200])
+                continue
+            await emit(windows.add(record))
+
+    @app.timer(interval=5.0)
+    async def close_by_time():
+        await emit(windows.due())
+
+    return windows
