@@ -94,3 +94,13 @@ def test_score_of_hallucination_without_a_context_field_says_what_is_missing(tmp
     out = cli("score", "--detector", "hallucination", "--input", str(src), "--field", "answer",
               "--output", str(tmp_path / "o.jsonl"))
     assert out.returncode != 0 and "--context-field" in out.stderr
+
+
+def test_drift_test_prints_one_json_object_with_the_result(tmp_path):
+    out = cli("drift-test", "--reference", str(data_path("halueval_general")), "--current",
+              str(data_path("halueval_qa")), "--field", "prompt", "--limit", "80", "--permutations", "200", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert {"p_value", "statistic", "n_reference", "n_current", "method"} <= set(result)
+    assert result["n_reference"] == result["n_current"] == 80
+    assert result["p_value"] < 0.05 and result["method"] == "mmd2_gaussian_permutation"

@@ -68,3 +68,10 @@ def test_the_detectors_table_documents_every_detector_setting():
     assert fields <= documented, sorted(fields - documented)
     for name in DetectorsSettings.model_fields:
         assert f"`{name.upper()}`" in section
+
+
+def test_the_drift_table_documents_every_drift_setting():
+    from driftwarden.core.detector_configs import DriftConfig
+
+    section = README.read_text().split("## Embedding drift", 1)[1].split("\n## ", 1)[0]
+    assert set(DriftConfig.model_fields) <= table_names(section, r"^\| `([a-z_]+)` \| ")
