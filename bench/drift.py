@@ -92,8 +92,16 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     alibi_python = ensure_alibi() if args.alibi else None
     report: dict[str, float | str] = {"device": device, "permutations": args.permutations}
-    for n in args.sizes:
-        ref, cur = samples(n, general, questions, rng)
+    cases = [(n, "drifted") for n in args.sizes]
+    if alibi_python is not None:
+        cases.append((500, "same-population"))  # p-values mid-range, where agreement means something
+    for n, kind in cases:
+        if kind == "drifted":
+            ref, cur = samples(n, general, questions, rng)
+        else:
+            idx = rng.permutation(len(general))
+            ref, cur = general[idx[:n]], general[idx[n:2 * n]]
+        tag = f"n{n}" if kind == "drifted" else f"n{n}_null"
         mmd_permutation_test(ref[:50], cur[:50], permutations=10)  # warm up
         before = peak_rss_mb()
         if device == "cuda":
@@ -102,10 +110,10 @@ def main() -> None:
         ours = mmd_permutation_test(ref, cur, permutations=args.permutations)
         seconds = time.perf_counter() - t
         peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else max(0.0, peak_rss_mb() - before)
-        report[f"n{n}_seconds"] = seconds
-        report[f"n{n}_p_value"] = ours.p_value
-        report[f"n{n}_peak_mb"] = peak
-        line = f"n={n}: ours {seconds:.2f} s, p={ours.p_value:.4f}, MMD²={ours.statistic:.5f}, peak +{peak:.0f} MB"
+        report[f"{tag}_seconds"] = seconds
+        report[f"{tag}_p_value"] = ours.p_value
+        report[f"{tag}_peak_mb"] = peak
+        line = f"n={n} ({kind}): ours {seconds:.2f} s, p={ours.p_value:.4f}, MMD²={ours.statistic:.5f}, peak +{peak:.0f} MB"
         if alibi_python is not None and n <= args.alibi_max_n:
             with tempfile.TemporaryDirectory() as tmp:
                 np.save(f"{tmp}/x.npy", ref)
@@ -113,9 +121,9 @@ def main() -> None:
                 out = subprocess.run([str(alibi_python), "-c", ALIBI_SCRIPT, f"{tmp}/x.npy", f"{tmp}/y.npy",
                                       str(args.permutations)], capture_output=True, text=True, check=True)
             alibi = json.loads(out.stdout.strip().splitlines()[-1])
-            report[f"n{n}_alibi_seconds"] = alibi["seconds"]
-            report[f"n{n}_alibi_p_value"] = alibi["p_value"]
-            report[f"n{n}_speedup"] = alibi["seconds"] / seconds
+            report[f"{tag}_alibi_seconds"] = alibi["seconds"]
+            report[f"{tag}_alibi_p_value"] = alibi["p_value"]
+            report[f"{tag}_speedup"] = alibi["seconds"] / seconds
             line += (f"; alibi-detect {alibi['seconds']:.2f} s, p={alibi['p_value']:.4f} "
                      f"(×{alibi['seconds'] / seconds:.1f} faster, |Δp|={abs(alibi['p_value'] - ours.p_value):.4f})")
         print(line, flush=True)

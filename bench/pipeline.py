@@ -92,8 +92,9 @@ def through_pipeline(stack: Stack, settings, events: list[dict]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=20_000, help="events for the throughput part")
-    parser.add_argument("--rate", type=float, default=200.0, help="events/s for the latency part")
+    parser.add_argument("--events", type=int, default=2_000, help="events for the throughput part")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="events/s for the latency part; 0: half the measured throughput (below saturation)")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of the latency part")
     args = parser.parse_args()
     setup_logging("WARNING")
@@ -106,9 +107,10 @@ def main() -> None:
             stack = Stack(settings=settings, bootstrap=broker.bootstrap, log_dir=Path(tmp) / "logs")
             try:
                 pipeline_eps = through_pipeline(stack, settings, events)
-                lat_events = real_events(int(args.rate * args.seconds), "lat")
+                rate = args.rate or round(pipeline_eps / 2, 1)
+                lat_events = real_events(int(rate * args.seconds), "lat")
                 sent_at: dict[str, datetime] = {}
-                interval = 1.0 / args.rate
+                interval = 1.0 / rate
                 with Publisher(stack.bootstrap, settings=settings, flush_interval=0.005) as pub:
                     next_at = time.perf_counter()
                     for e in lat_events:
@@ -120,7 +122,7 @@ def main() -> None:
                         pub.publish(e)
                     pub.flush()
                 want = args.events + len(lat_events)
-                deadline = time.monotonic() + 120
+                deadline = time.monotonic() + 300
                 while read_stats(settings)["events"] < want and time.monotonic() < deadline:
                     time.sleep(0.2)
             finally:
@@ -140,11 +142,11 @@ def main() -> None:
     print(f"through one worker (Kafka in, results to Kafka, sink to ClickHouse): {pipeline_eps:,.0f} events/s")
     print(f"ratio pipeline / detectors alone: {ratio:.3f}; pipeline / (validation + detectors): "
           f"{pipeline_eps / alone_validated_eps:.3f}")
-    print(f"publish -> row visible at {args.rate:.0f} events/s: p50 {p50:.3f} s, p99 {p99:.3f} s "
+    print(f"publish -> row visible at {rate:.1f} events/s: p50 {p50:.3f} s, p99 {p99:.3f} s "
           f"({len(delays)} rows, {missing} missing)")
     print(f"pipeline_events_per_s={pipeline_eps:.0f} detectors_alone_events_per_s={alone_eps:.0f} "
           f"validated_alone_events_per_s={alone_validated_eps:.0f} ratio={ratio:.3f} "
-          f"latency_p50_s={p50:.3f} latency_p99_s={p99:.3f} latency_rate={args.rate:.0f} missing={missing}")
+          f"latency_p50_s={p50:.3f} latency_p99_s={p99:.3f} latency_rate={rate:.1f} missing={missing}")
 
 
 if __name__ == "__main__":
