@@ -71,7 +71,7 @@ def largest_gpu_batch(encoder) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=512)
+    parser.add_argument("--events", type=int, default=1536)
     args = parser.parse_args()
     setup_logging("WARNING")
     settings = load_settings()
