@@ -44,34 +44,27 @@ def pr_at(labels: np.ndarray, flagged: np.ndarray) -> tuple[float, float]:
     return tp / max(1, int(flagged.sum())), tp / max(1, int((labels == 1).sum()))
 
 
-def cv_head_auc(name: str, dataset: str, text_field: str, label_field: str) -> float:
-    """5-fold cross-validated ROC AUC of the head (refitted per fold: no row scores its own fit)."""
+def cv_scores(dataset: str, text_field: str, label_field: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(texts, labels, out-of-fold head probabilities): the head refitted per fold, as in
+    bench/train_heads.py, so that no row is scored by a head fitted on it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from driftwarden.detectors.embeddings import Encoder
 
     data = list(rows(dataset))
-    X = Encoder().encode([r[text_field] for r in data])
+    texts = [r[text_field] for r in data]
     y = np.array([int(r[label_field]) for r in data])
-    oof = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), X, y,
+    oof = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), Encoder().encode(texts), y,
                             cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
-    return float(roc_auc_score(y, oof))
+    return texts, y, oof
 
 
 def cv_toxicity_blend(settings) -> float:
     """Cross-validated AUC of the whole builtin toxicity score (profanity-check + refitted head)."""
     from profanity_check import predict_prob
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from driftwarden.detectors.embeddings import Encoder
-
-    data = list(rows("surge_toxicity"))
-    texts = [r["text"] for r in data]
-    y = np.array([int(r["toxic"]) for r in data])
-    oof = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), Encoder().encode(texts), y,
-                            cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
+    texts, y, oof = cv_scores("surge_toxicity", "text", "toxic")
     w = settings.detectors.toxicity.lexical_weight
     return float(roc_auc_score(y, w * np.asarray(predict_prob(texts)) + (1 - w) * oof))
 
@@ -119,7 +112,7 @@ def injection(settings, report: dict) -> None:
     precision, recall = pr_at(y, s >= settings.detectors.prompt_injection.threshold)
     report.update(
         injection_auc_in_sample=roc_auc_score(y, s),
-        injection_auc_cv=cv_head_auc("prompt_injection", "prompt_injection", "text", "label"),
+        injection_auc_cv=float(roc_auc_score(*cv_scores("prompt_injection", "text", "label")[1:])),
         injection_length_baseline_auc=roc_auc_score(y, [len(r["text"]) for r in data]),
         injection_precision=precision, injection_recall=recall, injection_texts_per_s=rate,
     )

@@ -24,7 +24,6 @@ from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_resul
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.hf_classifier import SequenceClassifier
-from driftwarden.detectors.loading import local_dir
 from driftwarden.detectors.registry import register
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -68,11 +67,7 @@ class HallucinationDetector(BaseDetector):
         super().__init__(config)
         c = self.config
         if c.backend == "nli":
-            path = local_dir(c.model_path, "the nli backend", self.name)
-            self.classifier = SequenceClassifier.from_dir(
-                path, device=c.device, half_precision=c.half_precision, max_length=c.max_length,
-                max_batch=c.batch_size, max_batch_tokens=c.max_batch_tokens,
-            )
+            self.classifier, path = SequenceClassifier.from_config(c, "the nli backend", self.name)
             self.entail = self.classifier.label_index(c.entailment_label)
             self.version = f"nli-{path.name}"
         else:

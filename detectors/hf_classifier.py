@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from driftwarden.detectors.loading import pick_device, require, token_budget_batches, use_half
+from driftwarden.detectors.loading import local_dir, pick_device, require, token_budget_batches, use_half
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,15 @@ class SequenceClassifier:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
         log.info("loaded sequence classifier %s", path)
         return cls(model, tokenizer, **kwargs)
+
+    @classmethod
+    def from_config(cls, config: Any, what: str, detector: str) -> tuple[SequenceClassifier, Path]:
+        """The classifier at ``config.model_path`` (which must exist locally), run as ``config`` says."""
+        path = local_dir(config.model_path, what, detector)
+        classifier = cls.from_dir(path, device=config.device, half_precision=config.half_precision,
+                                  max_length=config.max_length, max_batch=config.batch_size,
+                                  max_batch_tokens=config.max_batch_tokens)
+        return classifier, path
 
     @property
     def labels(self) -> list[str]:

@@ -20,7 +20,6 @@ from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.heads import load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
-from driftwarden.detectors.loading import local_dir
 from driftwarden.detectors.registry import register
 
 
@@ -33,11 +32,7 @@ class PromptInjectionDetector(BaseDetector):
         super().__init__(config)
         c = self.config
         if c.backend == "classifier":
-            path = local_dir(c.model_path, "the classifier backend", self.name)
-            self.classifier = SequenceClassifier.from_dir(
-                path, device=c.device, half_precision=c.half_precision, max_length=c.max_length,
-                max_batch=c.batch_size, max_batch_tokens=c.max_batch_tokens,
-            )
+            self.classifier, path = SequenceClassifier.from_config(c, "the classifier backend", self.name)
             self.positive = self.classifier.label_index(c.positive_label)
             self.version = f"classifier-{path.name}"
         else:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class ScoreStats:
+    """What this worker did so far (kept on the app for its web page and for debugging)."""
+
     def __init__(self) -> None:
         self.events = 0
         self.dead_letters = 0

@@ -80,19 +80,17 @@ class Stack:
 
     def stop(self) -> None:
         """Stop workers first (they finish their batch), then the sink, then the broker."""
-        procs = [*self.workers, *([self.sink] if self.sink is not None else [])]
         for group in (self.workers, [self.sink] if self.sink is not None else []):
             for p in group:
                 if p.poll() is None:
                     p.terminate()
             for p in group:
                 try:
-                    p.wait(30)
+                    p.wait(60)
                 except subprocess.TimeoutExpired:
-                    log.warning("process %d did not stop within 30 s; killing it", p.pid)
+                    log.warning("process %d did not stop within 60 s; killing it (its unacknowledged input is redelivered)", p.pid)
                     p.kill()
                     p.wait(5)
-        del procs
         if self.broker is not None:
             self.broker.stop()
 
