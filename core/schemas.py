@@ -339,6 +339,9 @@ class EmbeddingRecord(BaseModel):
     computed_at: datetime
     vector: list[float]
     """Unit-norm embedding."""
+    descriptors: dict[str, float] = Field(default_factory=dict)
+    """Scalar descriptors of the event (lengths, latency, tokens, detector scores), on the prompt
+    record only; the drift windows test them with Evidently beside the embeddings."""
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -369,6 +372,8 @@ class DriftResult(BaseModel):
     """What the window was compared with (a window id, or the baseline's first and last event)."""
     top_event_ids: list[str] = Field(default_factory=list)
     """Current events nearest the largest change (lowest witness)."""
+    descriptor_p_values: dict[str, float] = Field(default_factory=dict)
+    """Univariate drift p-value (Evidently, KS) of each scalar descriptor, reference against current."""
     encoder: str
     """Embedding model of the vectors (windows of different encoders are not compared)."""
     detector_version: str

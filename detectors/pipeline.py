@@ -79,15 +79,16 @@ class ScoringPipeline:
             out.results.extend(results)
         if self.store_embeddings:
             now = datetime.now(UTC)
+            described = descriptors(events, by_detector)
             for name in EMBEDDED_FIELDS:
                 matrix = ctx.embeddings(name)
-                for event, vector in zip(events, matrix, strict=True):
+                for event, vector, desc in zip(events, matrix, described, strict=True):
                     if name == "response" and not event.response:
                         continue
                     out.embeddings.append(EmbeddingRecord(
                         event_id=event.event_id, field=name, app=event.app, model_version=event.model_version,
                         event_ts=event.timestamp, encoder=self.encoder.version, computed_at=now,
-                        vector=vector.tolist(),
+                        vector=vector.tolist(), descriptors=desc if name == "prompt" else {},
                     ))
         if self.redact:
             from driftwarden.detectors.pii import redact_event
@@ -95,6 +96,20 @@ class ScoringPipeline:
             pii = by_detector["pii"]
             out.events = [redact_event(e, r) if r.error is None else _withheld(e) for e, r in zip(events, pii, strict=True)]
         return out
+
+
+def descriptors(events: Sequence[InferenceEvent], by_detector: dict[str, list[DetectionResult]]) -> list[dict[str, float]]:
+    """Scalar descriptors per event: lengths, latency, tokens, and each detector's score."""
+    out = []
+    for i, event in enumerate(events):
+        desc = {"prompt_chars": float(len(event.prompt)), "response_chars": float(len(event.response)),
+                "latency_ms": float(event.latency_ms), "tokens_in": float(event.tokens_in),
+                "tokens_out": float(event.tokens_out)}
+        for name, results in by_detector.items():
+            if name != "operational" and results[i].score is not None:
+                desc[f"{name}_score"] = float(results[i].score)
+        out.append(desc)
+    return out
 
 
 def _withheld(event: InferenceEvent) -> InferenceEvent:

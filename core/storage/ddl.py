@@ -142,6 +142,7 @@ MIGRATIONS += (
                 reference_policy   LowCardinality(String),
                 reference_id       String,
                 top_event_ids      Array(String),
+                descriptor_p_values Map(String, Float64),
                 encoder            LowCardinality(String),
                 detector_version   LowCardinality(String),
                 config_fingerprint LowCardinality(String),

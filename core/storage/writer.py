@@ -31,7 +31,8 @@ DETECTION_COLUMNS = [
 EMBEDDING_COLUMNS = ["event_id", "field", "app", "model_version", "event_ts", "encoder", "computed_at", "vector"]
 DRIFT_COLUMNS = [
     "window_id", "app", "model_version", "field", "window_start", "window_end", "n_reference", "n_current",
-    "method", "statistic", "p_value", "reference_policy", "reference_id", "top_event_ids", "encoder",
+    "method", "statistic", "p_value", "reference_policy", "reference_id", "top_event_ids", "descriptor_p_values",
+    "encoder",
     "detector_version", "config_fingerprint", "computed_at",
 ]
 DEAD_LETTER_COLUMNS = [

@@ -21,6 +21,7 @@ import numpy as np
 from driftwarden.core.detector_configs import DriftConfig
 from driftwarden.core.schemas import DriftResult, EmbeddingRecord
 from driftwarden.detectors.drift.mmd import mmd_permutation_test
+from driftwarden.detectors.drift.univariate import descriptor_drift
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Window:
     ids: list[str] = field(default_factory=list)
     vectors: list[list[float]] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
+    descriptors: list[dict[str, float]] = field(default_factory=list)
     opened_at: float | None = None
 
     def add(self, record: EmbeddingRecord, now: float) -> None:
@@ -40,6 +42,8 @@ class Window:
         self.ids.append(record.event_id)
         self.vectors.append(record.vector)
         self.times.append(record.event_ts)
+        if record.descriptors:
+            self.descriptors.append(record.descriptors)
 
     def matrix(self) -> np.ndarray:
         return np.asarray(self.vectors, dtype=np.float32)
@@ -142,12 +146,20 @@ class DriftWindows:
         result = mmd_permutation_test(closed.reference.matrix(), closed.current.matrix(), permutations=c.permutations,
                                       seed=closed.segment.sequence if seed is None else seed, device=c.device)
         seg = closed.segment
+        descriptor_p_values: dict[str, float] = {}
+        if closed.reference.descriptors and closed.current.descriptors:
+            try:
+                descriptor_p_values = descriptor_drift(closed.reference.descriptors, closed.current.descriptors)
+            except Exception:  # noqa: BLE001 - the embedding result still goes out
+                log.warning("descriptor drift of %s failed; the window is reported without it", closed.window_id,
+                            exc_info=True)
         return DriftResult(
             window_id=closed.window_id, app=seg.app, model_version=seg.model_version, field=seg.field,
             window_start=min(closed.current.times), window_end=max(closed.current.times),
             n_reference=result.n_reference, n_current=result.n_current, method=result.method,
             statistic=result.statistic, p_value=result.p_value, reference_policy=c.reference,
             reference_id=closed.reference_id, top_event_ids=[closed.current.ids[i] for i in result.witness_top],
+            descriptor_p_values=descriptor_p_values,
             encoder=seg.encoder, detector_version=VERSION, config_fingerprint=c.fingerprint(),
             computed_at=datetime.now(UTC),
         )

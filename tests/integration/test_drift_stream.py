@@ -34,7 +34,8 @@ def test_a_switch_from_general_prompts_to_qa_questions_is_flagged_within_one_win
     stack.stop()
     client = open_client(stack_settings)
     rows = client.query(
-        f"SELECT window_id, p_value, n_current, reference_policy, arrayStringConcat(top_event_ids, ',') "
+        f"SELECT window_id, p_value, n_current, reference_policy, arrayStringConcat(top_event_ids, ','), "
+        f"mapKeys(descriptor_p_values), descriptor_p_values['prompt_chars'] "
         f"FROM {stack_settings.clickhouse_database}.drift_windows FINAL WHERE field = 'prompt' "
         f"ORDER BY toUInt32(splitByChar('/', window_id)[4])").result_rows
     client.close()
@@ -44,3 +45,5 @@ def test_a_switch_from_general_prompts_to_qa_questions_is_flagged_within_one_win
     assert sum(r[1] < 0.05 for r in before) <= 1  # at the 5 % level, two clean windows rarely both alarm
     assert all(r[2] == WINDOW and r[3] == "baseline" for r in rows)
     assert all(e.startswith("after-") for e in after[4].split(","))  # nearest the change: the new population
+    assert {"prompt_chars", "latency_ms", "toxicity_score", "prompt_injection_score"} <= set(after[5])
+    assert after[6] < 0.05  # QA questions are much shorter than general prompts: Evidently's KS sees it too

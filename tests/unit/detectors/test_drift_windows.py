@@ -99,3 +99,18 @@ def test_a_redelivered_record_is_counted_once():
 def test_fields_not_watched_are_ignored():
     w = DriftWindows(config(fields=("prompt",)))
     assert w.add(record(1, [0.0] * 8, field="response")) == [] and w.segments == {}
+
+
+def test_descriptors_are_tested_with_evidently_beside_the_embeddings():
+    rng = np.random.default_rng(6)
+    w = DriftWindows(config())
+    closed = []
+    for i in range(100):
+        latency = float(rng.lognormal(6, 0.2)) * (3.0 if i >= 50 else 1.0)  # calls got three times slower
+        rec = record(i, rng.standard_normal(8)).model_copy(update={"descriptors": {"latency_ms": latency,
+                                                                                   "tokens_in": float(i % 7)}})
+        closed += w.add(rec)
+    (window,) = closed
+    result = w.test(window)
+    assert result.descriptor_p_values["latency_ms"] < 0.001
+    assert result.descriptor_p_values["tokens_in"] > 0.05
