@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TextField = Literal["prompt", "response"]
 
@@ -151,8 +152,17 @@ class DriftConfig(BaseModel):
     """... or when it has been open this long, whichever comes first."""
     min_window: int = Field(30, ge=2)
     """A window closed by time with fewer events is not tested; its events carry over."""
-    reference: Literal["baseline", "previous"] = "baseline"
-    """``baseline``: the first ``baseline_size`` events of a model version; ``previous``: the window before."""
+    reference: Literal["baseline", "previous", "pinned"] = "baseline"
+    """``baseline``: the first ``baseline_size`` events of a model version (read back from the
+    ``embeddings`` table after a restart); ``previous``: the window before; ``pinned``: the
+    stored embeddings of ``pinned_model_version`` (same app and field), optionally within
+    ``pinned_start`` .. ``pinned_end``."""
+    pinned_model_version: str | None = None
+    """``pinned``: the model version whose stored embeddings are the reference."""
+    pinned_start: datetime | None = None
+    """``pinned``: earliest event time of the reference (inclusive)."""
+    pinned_end: datetime | None = None
+    """``pinned``: latest event time of the reference (inclusive)."""
     baseline_size: int = Field(200, ge=10, le=100_000)
     """Events of a new model version that form its baseline reference."""
     permutations: int = Field(1000, ge=10, le=100_000)
@@ -163,6 +173,12 @@ class DriftConfig(BaseModel):
     """Fields watched."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the test runs (``auto``: the GPU when torch sees one)."""
+
+    @model_validator(mode="after")
+    def _pinned_needs_a_version(self) -> DriftConfig:
+        if self.reference == "pinned" and not self.pinned_model_version:
+            raise ValueError("reference 'pinned' needs pinned_model_version (DRIFTWARDEN_DRIFT__PINNED_MODEL_VERSION)")
+        return self
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()

@@ -79,11 +79,11 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
     elif role == "sink":
         from driftwarden.streams import sink_agent
 
-        sink_agent.attach(app, settings, topics)
+        client = sink_agent.attach(app, settings, topics)
         if settings.drift.enabled:
             from driftwarden.streams import drift_agent
 
-            drift_agent.attach(app, settings, topics)
+            drift_agent.attach(app, settings, topics, client)
     else:
         raise ValueError(f"unknown role {role!r}")
     return app

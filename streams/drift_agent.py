@@ -22,8 +22,30 @@ from driftwarden.streams.topics import TopicNames
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: TopicNames) -> DriftWindows:
-    windows = DriftWindows(settings.drift)
+def store_loader(client, database: str):
+    """Reads stored embeddings of a segment, oldest first (the drift reference after a restart,
+    or a pinned one)."""
+
+    def load(app: str, model_version: str, field: str, encoder: str, limit: int, start, end):
+        where = ["app = {app:String}", "model_version = {mv:String}", "field = {field:String}",
+                 "encoder = {enc:String}"]
+        params = {"app": app, "mv": model_version, "field": field, "enc": encoder, "limit": limit}
+        if start is not None:
+            where.append("event_ts >= {start:DateTime64(3, 'UTC')}")
+            params["start"] = start
+        if end is not None:
+            where.append("event_ts <= {end:DateTime64(3, 'UTC')}")
+            params["end"] = end
+        sql = (f"SELECT event_id, vector, event_ts FROM {database}.embeddings FINAL WHERE {' AND '.join(where)} "
+               f"ORDER BY event_ts, event_id LIMIT {{limit:UInt32}}")
+        return [(r[0], list(r[1]), r[2]) for r in client.query(sql, parameters=params).result_rows]
+
+    return load
+
+
+def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> DriftWindows:
+    loader = store_loader(client, settings.clickhouse_database) if client is not None else None
+    windows = DriftWindows(settings.drift, load_reference=loader)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
 
     async def emit(closed: list[ClosedWindow]) -> None:

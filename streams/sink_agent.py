@@ -26,7 +26,7 @@ from driftwarden.streams.validation import dead_letter_from_headers, dead_letter
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> None:
+def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     """Attach the sink agents. ``client`` overrides the store (tests inject faults this way)."""
     if client is None:
         client = open_client(settings)
@@ -116,3 +116,5 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
             counts = await asyncio.to_thread(store_stats, client, settings.clickhouse_database)
             counts["sink_write_failures"] = failures["writes_failed"]
             return web.json(counts)
+
+    return client

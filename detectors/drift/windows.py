@@ -78,13 +78,56 @@ class ClosedWindow:
     window_id: str
 
 
+#: ``(app, model_version, field, encoder, limit, start, end) -> [(event_id, vector, event_ts)]``:
+#: stored embeddings, oldest first (the drift agent reads them from the ``embeddings`` table).
+ReferenceLoader = Callable[[str, str, str, str, int, "datetime | None", "datetime | None"],
+                           list[tuple[str, list[float], datetime]]]
+
+
 class DriftWindows:
     """Feeds records in, hands closed windows out; :meth:`test` turns one into a DriftResult."""
 
-    def __init__(self, config: DriftConfig, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: DriftConfig, clock: Callable[[], float] = time.monotonic,
+                 load_reference: ReferenceLoader | None = None):
         self.config = config
         self.clock = clock
+        self.load_reference = load_reference
         self.segments: dict[str, Segment] = {}
+
+    def _stored_reference(self, seg: Segment) -> None:
+        """A pinned reference, or (after a restart) the version's stored baseline, when there is one."""
+        c = self.config
+        if self.load_reference is None or c.reference == "previous":
+            if c.reference == "pinned":
+                log.warning("drift reference for %s is pinned but no store is readable here; using a baseline "
+                            "of the segment's first %d events instead", seg.key, c.baseline_size)
+            return
+        pinned = c.reference == "pinned"
+        version = c.pinned_model_version if pinned else seg.model_version
+        try:
+            rows = self.load_reference(seg.app, version or seg.model_version, seg.field, seg.encoder,
+                                       c.baseline_size, c.pinned_start if pinned else None,
+                                       c.pinned_end if pinned else None)
+        except Exception:  # noqa: BLE001 - the stream goes on with an in-stream baseline
+            log.warning("could not read the drift reference of %s from the store; using an in-stream baseline",
+                        seg.key, exc_info=True)
+            return
+        enough = len(rows) >= (c.min_window if pinned else c.baseline_size)
+        if not enough:
+            if pinned:
+                log.warning("pinned drift reference %s/%s/%s has %d stored events (< %d); using an in-stream "
+                            "baseline for %s", seg.app, version, seg.field, len(rows), c.min_window, seg.key)
+            return
+        window = Window(opened_at=self.clock())
+        for event_id, vector, ts in rows:
+            window.ids.append(event_id)
+            window.vectors.append(vector)
+            window.times.append(ts)
+        label = f"{seg.app}/{version}/{seg.field}/{'pinned' if pinned else 'baseline'}"
+        seg.reference, seg.reference_id = window, f"{label}:{rows[0][0]}..{rows[-1][0]} ({len(rows)} stored)"
+        if not pinned:
+            seg.seen = set(window.ids)
+        log.info("drift reference for %s read from the store: %s", seg.key, seg.reference_id)
 
     def add(self, record: EmbeddingRecord) -> list[ClosedWindow]:
         if record.field not in self.config.fields:
@@ -97,6 +140,7 @@ class DriftWindows:
                             "reference", key, seg.encoder, record.encoder)
             seg = Segment(record.app, record.model_version, record.field, record.encoder)
             self.segments[key] = seg
+            self._stored_reference(seg)
         if record.event_id in seg.seen:  # a redelivered record
             return []
         seg.seen.add(record.event_id)

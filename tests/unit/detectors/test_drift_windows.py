@@ -114,3 +114,54 @@ def test_descriptors_are_tested_with_evidently_beside_the_embeddings():
     result = w.test(window)
     assert result.descriptor_p_values["latency_ms"] < 0.001
     assert result.descriptor_p_values["tokens_in"] > 0.05
+
+
+def stored(rng, n: int, shift: float = 0.0):
+    return [(f"s{i}", list(map(float, rng.standard_normal(8) + shift)), datetime(2026, 1, 1, tzinfo=UTC))
+            for i in range(n)]
+
+
+def test_after_a_restart_the_baseline_is_read_back_from_the_store():
+    rng = np.random.default_rng(7)
+    asked = []
+
+    def load(app, version, field, encoder, limit, start, end):
+        asked.append((app, version, field, encoder, limit))
+        return stored(rng, limit)
+
+    w = DriftWindows(config(), load_reference=load)
+    closed = feed(w, rng, 0, 50)  # no baseline to build: the first 50 events already form a window
+    assert asked == [("a", "v1", "prompt", "enc", 50)]
+    (window,) = closed
+    assert window.reference_id.startswith("a/v1/prompt/baseline:s0..s49 (50 stored)")
+
+
+def test_a_pinned_reference_is_another_versions_stored_embeddings():
+    rng = np.random.default_rng(8)
+
+    def load(app, version, field, encoder, limit, start, end):
+        assert version == "v0" and start is not None
+        return stored(rng, 40, shift=2.0)  # the old version lived somewhere else
+
+    cfg = config(reference="pinned", pinned_model_version="v0", pinned_start=datetime(2025, 1, 1, tzinfo=UTC))
+    w = DriftWindows(cfg, load_reference=load)
+    (window,) = feed(w, rng, 0, 50, version="v1")
+    result = w.test(window)
+    assert result.reference_policy == "pinned" and result.reference_id.startswith("a/v0/prompt/pinned:")
+    assert result.p_value < 0.01
+
+
+def test_a_pinned_reference_with_too_few_stored_events_falls_back_to_a_baseline():
+    w = DriftWindows(config(reference="pinned", pinned_model_version="v0"), load_reference=lambda *a: [])
+    rng = np.random.default_rng(9)
+    assert feed(w, rng, 0, 50) == []  # the first 50 became the baseline
+    assert w.segments["a/v1/prompt"].reference_id.startswith("a/v1/prompt/baseline:")
+
+
+def test_a_store_that_cannot_be_read_does_not_stop_the_windows():
+    def broken(*args):
+        raise ConnectionError("store down")
+
+    w = DriftWindows(config(), load_reference=broken)
+    rng = np.random.default_rng(10)
+    assert feed(w, rng, 0, 50) == [] and len(feed(w, rng, 50, 50)) == 1
