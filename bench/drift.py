@@ -97,7 +97,7 @@ def peak_in_fresh_process(ref: np.ndarray, cur: np.ndarray, permutations: int) -
 
 
 def smallest_powerful_window(general: np.ndarray, questions: np.ndarray, rng, draws: int = 100,
-                             sizes=(10, 15, 20, 30, 50, 75, 100, 150, 200)) -> tuple[int | None, dict[int, float]]:
+                             sizes=(4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200)) -> tuple[int | None, dict[int, float]]:
     """Smallest window (per side) where general-vs-QA gives p < 0.05 in at least 95 % of draws."""
     power = {}
     for n in sizes:
