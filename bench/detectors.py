@@ -42,7 +42,7 @@ from driftwarden.streams.topics import ensure_topics  # noqa: E402
 def real_events(n: int) -> list[dict]:
     general = list(synthesise(read_jsonl(data_path("halueval_general")), 2737, ReplayOptions(id_prefix="g")))
     qa = list(synthesise(read_jsonl(data_path("halueval_qa")), 574, ReplayOptions(id_prefix="q")))
-    mixed = [e for pair in zip(general, qa * 5) for e in pair]  # half of the events carry a context
+    mixed = [e for pair in zip(general, qa * 5, strict=False) for e in pair]  # half of the events carry a context
     return [{**mixed[i % len(mixed)], "event_id": f"det-{i}"} for i in range(n)]
 
 

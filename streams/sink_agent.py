@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+from functools import partial
 
 import faust
 from pydantic import ValidationError
@@ -77,25 +78,25 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         async for batch in stream.take_events(size, within=within):
             events = await decode(batch, parse_stored_event, "a stored-form event")
             redacted = settings.redact_pii
-            await durable(lambda: writer.insert_events(events, redacted=redacted), f"{len(events)} events")
+            await durable(partial(writer.insert_events, events, redacted=redacted), f"{len(events)} events")
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="sink-detections")
     async def sink_detections(stream):
         async for batch in stream.take_events(size, within=within):
             results = await decode(batch, DetectionResult.model_validate_json, "a DetectionResult")
-            await durable(lambda: writer.insert_detections(results), f"{len(results)} detections")
+            await durable(partial(writer.insert_detections, results), f"{len(results)} detections")
 
     @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="sink-embeddings")
     async def sink_embeddings(stream):
         async for batch in stream.take_events(size, within=within):
             records = await decode(batch, EmbeddingRecord.model_validate_json, "an EmbeddingRecord")
-            await durable(lambda: writer.insert_embeddings(records), f"{len(records)} embeddings")
+            await durable(partial(writer.insert_embeddings, records), f"{len(records)} embeddings")
 
     @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="sink-drift")
     async def sink_drift(stream):
         async for batch in stream.take_events(size, within=within):
             results = await decode(batch, DriftResult.model_validate_json, "a DriftResult")
-            await durable(lambda: writer.insert_drift(results), f"{len(results)} drift windows")
+            await durable(partial(writer.insert_drift, results), f"{len(results)} drift windows")
 
     @app.agent(app.topic(topics.dlq, value_serializer="raw", key_serializer="raw"), name="sink-dead-letters")
     async def sink_dead_letters(stream):
@@ -107,7 +108,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
                 )
                 for e in batch
             ]
-            await durable(lambda: writer.insert_dead_letters(letters), f"{len(letters)} dead letters")
+            await durable(partial(writer.insert_dead_letters, letters), f"{len(letters)} dead letters")
 
     if app.conf.web_enabled:
 

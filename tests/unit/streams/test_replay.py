@@ -74,7 +74,7 @@ def test_shuffle_publishes_every_row_once_in_a_seeded_order(tmp_path):
     seen: list[list[str]] = []
     for _ in range(2):
         ids: list[str] = []
-        replay_file(f, lambda e: ids.append(e["event_id"]) or True, ReplayOptions(shuffle=True, seed=3))
+        replay_file(f, lambda e, ids=ids: ids.append(e["event_id"]) or True, ReplayOptions(shuffle=True, seed=3))
         seen.append(ids)
     assert seen[0] == seen[1] and sorted(seen[0]) == sorted(f"replay-{i}" for i in range(50))
     assert seen[0] != [f"replay-{i}" for i in range(50)]
