@@ -73,30 +73,24 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     def parse_stored_event(raw: bytes) -> InferenceEvent:
         return InferenceEvent.model_validate_json(raw, context={"limits": limits})
 
-    @app.agent(app.topic(topics.events, value_serializer="raw", key_serializer="raw"), name="sink-events")
-    async def sink_events(stream):
-        async for batch in stream.take_events(size, within=within):
-            events = await decode(batch, parse_stored_event, "a stored-form event")
-            redacted = settings.redact_pii
-            await durable(partial(writer.insert_events, events, redacted=redacted), f"{len(events)} events")
+    def table_sink(topic: str, name: str, parse, what: str, write, rows: str) -> None:
+        """An agent that parses a topic's records in batches and writes them until acknowledged."""
 
-    @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="sink-detections")
-    async def sink_detections(stream):
-        async for batch in stream.take_events(size, within=within):
-            results = await decode(batch, DetectionResult.model_validate_json, "a DetectionResult")
-            await durable(partial(writer.insert_detections, results), f"{len(results)} detections")
+        async def sink(stream):
+            async for batch in stream.take_events(size, within=within):
+                items = await decode(batch, parse, what)
+                await durable(partial(write, items), f"{len(items)} {rows}")
 
-    @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="sink-embeddings")
-    async def sink_embeddings(stream):
-        async for batch in stream.take_events(size, within=within):
-            records = await decode(batch, EmbeddingRecord.model_validate_json, "an EmbeddingRecord")
-            await durable(partial(writer.insert_embeddings, records), f"{len(records)} embeddings")
+        app.agent(app.topic(topic, value_serializer="raw", key_serializer="raw"), name=name)(sink)
 
-    @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="sink-drift")
-    async def sink_drift(stream):
-        async for batch in stream.take_events(size, within=within):
-            results = await decode(batch, DriftResult.model_validate_json, "a DriftResult")
-            await durable(partial(writer.insert_drift, results), f"{len(results)} drift windows")
+    table_sink(topics.events, "sink-events", parse_stored_event, "a stored-form event",
+               partial(writer.insert_events, redacted=settings.redact_pii), "events")
+    table_sink(topics.detections, "sink-detections", DetectionResult.model_validate_json, "a DetectionResult",
+               writer.insert_detections, "detections")
+    table_sink(topics.embeddings, "sink-embeddings", EmbeddingRecord.model_validate_json, "an EmbeddingRecord",
+               writer.insert_embeddings, "embeddings")
+    table_sink(topics.drift, "sink-drift", DriftResult.model_validate_json, "a DriftResult", writer.insert_drift,
+               "drift windows")
 
     @app.agent(app.topic(topics.dlq, value_serializer="raw", key_serializer="raw"), name="sink-dead-letters")
     async def sink_dead_letters(stream):
