@@ -242,6 +242,94 @@ def demo(
     typer.echo(json.dumps(summary, indent=2, sort_keys=True))
 
 
+datasets_app = typer.Typer(help="Versioned dataset snapshots for fine-tuning.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+policy_app = typer.Typer(help="The policy's rules (alerts and retraining requests).", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@datasets_app.command("list")
+def datasets_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Snapshots under the datasets location, oldest first."""
+    from driftwarden.retrain_trigger.snapshots import list_snapshots
+
+    settings = _settings(None, data_dir)
+    snaps = list_snapshots(settings.datasets_dir)
+    if as_json:
+        typer.echo(json.dumps([{"version": s.version, "app": s.manifest["app"], "model_version":
+                                s.manifest["model_version"], "rows": s.manifest["rows"], "path": str(s.path)}
+                               for s in snaps]))
+        return
+    if not snaps:
+        typer.echo(f"no snapshots under {settings.datasets_dir}")
+    for s in snaps:
+        m = s.manifest
+        typer.echo(f"{s.version}  {m['app']}/{m['model_version']}  {m['rows']['train']} train, "
+                   f"{m['rows']['review']} review  {s.path}")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    version: Annotated[str, typer.Argument(help="Snapshot version (or a unique prefix of it).")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """A snapshot's manifest (without the list of source event ids, which is counted)."""
+    from driftwarden.retrain_trigger.snapshots import find_snapshot
+
+    settings = _settings(None, data_dir)
+    snap = find_snapshot(settings.datasets_dir, version)
+    shown = {k: v for k, v in snap.manifest.items() if k not in ("source_event_ids", "review_event_ids")}
+    shown["source_event_ids"] = f"{len(snap.manifest['source_event_ids'])} ids (in {snap.path / 'manifest.json'})"
+    shown["path"] = str(snap.path)
+    typer.echo(json.dumps(shown, indent=2, default=str))
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Optional[Path], typer.Argument(help="Policy YAML file; default: the shipped rules.")] = None,
+) -> None:
+    """Validate a policy file and print its rules (errors name the rule and the field)."""
+    from driftwarden.retrain_trigger.rules import load_policy
+
+    _settings()
+    policy = load_policy(file)
+    typer.echo(f"policy {policy.fingerprint()}: {len(policy.rules)} rules, detection windows of "
+               f"{policy.window_size} events or {policy.window_minutes:g} minutes")
+    for r in policy.rules:
+        target = f"{r.metric}" + (f"({r.detector})" if r.detector else "")
+        seg = f"{r.segment.app}/{r.segment.model_version}/{r.segment.field}"
+        typer.echo(f"  {r.name:<24} {target:<30} {r.worse_when} {r.threshold:g} (clear {r.clear:g}) x{r.consecutive} "
+                   f"cooldown {r.cooldown_minutes:g} min  {r.severity}{'  retrain' if r.retrain else ''}  [{seg}]")
+
+
+@app.command()
+def finetune(
+    snapshot: Annotated[Path, typer.Option(help="Snapshot directory (driftwarden datasets list).")],
+    out: Annotated[Path, typer.Option(help="Output directory: adapter/, metrics.json, progress.jsonl.")],
+    job_id: Annotated[str, typer.Option(help="Job id (for the log).")] = "manual",
+    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Overrides DRIFTWARDEN_RETRAIN__MAX_STEPS.")] = None,
+    base_model: Annotated[Optional[Path], typer.Option(help="Local causal LM directory (overrides the setting).")] = None,
+) -> None:
+    """The fine-tuning job: LoRA on the base model, held-out loss before and after."""
+    from driftwarden.retrain_trigger.finetune import run
+
+    settings = _settings()
+    config = settings.retrain
+    updates: dict[str, object] = {}
+    if max_steps is not None:
+        updates["max_steps"] = max_steps
+    if base_model is not None:
+        updates["base_model"], updates["base_model_gguf"] = base_model, None
+    if updates:
+        config = config.model_copy(update=updates)
+    typer.echo(f"job {job_id}: fine-tuning on {snapshot}")
+    metrics = run(snapshot, out, config)
+    typer.echo(json.dumps(metrics, indent=2))
+
+
 def main() -> None:
     try:
         app()

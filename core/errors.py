@@ -95,3 +95,29 @@ class ReplayError(DriftwardenError):
         self.line = line
         where = f"{path}:{line}" if line else path
         super().__init__(f"cannot replay {where}: {detail}")
+
+
+class PolicyError(DriftwardenError):
+    """A policy file is missing, not YAML, or breaks the rule schema."""
+
+    def __init__(self, path: str, detail: str, *, cause: BaseException | None = None):
+        self.path = path
+        self.cause = cause
+        super().__init__(f"policy file {path}: {detail}")
+
+
+class DeliveryError(DriftwardenError):
+    """An alert receiver refused a notification."""
+
+    def __init__(self, receiver: str, detail: str, *, retryable: bool):
+        self.receiver = receiver
+        self.retryable = retryable
+        super().__init__(f"alert receiver {receiver}: {detail}" + ("" if retryable else " (not retried)"))
+
+
+class RetrainError(DriftwardenError):
+    """A retraining step (curation, snapshot, launch, fine-tuning) cannot go on."""
+
+    def __init__(self, step: str, detail: str):
+        self.step = step
+        super().__init__(f"retraining {step}: {detail}")

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -347,6 +348,31 @@ class EmbeddingRecord(BaseModel):
         return self.model_dump_json().encode()
 
 
+_DETECTIONS = TypeAdapter(list[DetectionResult])
+_EMBEDDINGS = TypeAdapter(list[EmbeddingRecord])
+
+
+def encode_records(records: list[DetectionResult] | list[EmbeddingRecord]) -> bytes:
+    """One topic record for one event: a JSON array of its results (or of its embeddings).
+
+    The score agent sends one record per event to ``llm.detections`` and ``llm.embeddings``
+    rather than one per detector and field: a third of the messages for the broker, the sink
+    and the worker's event loop to handle (``bench/detectors.py``).
+    """
+    adapter = _DETECTIONS if records and isinstance(records[0], DetectionResult) else _EMBEDDINGS
+    return adapter.dump_json(records)
+
+
+def parse_detections(raw: bytes) -> list[DetectionResult]:
+    """An ``llm.detections`` record: the DetectionResults of one event."""
+    return _DETECTIONS.validate_json(raw)
+
+
+def parse_embeddings(raw: bytes) -> list[EmbeddingRecord]:
+    """An ``llm.embeddings`` record: the prompt (and response) EmbeddingRecords of one event."""
+    return _EMBEDDINGS.validate_json(raw)
+
+
 class DriftResult(BaseModel):
     """One closed drift window of a segment, tested against its reference."""
 
@@ -379,6 +405,112 @@ class DriftResult(BaseModel):
     detector_version: str
     config_fingerprint: str
     computed_at: datetime
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# --------------------------------------------------------------------------------------------
+# Closing the loop: alerts, retraining requests, job status
+# --------------------------------------------------------------------------------------------
+
+
+class AlertEvent(BaseModel):
+    """A rule fired or resolved for a segment (``llm.alerts``; delivered to the receivers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert_id: str
+    """The episode: ``<dedupe_key>@<first firing time>``; firing and resolved share it."""
+    dedupe_key: str
+    """Stable per rule and segment (``rule:app:model_version:field``): receivers group on it."""
+    status: Literal["firing", "resolved"]
+    rule: str
+    severity: Literal["critical", "error", "warning", "info"]
+    app: str
+    model_version: str
+    field: str
+    """``prompt`` or ``response`` for drift rules, ``*`` for per-event metrics."""
+    metric: str
+    detector: str | None = None
+    value: float
+    """The metric in the window that fired (or resolved) the rule."""
+    threshold: float
+    baseline: float | None = None
+    """The metric in the first window of the segment the policy saw, for "moved from ... to ..."."""
+    summary: str
+    """One paragraph: what moved, by how much, against which threshold, and what follows."""
+    example_event_ids: list[str] = Field(default_factory=list)
+    window_id: str
+    window_start: datetime
+    window_end: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
+    dashboard_url: str
+    retrain_requested: bool = False
+    starts_at: datetime
+    ends_at: datetime | None = None
+    policy_fingerprint: str
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class DatasetSpec(BaseModel):
+    """What a retraining snapshot takes from the store."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_rows: int = Field(10_000, ge=1)
+    near_duplicate_cosine: float = Field(0.95, gt=0, le=1)
+    """Prompts at least this similar (embedding cosine) to a kept one are dropped."""
+    exclude_flagged: tuple[str, ...] = ("toxicity", "prompt_injection", "hallucination")
+    """Events flagged by these detectors go to the review set, not to training."""
+    min_feedback: float = Field(0.0, ge=-1, le=1)
+    """Events whose user feedback is below this go to the review set."""
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    """Share of the training rows the job keeps apart to measure loss before and after."""
+
+
+class RetrainRequest(BaseModel):
+    """Ask for a fine-tuning run on fresh data of one segment (``llm.retrain``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    """Stable per episode (the alert id): a redelivered request starts no second job."""
+    alert_id: str
+    app: str
+    model_version: str
+    reason: str
+    start: datetime
+    """Events from here ..."""
+    end: datetime
+    """... to here (the drifted windows)."""
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    requested_at: datetime
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class RetrainStatus(BaseModel):
+    """One step of a retraining job (``llm.retrain.status``; the ``retrain_jobs`` table keeps the last)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str
+    request_id: str
+    app: str
+    model_version: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    launcher: str
+    dataset_version: str = ""
+    dataset_rows: int = 0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """Held-out loss before and after, rows, steps, seconds (from the job's metrics file)."""
+    message: str = ""
+    output_dir: str = ""
+    updated_at: datetime
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftwarden.core.detector_configs import DetectorsSettings, DriftConfig
+from driftwarden.core.loop_configs import AlertsConfig, RetrainConfig
 from driftwarden.core.errors import SettingsError
 
 ENV_PREFIX = "DRIFTWARDEN_"
@@ -96,6 +98,8 @@ class Settings(BaseSettings):
     """Alert events, firing and resolved."""
     topic_retrain: str = "llm.retrain"
     """Retraining requests."""
+    topic_retrain_status: str = "llm.retrain.status"
+    """Retraining job status: queued, running, succeeded, failed (with metrics)."""
     topic_partitions: int = Field(4, ge=1, le=1024)
     """Partitions of the topics driftwarden creates (the most score workers that share work)."""
     topic_replication: int = Field(1, ge=1, le=16)
@@ -151,6 +155,17 @@ class Settings(BaseSettings):
     detectors: DetectorsSettings = Field(default_factory=DetectorsSettings)
     """Per-detector settings, ``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>`` (see the detectors table)."""
 
+    # --- policy, alerts, retraining --------------------------------------------------------
+    policy_file: Path | None = None
+    """YAML rules of the policy (``driftwarden policy check FILE``); default: the shipped rules."""
+    policy_enabled: bool = True
+    """Run the policy agent (alerts and retraining requests) in the sink process."""
+    grafana_url: str = "http://localhost:3000"
+    """Base URL of Grafana, for the dashboard link in each alert."""
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    """Alert receivers, ``DRIFTWARDEN_ALERTS__<FIELD>`` (see the alerts table)."""
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    """Retraining, ``DRIFTWARDEN_RETRAIN__<FIELD>`` (see the retraining table)."""
     # --- publisher --------------------------------------------------------------------------
     publisher_queue_size: int = Field(100_000, ge=1)
     """Events a Publisher holds in memory before it refuses more."""
@@ -170,7 +185,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "topic_inference", "topic_dlq", "topic_detections", "topic_events", "topic_embeddings", "topic_drift",
-        "topic_alerts", "topic_retrain",
+        "topic_alerts", "topic_retrain", "topic_retrain_status",
     )
     @classmethod
     def _topic_name(cls, value: str) -> str:
@@ -198,6 +213,16 @@ class Settings(BaseSettings):
         if self.clickhouse_dsn.startswith("chdb://"):
             return Path(self.clickhouse_dsn.removeprefix("chdb://"))
         return (self.data_dir / "clickhouse").resolve()
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Where dataset snapshots live."""
+        return (self.retrain.datasets_dir or self.data_dir / "datasets").resolve()
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where retraining jobs write their outputs."""
+        return (self.retrain.jobs_dir or self.data_dir / "jobs").resolve()
 
     @property
     def embedded_store(self) -> bool:
@@ -249,6 +274,25 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+def _revealed(model: BaseModel) -> dict:
+    """A nested config as JSON-ready data, secrets included (for a child's environment only)."""
+    out = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            value = _revealed(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        out[name] = value
+    return out
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """The environment for a child process (sink, worker) that must see exactly these settings.
 
@@ -265,7 +309,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         elif isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, BaseModel):
-            text = value.model_dump_json()
+            text = json.dumps(_revealed(value))
         elif isinstance(value, dict):
             text = json.dumps({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()})
         else:

@@ -1,7 +1,9 @@
 """The faust app. One factory builds the only ``faust.App`` of a process for its role.
 
 Roles are consumer groups: ``score`` workers (scale out by starting more) validate and score
-events; the one ``sink`` process writes topics to ClickHouse (it owns an embedded store).
+events; the one ``sink`` process writes topics to ClickHouse (it owns an embedded store) and
+runs the agents that need one instance or the store: drift windows, the policy, alert delivery
+and retraining.
 Both roles share this module, the topics in :mod:`driftwarden.streams.topics`, and their
 agents live one per module (:mod:`.score_agent`, :mod:`.sink_agent`).
 """
@@ -84,6 +86,15 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
             from driftwarden.streams import drift_agent
 
             drift_agent.attach(app, settings, topics, client)
+        if settings.policy_enabled:
+            from driftwarden.streams import alert_agent, policy_agent
+
+            policy_agent.attach(app, settings, topics)
+            alert_agent.attach(app, settings, topics)
+        if settings.retrain.enabled:
+            from driftwarden.streams import retrain_agent
+
+            retrain_agent.attach(app, settings, topics, client)
     else:
         raise ValueError(f"unknown role {role!r}")
     return app

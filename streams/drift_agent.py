@@ -14,8 +14,9 @@ import logging
 import faust
 from pydantic import ValidationError
 
-from driftwarden.core.schemas import EmbeddingRecord
+from driftwarden.core.schemas import parse_embeddings
 from driftwarden.core.settings import Settings
+from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
 from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows
 from driftwarden.streams.topics import TopicNames
 
@@ -61,12 +62,22 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
     async def drift_windows(stream):
         async for value in stream:
             try:
-                record = EmbeddingRecord.model_validate_json(value)
+                records = parse_embeddings(value)
             except (ValidationError, TypeError) as exc:
-                log.warning("drift agent skipped a record that is not an EmbeddingRecord (%s); the sink "
-                            "dead-letters it", str(exc)[:200])
+                log.warning("drift agent skipped a record that is not a list of EmbeddingRecords (%s); the "
+                            "sink dead-letters it", str(exc)[:200])
                 continue
-            await emit(windows.add(record))
+            for record in records:
+                await emit(windows.add(record))
+
+    @app.task
+    async def warm_up():
+        """Evidently's first report costs seconds: pay them at start-up, beside the consumers."""
+        try:
+            await asyncio.to_thread(descriptor_drift_warm_up)
+        except Exception:  # noqa: BLE001 - windows still run; a real failure shows in their logs
+            log.warning("descriptor drift warm-up failed; the first window will pay the set-up instead",
+                        exc_info=True)
 
     @app.timer(interval=5.0)
     async def close_by_time():

@@ -2,8 +2,9 @@
 
 Per batch: invalid messages go to the dead-letter topic with their raw bytes and a reason;
 valid events are scored by every enabled detector (in a thread, so the event loop keeps the
-consumer's heartbeats going); the results go to ``llm.detections`` and the (optionally
-redacted) event to ``llm.events.redacted``. The batch's source offsets are acknowledged only
+consumer's heartbeats going); each event's results go to ``llm.detections`` as one record, its
+embeddings to ``llm.embeddings`` as one record, and the (optionally redacted) event to
+``llm.events.redacted``. The batch's source offsets are acknowledged only
 after the broker acknowledged everything the batch produced.
 """
 
@@ -15,13 +16,21 @@ import time
 
 import faust
 
-from driftwarden.core.schemas import EventLimits
+from driftwarden.core.schemas import EventLimits, encode_records
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.pipeline import BatchOutput, ScoringPipeline
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import RawMessage, dead_letter_headers, split_valid
 
 log = logging.getLogger(__name__)
+
+
+def per_event(records: list) -> list[list]:
+    """Records (results or embeddings) grouped by event, in first-seen order."""
+    groups: dict[str, list] = {}
+    for record in records:
+        groups.setdefault(record.event_id, []).append(record)
+    return list(groups.values())
 
 
 class ScoreStats:
@@ -75,12 +84,11 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
                                               headers=dead_letter_headers(letter)))
             for event in output.events:
                 pending.append(await events_out.send(key=event.segment_key.encode(), value=event.to_json_bytes()))
-            for result in output.results:
-                pending.append(await detections.send(key=f"{result.app}/{result.model_version}".encode(),
-                                                     value=result.to_json_bytes()))
-            for record in output.embeddings:
-                pending.append(await embeddings.send(key=f"{record.app}/{record.model_version}".encode(),
-                                                     value=record.to_json_bytes()))
+            # One record per event on each result topic (all its detectors; its prompt and response).
+            for records, topic in ((output.results, detections), (output.embeddings, embeddings)):
+                for group in per_event(records):
+                    pending.append(await topic.send(key=f"{group[0].app}/{group[0].model_version}".encode(),
+                                                    value=encode_records(group)))
             # Wait for the broker to acknowledge every produced message before the source
             # offsets of this batch can be committed (take_events acks them after this body).
             await asyncio.gather(*pending)

@@ -28,17 +28,19 @@ class TopicNames:
     drift: str
     alerts: str
     retrain: str
+    retrain_status: str
 
     @classmethod
     def from_settings(cls, s: Settings) -> TopicNames:
         return cls(
             inference=s.topic_inference, dlq=s.topic_dlq, detections=s.topic_detections,
             events=s.topic_events, embeddings=s.topic_embeddings, drift=s.topic_drift, alerts=s.topic_alerts, retrain=s.topic_retrain,
+            retrain_status=s.topic_retrain_status,
         )
 
     def all(self) -> list[str]:
         return [self.inference, self.dlq, self.detections, self.events, self.embeddings, self.drift, self.alerts,
-                self.retrain]
+                self.retrain, self.retrain_status]
 
 
 def bootstrap_servers(settings: Settings, bootstrap: str | None = None) -> list[str]:

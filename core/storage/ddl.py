@@ -155,6 +155,78 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        4,
+        "alerts, retraining requests and jobs",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.alerts (
+                alert_id           String,
+                status             LowCardinality(String),
+                dedupe_key         String,
+                rule               LowCardinality(String),
+                severity           LowCardinality(String),
+                app                LowCardinality(String),
+                model_version      LowCardinality(String),
+                field              LowCardinality(String),
+                metric             LowCardinality(String),
+                detector           Nullable(String),
+                value              Float64,
+                threshold          Float64,
+                baseline           Nullable(Float64),
+                summary            String,
+                example_event_ids  Array(String),
+                window_id          String,
+                window_start       DateTime64(3, 'UTC'),
+                window_end         DateTime64(3, 'UTC'),
+                labels             Map(String, String),
+                dashboard_url      String,
+                retrain_requested  UInt8,
+                starts_at          DateTime64(3, 'UTC'),
+                ends_at            Nullable(DateTime64(3, 'UTC')),
+                policy_fingerprint LowCardinality(String)
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY (alert_id, status)
+            {_TABLE_SETTINGS}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.retrain_requests (
+                request_id    String,
+                alert_id      String,
+                app           LowCardinality(String),
+                model_version LowCardinality(String),
+                reason        String,
+                start         DateTime64(3, 'UTC'),
+                end           DateTime64(3, 'UTC'),
+                dataset       String,
+                requested_at  DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree
+            ORDER BY request_id
+            {_TABLE_SETTINGS}
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.retrain_jobs (
+                job_id          String,
+                request_id      String,
+                app             LowCardinality(String),
+                model_version   LowCardinality(String),
+                status          LowCardinality(String),
+                launcher        LowCardinality(String),
+                dataset_version String,
+                dataset_rows    UInt32,
+                metrics         Map(String, Float64),
+                message         String,
+                output_dir      String,
+                updated_at      DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY job_id
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

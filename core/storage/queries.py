@@ -46,21 +46,12 @@ def read_stats(settings, *, require_owner: bool = False, timeout_s: float = 10.0
     process may not open the store); otherwise the store is opened directly. With
     ``require_owner`` only the sink's page is asked (used to wait for the sink to be ready).
     """
-    import json
-    import urllib.error
-    import urllib.request
-
     from driftwarden.core.errors import StorageError
     from driftwarden.core.storage.client import open_client, read_owner
 
     owner = read_owner(settings)
     if owner.get("port"):
-        url = f"http://127.0.0.1:{owner['port']}/stats/"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-                return json.loads(resp.read())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise StorageError(f"read counts from the sink at {url}", exc) from exc
+        return _sink_page(owner["port"], "stats", timeout_s)
     if require_owner:
         raise StorageError("read counts from the sink", RuntimeError("no sink owns the store yet"))
     client = open_client(settings)
@@ -68,3 +59,31 @@ def read_stats(settings, *, require_owner: bool = False, timeout_s: float = 10.0
         return stats(client, settings.clickhouse_database)
     finally:
         client.close()
+
+
+def read_progress(settings, *, timeout_s: float = 10.0) -> dict:
+    """The running sink's counters: rows ClickHouse acknowledged since it started, per table and
+    per detector (``rows_written``). No query runs, so this can be polled often; the counts
+    include rows that a later merge deduplicates (use :func:`read_stats` for exact counts)."""
+    from driftwarden.core.errors import StorageError
+    from driftwarden.core.storage.client import read_owner
+
+    port = read_owner(settings).get("port")
+    if not port:
+        raise StorageError("read progress from the sink", RuntimeError("no sink with a web page is running"))
+    return _sink_page(port, "progress", timeout_s)
+
+
+def _sink_page(port: int, page: str, timeout_s: float) -> dict:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from driftwarden.core.errors import StorageError
+
+    url = f"http://127.0.0.1:{port}/{page}/"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return json.loads(resp.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise StorageError(f"read {page} from the sink at {url}", exc) from exc

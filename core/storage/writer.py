@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from driftwarden.core.schemas import DetectionResult, DriftResult, EmbeddingRecord, InferenceEvent
+from driftwarden.core.schemas import (
+    AlertEvent,
+    DetectionResult,
+    DriftResult,
+    EmbeddingRecord,
+    InferenceEvent,
+    RetrainRequest,
+    RetrainStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +43,15 @@ DRIFT_COLUMNS = [
     "encoder",
     "detector_version", "config_fingerprint", "computed_at",
 ]
+ALERT_COLUMNS = [
+    "alert_id", "status", "dedupe_key", "rule", "severity", "app", "model_version", "field", "metric", "detector",
+    "value", "threshold", "baseline", "summary", "example_event_ids", "window_id", "window_start", "window_end",
+    "labels", "dashboard_url", "retrain_requested", "starts_at", "ends_at", "policy_fingerprint",
+]
+REQUEST_COLUMNS = ["request_id", "alert_id", "app", "model_version", "reason", "start", "end", "dataset",
+                   "requested_at"]
+JOB_COLUMNS = ["job_id", "request_id", "app", "model_version", "status", "launcher", "dataset_version",
+               "dataset_rows", "metrics", "message", "output_dir", "updated_at"]
 DEAD_LETTER_COLUMNS = [
     "dlq_id", "received_at", "source_topic", "source_partition", "source_offset", "stage",
     "reason", "message_key", "raw",
@@ -145,6 +162,19 @@ class Writer:
     def insert_drift(self, results: Sequence[DriftResult]) -> None:
         rows = [[getattr(r, c) for c in DRIFT_COLUMNS] for r in results]
         self.insert("drift_windows", DRIFT_COLUMNS, rows, [r.window_id for r in results])
+
+    def insert_alerts(self, alerts: Sequence[AlertEvent]) -> None:
+        rows = [[getattr(a, c) for c in ALERT_COLUMNS] for a in alerts]
+        self.insert("alerts", ALERT_COLUMNS, rows, [f"{a.alert_id}/{a.status}" for a in alerts])
+
+    def insert_retrain_requests(self, requests: Sequence[RetrainRequest]) -> None:
+        rows = [[r.request_id, r.alert_id, r.app, r.model_version, r.reason, r.start, r.end,
+                 r.dataset.model_dump_json(), r.requested_at] for r in requests]
+        self.insert("retrain_requests", REQUEST_COLUMNS, rows, [r.request_id for r in requests])
+
+    def insert_retrain_status(self, statuses: Sequence[RetrainStatus]) -> None:
+        rows = [[getattr(s, c) for c in JOB_COLUMNS] for s in statuses]
+        self.insert("retrain_jobs", JOB_COLUMNS, rows, [f"{s.job_id}/{s.status}" for s in statuses])
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [dead_letter_row(d) for d in letters]

