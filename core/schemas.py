@@ -421,7 +421,7 @@ class AlertEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     alert_id: str
-    """The episode: ``<dedupe_key>@<first firing time>``; firing and resolved share it."""
+    """The episode: ``<dedupe_key>@<firing time>/<window id>``; firing and resolved share it."""
     dedupe_key: str
     """Stable per rule and segment (``rule:app:model_version:field``): receivers group on it."""
     status: Literal["firing", "resolved"]

@@ -186,7 +186,7 @@ def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: b
             optimizer.zero_grad(set_to_none=True)
             step += 1
             seen += ids.size(0)
-            last_loss = float(loss)
+            last_loss = float(loss.detach())
             progress_file.write(json.dumps({"step": step, "loss": last_loss, "examples": seen}) + "\n")
             progress_file.flush()
             bar.update(1)

@@ -218,7 +218,7 @@ class PolicyEngine:
                      rule.name, obs.app, obs.model_version, obs.field, rule.cooldown_minutes)
             return
         st.firing, st.last_fired, st.started_at = True, self.clock(), self.now()
-        st.alert_id = f"{self._dedupe(rule, obs)}@{st.started_at.isoformat(timespec='milliseconds')}"
+        st.alert_id = f"{self._dedupe(rule, obs)}@{st.started_at:%Y%m%dT%H%M%S%fZ}/{obs.window_id}"
         alert = self._alert(rule, obs, st, "firing")
         decision.alerts.append(alert)
         log.warning("rule %s fired for %s/%s/%s: %s", rule.name, obs.app, obs.model_version, obs.field, alert.summary)

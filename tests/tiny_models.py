@@ -58,3 +58,26 @@ def build_detoxify_checkpoint(directory: Path) -> tuple[Path, Path]:
     path = directory / "toxic_tiny.ckpt"
     torch.save(checkpoint, path)
     return path, hf_dir
+
+
+def build_tiny_causal_lm(directory: Path, corpus: list[str], seed: int = 0) -> Path:
+    """A two-layer GPT-2 with a byte-level BPE tokenizer trained on ``corpus``, saved the way a
+    Hugging Face model directory is (the fine-tuning job loads it through the real path)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                        unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.save_pretrained(str(directory))
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(str(directory))
+    return directory

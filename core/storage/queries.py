@@ -29,6 +29,11 @@ def stats(client, database: str) -> dict:
         "embeddings": scalar(f"SELECT count() FROM {db}.embeddings FINAL"),
         "drift_windows": scalar(f"SELECT count() FROM {db}.drift_windows FINAL"),
         "drift_alarms": scalar(f"SELECT countIf(p_value < 0.05) FROM {db}.drift_windows FINAL"),
+        "alerts_firing": scalar(f"SELECT countIf(status = 'firing') FROM {db}.alerts FINAL"),
+        "alerts_resolved": scalar(f"SELECT countIf(status = 'resolved') FROM {db}.alerts FINAL"),
+        "retrain_requests": scalar(f"SELECT count() FROM {db}.retrain_requests FINAL"),
+        "retrain_jobs_by_status": {s: n for s, n in client.query(
+            f"SELECT status, count() FROM {db}.retrain_jobs FINAL GROUP BY status ORDER BY status").result_rows},
         "detections_by_detector": {
             d: {"results": n, "flagged": f, "errors": e} for d, n, f, e in by_detector
         },

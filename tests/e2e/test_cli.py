@@ -104,3 +104,32 @@ def test_drift_test_prints_one_json_object_with_the_result(tmp_path):
     assert {"p_value", "statistic", "n_reference", "n_current", "method"} <= set(result)
     assert result["n_reference"] == result["n_current"] == 80
     assert result["p_value"] < 0.05 and result["method"] == "mmd2_gaussian_permutation"
+
+
+def test_policy_check_names_the_rule_and_field_of_a_mistake(tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("rules:\n  - name: drift-a\n    metric: drift_p_value\n    threshold: low\n")
+    out = cli("policy", "check", str(bad), timeout=60)
+    assert out.returncode == 2 and "rule 'drift-a' field 'threshold'" in out.stderr
+    shipped = cli("policy", "check", timeout=60)
+    assert shipped.returncode == 0 and "prompt-drift" in shipped.stdout
+
+
+def test_datasets_list_and_show_describe_the_snapshots(tmp_path):
+    from datetime import UTC, datetime
+
+    from driftwarden.core.schemas import RetrainRequest
+    from driftwarden.retrain_trigger.curation import Curated, Row
+    from driftwarden.retrain_trigger.snapshots import write_snapshot
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    request = RetrainRequest(request_id="r", alert_id="a", app="chat", model_version="v2", reason="drift",
+                             start=t0, end=t0, requested_at=t0)
+    snap = write_snapshot(tmp_path / "datasets", request, Curated(train=[Row("e1", t0, "q", "a")]))
+    listed = cli("datasets", "list", "--json", "--data-dir", str(tmp_path), timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert [s["version"] for s in json.loads(listed.stdout)] == [snap.version]
+    shown = cli("datasets", "show", snap.version[:12], "--data-dir", str(tmp_path), timeout=60)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["rows"] == {"train": 1, "review": 0}
+    missing = cli("datasets", "show", "nope", "--data-dir", str(tmp_path), timeout=60)
+    assert missing.returncode == 2 and "no snapshot 'nope'" in missing.stderr

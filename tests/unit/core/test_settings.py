@@ -99,3 +99,16 @@ def test_a_misspelt_detector_name_is_refused(monkeypatch):
     monkeypatch.setenv("DRIFTWARDEN_DETECTORS__TOXICTY__THRESHOLD", "0.2")
     with pytest.raises(SettingsError, match="TOXICTY"):
         load_settings()
+
+
+def test_nested_secrets_reach_a_child_process_intact(monkeypatch):
+    parent = load_settings(alerts={"slack_webhook_url": "https://hooks.slack.test/T/B/secret",
+                                   "pagerduty_routing_key": "R0UT1NG"},
+                           retrain={"max_steps": 3, "datasets_dir": "/data/sets"})
+    for key, value in child_environment(parent).items():
+        if key.startswith("DRIFTWARDEN_"):
+            monkeypatch.setenv(key, value)
+    child = load_settings()
+    assert child.alerts.slack_webhook_url.get_secret_value() == "https://hooks.slack.test/T/B/secret"
+    assert child.alerts.pagerduty_routing_key.get_secret_value() == "R0UT1NG"
+    assert child.retrain == parent.retrain and "secret" not in repr(child.alerts)

@@ -1,0 +1,106 @@
+"""The whole loop on the real stack: a population switch in replayed traffic fires one drift
+alert, which reaches a (recording) Alertmanager; a retraining request follows, a snapshot of the
+new population is written, a LoRA job on a tiny GPT-2 succeeds, and its status is in ClickHouse."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from driftwarden.core.storage.client import open_client
+from driftwarden.pkg_data import path as data_path
+from driftwarden.retrain_trigger.snapshots import list_snapshots
+from driftwarden.streams.publisher import Publisher
+from driftwarden.streams.replay import ReplayOptions, replay_file
+from driftwarden.tests.recording_http import RecordingServer
+from driftwarden.tests.realstack import wait_for
+from driftwarden.tests.tiny_models import build_tiny_causal_lm
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 100
+POLICY = """
+version: 1
+window_size: 100
+window_minutes: 5
+rules:
+  - name: prompt-drift
+    description: the prompts users send no longer look like the reference population
+    metric: drift_p_value
+    segment: {field: prompt}
+    threshold: 0.01
+    clear_threshold: 0.05
+    consecutive: 1
+    cooldown_minutes: 60
+    severity: critical
+    retrain: true
+"""
+
+
+@pytest.fixture(scope="module")
+def alertmanager():
+    with RecordingServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack_env(stack_env, alertmanager, tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    (root / "policy.yaml").write_text(POLICY)
+    corpus = [r["question"] + " " + r["answer"] for r in map(json.loads, data_path("halueval_qa").open())][:300]
+    model = build_tiny_causal_lm(root / "tiny-gpt2", corpus)
+    return {**stack_env, "DRIFTWARDEN_DRIFT__WINDOW_SIZE": str(WINDOW), "DRIFTWARDEN_DRIFT__BASELINE_SIZE": str(WINDOW),
+            "DRIFTWARDEN_DRIFT__FIELDS": '["prompt"]', "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500",
+            "DRIFTWARDEN_POLICY_FILE": str(root / "policy.yaml"),
+            "DRIFTWARDEN_ALERTS__ALERTMANAGER_URL": alertmanager.url,
+            "DRIFTWARDEN_RETRAIN__ENABLED": "true", "DRIFTWARDEN_RETRAIN__BASE_MODEL": str(model),
+            "DRIFTWARDEN_RETRAIN__MAX_STEPS": "8", "DRIFTWARDEN_RETRAIN__LEARNING_RATE": "0.005",
+            "DRIFTWARDEN_RETRAIN__DEVICE": "cpu"}
+
+
+@pytest.mark.timeout(900)
+def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(stack, stack_settings, alertmanager):
+    now = datetime.now(UTC)
+    with Publisher(stack.bootstrap, settings=stack_settings) as pub:
+        # The last two hours of traffic: general prompts, then from an hour ago QA questions.
+        replay_file(data_path("halueval_general"), pub.publish, ReplayOptions(
+            id_prefix="before", shuffle=True, end=now - timedelta(hours=1)), limit=3 * WINDOW)
+        assert pub.flush(60)
+        replay_file(data_path("halueval_qa"), pub.publish, ReplayOptions(
+            id_prefix="after", shuffle=True, end=now, span=timedelta(minutes=59)), limit=2 * WINDOW)
+    counts = wait_for(stack_settings, lambda c: c.get("retrain_jobs_by_status", {}).get("succeeded", 0) >= 1
+                      and c["drift_windows"] >= 4, timeout_s=600, stack=stack)
+    assert counts["retrain_jobs_by_status"] == {"succeeded": 1}, counts
+    assert counts["alerts_firing"] == 1 and counts["retrain_requests"] == 1, counts
+    stack.stop()
+    # The alert reached Alertmanager once, in its format, naming the rule and the segment.
+    posted = alertmanager.received("/api/v2/alerts")
+    assert len(posted) == 1, [p["json"] for p in posted]
+    body = posted[0]["json"][0]
+    assert body["labels"]["alertname"] == "prompt-drift" and body["labels"]["app"] == "demo-chat"
+    assert "retrain" in body["annotations"]["description"].lower()
+    db = stack_settings.clickhouse_database
+    client = open_client(stack_settings)
+    try:
+        windows = client.query(f"SELECT window_id, p_value FROM {db}.drift_windows FINAL WHERE field = 'prompt' "
+                               f"ORDER BY toUInt32(splitByChar('/', window_id)[4])").result_rows
+        alert = client.query(f"SELECT window_id, starts_at FROM {db}.alerts FINAL").result_rows[0]
+        job = client.query(f"SELECT status, dataset_version, dataset_rows, metrics, updated_at "
+                           f"FROM {db}.retrain_jobs FINAL").result_rows[0]
+        running = client.query(f"SELECT min(updated_at) FROM {db}.retrain_jobs WHERE status = 'running'").result_rows
+    finally:
+        client.close()
+    # The first window after the switch (the third) fired it; the fourth, drifted too, did not fire again.
+    assert alert[0] == "demo-chat/v1/prompt/3", windows
+    assert windows[3][1] < 0.01, windows
+    status, version, rows, metrics, _ = job
+    assert status == "succeeded" and rows >= 8
+    assert metrics["loss_after"] < metrics["loss_before"] and metrics["steps"] == 8
+    snaps = list_snapshots(stack_settings.datasets_dir)
+    assert [s.version for s in snaps] == [version]
+    ids = snaps[0].manifest["source_event_ids"]
+    assert ids and all(i.startswith("after-") for i in ids), "the snapshot holds the new population only"
+    print(f"\nloop: alert at window {alert[0]}; alert {alert[1]} -> job running {running[0][0]}; "
+          f"{rows} rows; loss {metrics['loss_before']:.3f} -> {metrics['loss_after']:.3f}")

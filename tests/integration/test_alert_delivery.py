@@ -1,0 +1,104 @@
+"""Alert delivery over real HTTP to local recording servers.
+
+Alertmanager, PagerDuty and Slack cannot run here, so each is a local HTTP server that records
+what it receives; every payload is checked against that service's documented format
+(Alertmanager API v2 ``postableAlerts``, PagerDuty Events API v2, Slack incoming webhooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from driftwarden.core.loop_configs import AlertsConfig
+from driftwarden.core.schemas import AlertEvent
+from driftwarden.deploy.local.broker import free_port
+from driftwarden.retrain_trigger.alerts import Dispatcher
+from driftwarden.tests.recording_http import RecordingServer
+
+pytestmark = pytest.mark.integration
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
+
+
+def alert(status: str = "firing") -> AlertEvent:
+    return AlertEvent(
+        alert_id="prompt-drift:chat:v1:prompt@x", dedupe_key="prompt-drift:chat:v1:prompt", status=status,
+        rule="prompt-drift", severity="critical", app="chat", model_version="v1", field="prompt",
+        metric="drift_p_value", value=0.0009, threshold=0.01, baseline=0.4, summary="Prompts moved. " * 3,
+        example_event_ids=["e1", "e2"], window_id="chat/v1/prompt/7", window_start=T0, window_end=T0,
+        labels={"alertname": "prompt-drift", "severity": "critical", "app": "chat", "model_version": "v1"},
+        dashboard_url="http://grafana:3000/d/driftwarden-drift?var-app=chat", retrain_requested=True,
+        starts_at=T0, ends_at=T0 if status == "resolved" else None, policy_fingerprint="abc",
+    )
+
+
+def deliver(config: AlertsConfig, *alerts: AlertEvent, timeout_s: float = 20.0) -> Dispatcher:
+    async def go():
+        d = Dispatcher(config)
+        await d.start()
+        for a in alerts:
+            d.submit(a)
+        assert await d.drain(timeout_s)
+        await d.stop()
+        return d
+
+    return asyncio.run(go())
+
+
+def test_each_receiver_gets_its_documented_format_for_firing_and_resolved():
+    with RecordingServer() as server:
+        config = AlertsConfig(alertmanager_url=server.url, pagerduty_url=f"{server.url}/v2/enqueue",
+                              pagerduty_routing_key="R0UT1NGKEY", slack_webhook_url=f"{server.url}/services/T/B/X")
+        d = deliver(config, alert("firing"), alert("resolved"))
+        am = server.received("/api/v2/alerts")
+        pd = server.received("/v2/enqueue")
+        slack = server.received("/services/T/B/X")
+    assert d.counts["alertmanager_delivered"] == d.counts["pagerduty_delivered"] == d.counts["slack_delivered"] == 2
+    # Alertmanager v2: a JSON array of postable alerts; labels and annotations are string maps.
+    firing, resolved = am[0]["json"], am[1]["json"]
+    assert isinstance(firing, list) and len(firing) == 1
+    for body in (firing[0], resolved[0]):
+        assert set(body) <= {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+        assert all(isinstance(v, str) for v in {**body["labels"], **body["annotations"]}.values())
+        assert body["labels"]["alertname"] == "prompt-drift" and RFC3339.match(body["startsAt"])
+        assert body["generatorURL"].startswith("http://grafana:3000/")
+    assert "endsAt" not in firing[0] and RFC3339.match(resolved[0]["endsAt"])
+    assert am[0]["headers"]["Content-Type"].startswith("application/json")
+    # PagerDuty Events v2: trigger with payload (summary, source, severity), resolve by dedup_key.
+    trigger, resolve = pd[0]["json"], pd[1]["json"]
+    assert trigger["routing_key"] == "R0UT1NGKEY" and trigger["event_action"] == "trigger"
+    assert trigger["dedup_key"] == resolve["dedup_key"] == "prompt-drift:chat:v1:prompt"
+    assert {"summary", "source", "severity"} <= set(trigger["payload"])
+    assert len(trigger["payload"]["summary"]) <= 1024 and trigger["payload"]["severity"] in {
+        "critical", "error", "warning", "info"}
+    assert RFC3339.match(trigger["payload"]["timestamp"]) and trigger["links"][0]["href"].startswith("http")
+    assert resolve == {"routing_key": "R0UT1NGKEY", "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    # Slack incoming webhook: text (the notification) and blocks.
+    assert "FIRING" in slack[0]["json"]["text"] and "RESOLVED" in slack[1]["json"]["text"]
+    assert slack[0]["json"]["blocks"][0]["type"] == "header"
+
+
+def test_server_errors_are_retried_and_client_errors_are_not():
+    with RecordingServer() as server:
+        server.script["/api/v2/alerts"] = [503, 503]
+        server.script["/services/T/B/X"] = [400]
+        config = AlertsConfig(alertmanager_url=server.url, slack_webhook_url=f"{server.url}/services/T/B/X",
+                              backoff_s=0.05, max_attempts=4)
+        d = deliver(config, alert())
+        attempts = [r["path"] for r in server.requests]
+    assert attempts.count("/api/v2/alerts") == 3 and d.counts["alertmanager_delivered"] == 1
+    assert attempts.count("/services/T/B/X") == 1, "a 400 cannot be fixed by retrying"
+    assert d.counts["slack_undelivered"] == 1 and d.counts["slack_failed_attempts"] == 1
+
+
+def test_a_dead_receiver_does_not_hold_up_the_others():
+    with RecordingServer() as server:
+        config = AlertsConfig(alertmanager_url=f"http://127.0.0.1:{free_port()}",
+                              slack_webhook_url=f"{server.url}/hook", backoff_s=0.05, max_attempts=3)
+        d = deliver(config, alert(), alert("resolved"))
+        assert len(server.received("/hook")) == 2
+    assert d.counts["alertmanager_undelivered"] == 2 and d.counts["alertmanager_failed_attempts"] == 6

@@ -1,0 +1,52 @@
+"""A real local HTTP server that records what it receives (stands in for Alertmanager,
+PagerDuty and Slack, which cannot run here) and answers with scripted status codes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class RecordingServer:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.script: dict[str, list[int]] = {}
+        """Per path, status codes to answer in turn (then 200)."""
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with outer._lock:
+                    codes = outer.script.get(self.path, [])
+                    code = codes.pop(0) if codes else 200
+                    outer.requests.append({"path": self.path, "status": code, "headers": dict(self.headers),
+                                           "json": json.loads(body) if body else None})
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok" if code < 300 else b"scripted failure")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def received(self, path: str) -> list[dict]:
+        with self._lock:
+            return [r for r in self.requests if r["path"] == path and r["status"] < 300]
+
+    def __enter__(self) -> RecordingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
