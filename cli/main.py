@@ -228,6 +228,21 @@ def drift_test(
 
 
 @app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="HTML file to write.")] = Path("driftwarden-report.html"),
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Write the self-contained HTML report (works while `up` runs: the sink renders it)."""
+    from driftwarden.core.storage.queries import read_report
+
+    settings = _settings(None, data_dir)
+    text = read_report(settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out} ({len(text) / 1e6:.1f} MB, self-contained)")
+
+
+@app.command()
 def demo(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many events.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Score worker processes.")] = 1,
@@ -246,6 +261,35 @@ datasets_app = typer.Typer(help="Versioned dataset snapshots for fine-tuning.", 
 app.add_typer(datasets_app, name="datasets")
 policy_app = typer.Typer(help="The policy's rules (alerts and retraining requests).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+
+
+dashboards_app = typer.Typer(help="Grafana dashboards as code.", no_args_is_help=True)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("export")
+def dashboards_export(
+    directory: Annotated[Path, typer.Argument(help="Directory for the JSON files (file provisioning, GitOps).")],
+) -> None:
+    """Write the dashboards (overview, safety, drift, retraining) as Grafana JSON."""
+    from driftwarden.dashboards.grafana import export
+
+    settings = _settings()
+    for path in export(directory, settings.clickhouse_database):
+        typer.echo(f"wrote {path}")
+
+
+@dashboards_app.command("push")
+def dashboards_push() -> None:
+    """Provision the dashboards through Grafana's HTTP API (DRIFTWARDEN_GRAFANA_URL and _TOKEN), by uid."""
+    from driftwarden.dashboards.grafana import push
+
+    settings = _settings()
+    token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
+    results = push(settings.grafana_url, token, settings.clickhouse_database, folder_uid=settings.grafana_folder,
+                   folder_title=settings.grafana_folder)
+    typer.echo(f"provisioned {len(results)} dashboards into folder {settings.grafana_folder!r} at "
+               f"{settings.grafana_url}")
 
 
 @datasets_app.command("list")

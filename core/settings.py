@@ -161,7 +161,11 @@ class Settings(BaseSettings):
     policy_enabled: bool = True
     """Run the policy agent (alerts and retraining requests) in the sink process."""
     grafana_url: str = "http://localhost:3000"
-    """Base URL of Grafana, for the dashboard link in each alert."""
+    """Base URL of Grafana: the dashboard link in each alert, and where ``dashboards push`` provisions."""
+    grafana_token: SecretStr | None = None
+    """Grafana service-account token for ``dashboards push`` (never logged)."""
+    grafana_folder: str = "driftwarden"
+    """Folder (uid and title) that ``dashboards push`` provisions into."""
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     """Alert receivers, ``DRIFTWARDEN_ALERTS__<FIELD>`` (see the alerts table)."""
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)

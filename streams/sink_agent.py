@@ -4,7 +4,8 @@ Each agent takes a batch, inserts it (retrying until ClickHouse acknowledges it)
 moves on, so the batch's offsets are committed after the rows are durable. While ClickHouse
 refuses, the agent stays in its retry loop: consumption pauses and nothing is dropped.
 This process owns an embedded ``chdb://`` store; ``/stats/`` serves counts to other processes
-(exact, with FINAL queries), ``/progress/`` the rows this sink wrote since it started (counters).
+(exact, with FINAL queries), ``/progress/`` the rows this sink wrote since it started (counters),
+``/report/`` the HTML report.
 """
 
 from __future__ import annotations
@@ -139,6 +140,14 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             counts = await asyncio.to_thread(store_stats, client, settings.clickhouse_database)
             counts["sink_write_failures"] = failures["writes_failed"]
             return web.json(counts)
+
+        @app.page("/report/")
+        async def report_page(web, request):
+            """The HTML report, rendered here because this process owns the store."""
+            from driftwarden.dashboards.report import build_report
+
+            text = await asyncio.to_thread(build_report, client, settings.clickhouse_database, settings)
+            return web.html(text)
 
         @app.page("/progress/")
         async def progress_page(web, request):

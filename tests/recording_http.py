@@ -13,21 +13,36 @@ class RecordingServer:
         self.requests: list[dict] = []
         self.script: dict[str, list[int]] = {}
         """Per path, status codes to answer in turn (then 200)."""
+        self.replies: dict[tuple[str, str], list[tuple[int, object]]] = {}
+        """Per (method, path), (status, JSON body) to answer in turn (then 200 and ``{}``)."""
         self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def _answer(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with outer._lock:
                     codes = outer.script.get(self.path, [])
-                    code = codes.pop(0) if codes else 200
-                    outer.requests.append({"path": self.path, "status": code, "headers": dict(self.headers),
-                                           "json": json.loads(body) if body else None})
+                    replies = outer.replies.get((method, self.path), [])
+                    if replies:
+                        code, payload = replies.pop(0)
+                    else:
+                        code = codes.pop(0) if codes else 200
+                        payload = {"status": "ok"} if code < 300 else {"message": "scripted failure"}
+                    outer.requests.append({"method": method, "path": self.path, "status": code,
+                                           "headers": dict(self.headers), "json": json.loads(body) if body else None})
+                data = json.dumps(payload).encode()
                 self.send_response(code)
-                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(b"ok" if code < 300 else b"scripted failure")
+                self.wfile.write(data)
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                self._answer("POST")
+
+            def do_GET(self):  # noqa: N802
+                self._answer("GET")
 
             def log_message(self, *args):
                 pass

@@ -79,7 +79,24 @@ def read_progress(settings, *, timeout_s: float = 10.0) -> dict:
     return _sink_page(port, "progress", timeout_s)
 
 
-def _sink_page(port: int, page: str, timeout_s: float) -> dict:
+def read_report(settings, *, timeout_s: float = 300.0) -> str:
+    """The HTML report: from the running sink's ``/report/`` page while it owns the embedded
+    store, otherwise rendered here from the store."""
+    from driftwarden.core.storage.client import open_client, read_owner
+
+    owner = read_owner(settings)
+    if owner.get("port"):
+        return _sink_page(owner["port"], "report", timeout_s, as_json=False)
+    from driftwarden.dashboards.report import build_report
+
+    client = open_client(settings)
+    try:
+        return build_report(client, settings.clickhouse_database, settings)
+    finally:
+        client.close()
+
+
+def _sink_page(port: int, page: str, timeout_s: float, *, as_json: bool = True):
     import json
     import urllib.error
     import urllib.request
@@ -89,6 +106,7 @@ def _sink_page(port: int, page: str, timeout_s: float) -> dict:
     url = f"http://127.0.0.1:{port}/{page}/"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return json.loads(resp.read())
+            body = resp.read()
+            return json.loads(body) if as_json else body.decode("utf-8")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise StorageError(f"read {page} from the sink at {url}", exc) from exc

@@ -5,6 +5,8 @@ new population is written, a LoRA job on a tiny GPT-2 succeeds, and its status i
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,7 +63,8 @@ def stack_env(stack_env, alertmanager, tmp_path_factory):
 
 
 @pytest.mark.timeout(900)
-def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(stack, stack_settings, alertmanager):
+def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(stack, stack_settings, alertmanager,
+                                                                                  tmp_path):
     now = datetime.now(UTC)
     with Publisher(stack.bootstrap, settings=stack_settings) as pub:
         # The last two hours of traffic: general prompts, then from an hour ago QA questions.
@@ -74,6 +77,13 @@ def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(
                       and c["drift_windows"] >= 4, timeout_s=600, stack=stack)
     assert counts["retrain_jobs_by_status"] == {"succeeded": 1}, counts
     assert counts["alerts_firing"] == 1 and counts["retrain_requests"] == 1, counts
+    # The report, while the stack runs (the sink renders it: it owns the embedded store).
+    report = tmp_path / "report.html"
+    done = subprocess.run([sys.executable, "-m", "driftwarden", "report", "--out", str(report)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = report.read_text()
+    assert "prompt-drift" in text and "succeeded" in text and "Prompt embeddings, reference vs demo-chat" in text
     stack.stop()
     # The alert reached Alertmanager once, in its format, naming the rule and the segment.
     posted = alertmanager.received("/api/v2/alerts")

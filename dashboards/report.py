@@ -1,0 +1,199 @@
+"""The self-contained HTML report: one file, plots inline, nothing fetched when it is opened.
+
+Sections: what is stored; volume per segment; detector flag rates over time and drift p-values
+per segment, both with the alerts marked; a 2-D map (PCA) of the reference against the current
+prompt embeddings of the most drifted window; the most flagged events (redacted); the
+retraining jobs with their dataset versions and metrics. ``driftwarden report --out FILE``
+writes it; while the local stack runs the sink renders it (``/report/``), as it owns the store.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from driftwarden.core.storage.queries import stats as store_stats
+from driftwarden.detectors.loading import require
+
+log = logging.getLogger(__name__)
+
+MAP_POINTS = 300
+FLAGGED = 20
+
+
+def _rows(client, sql: str, **params) -> list[tuple]:
+    return client.query(sql, parameters=params).result_rows
+
+
+def collect(client, db: str) -> dict[str, Any]:
+    """Everything the report shows, read from the store."""
+    data: dict[str, Any] = {"stats": store_stats(client, db), "generated_at": datetime.now(UTC)}
+    data["volume"] = _rows(client, f"SELECT toStartOfFiveMinutes(ts) AS t, concat(app, ' ', model_version) AS seg, "
+                                   f"count() FROM {db}.inference_events FINAL GROUP BY t, seg ORDER BY t")
+    data["rates"] = _rows(client, f"SELECT toStartOfFiveMinutes(event_ts) AS t, detector, avg(label), count() "
+                                  f"FROM {db}.detections FINAL WHERE detector != 'operational' AND label IS NOT NULL "
+                                  f"GROUP BY t, detector ORDER BY t")
+    data["drift"] = _rows(client, f"SELECT window_end, concat(app, ' ', model_version, ' ', field), p_value, window_id, "
+                                  f"statistic FROM {db}.drift_windows FINAL ORDER BY window_end")
+    data["alerts"] = _rows(client, f"SELECT starts_at, rule, severity, status, app, model_version, field, value, "
+                                   f"threshold, summary, window_start, window_end FROM {db}.alerts FINAL "
+                                   f"ORDER BY starts_at")
+    data["jobs"] = _rows(client, f"SELECT updated_at, job_id, app, model_version, status, dataset_version, "
+                                 f"dataset_rows, metrics, message FROM {db}.retrain_jobs FINAL ORDER BY updated_at")
+    data["flagged"] = _rows(client, f"SELECT d.event_id, d.detector, d.score, d.evidence, e.app, e.model_version, "
+                                    f"e.prompt, e.response FROM {db}.detections AS d FINAL "
+                                    f"INNER JOIN (SELECT event_id, app, model_version, prompt, response FROM "
+                                    f"{db}.inference_events FINAL) AS e ON e.event_id = d.event_id "
+                                    f"WHERE d.label = 1 AND d.detector IN ('toxicity', 'prompt_injection', "
+                                    f"'hallucination', 'pii') ORDER BY d.score DESC LIMIT {FLAGGED}")
+    data["map"] = _drift_map(client, db)
+    return data
+
+
+def _drift_map(client, db: str) -> dict[str, Any] | None:
+    """Reference (events of the segment before the window) and current prompt embeddings of the
+    window with the lowest p-value, projected on their first two principal components."""
+    worst = _rows(client, f"SELECT app, model_version, field, window_start, window_end, window_id, p_value "
+                          f"FROM {db}.drift_windows FINAL WHERE field = 'prompt' ORDER BY p_value, window_end "
+                          f"LIMIT 1")
+    if not worst:
+        return None
+    app, mv, field, start, end, window_id, p = worst[0]
+    seg = "app = {a:String} AND model_version = {m:String} AND field = {f:String}"
+    params = {"a": app, "m": mv, "f": field, "s": start, "e": end, "n": MAP_POINTS}
+    current = _rows(client, f"SELECT vector FROM {db}.embeddings FINAL WHERE {seg} AND event_ts >= "
+                            f"{{s:DateTime64(3, 'UTC')}} AND event_ts <= {{e:DateTime64(3, 'UTC')}} LIMIT {{n:UInt32}}",
+                    **params)
+    reference = _rows(client, f"SELECT vector FROM {db}.embeddings FINAL WHERE {seg} AND event_ts < "
+                              f"{{s:DateTime64(3, 'UTC')}} ORDER BY event_ts LIMIT {{n:UInt32}}", **params)
+    if len(current) < 2 or len(reference) < 2:
+        return None
+    ref = np.asarray([r[0] for r in reference], dtype=np.float32)
+    cur = np.asarray([r[0] for r in current], dtype=np.float32)
+    both = np.vstack([ref, cur])
+    centred = both - both.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    xy = centred @ vt[:2].T
+    return {"window_id": window_id, "p_value": p, "reference": xy[:len(ref)], "current": xy[len(ref):]}
+
+
+def render(data: dict[str, Any], redact=None) -> str:
+    """The report as one HTML string (plotly's script inline, once)."""
+    go = require("plotly.graph_objects", "dashboards")
+    offline = require("plotly.offline", "dashboards")
+    esc = html.escape
+    alerts = [a for a in data["alerts"] if a[3] == "firing"]
+
+    def figure(fig, title: str, y_title: str = "", log_y: bool = False) -> str:
+        for a in alerts:
+            fig.add_vline(x=a[0], line_dash="dash", line_color="crimson")
+            fig.add_annotation(x=a[0], y=1, yref="paper", text=f"alert: {a[1]}", showarrow=False,
+                               font={"color": "crimson", "size": 11}, xanchor="left")
+        fig.update_layout(title=title, height=360, margin={"l": 60, "r": 20, "t": 50, "b": 40}, yaxis_title=y_title,
+                          template="plotly_white", legend={"orientation": "h", "y": -0.2})
+        if log_y:
+            fig.update_yaxes(type="log")
+        return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+    parts = []
+    volume = go.Figure()
+    for seg in sorted({r[1] for r in data["volume"]}):
+        pts = [r for r in data["volume"] if r[1] == seg]
+        volume.add_bar(x=[r[0] for r in pts], y=[r[2] for r in pts], name=seg)
+    parts.append(figure(volume.update_layout(barmode="stack"), "Events per 5 minutes", "events"))
+    rates = go.Figure()
+    for det in sorted({r[1] for r in data["rates"]}):
+        pts = [r for r in data["rates"] if r[1] == det]
+        rates.add_scatter(x=[r[0] for r in pts], y=[r[2] for r in pts], mode="lines+markers", name=det)
+    parts.append(figure(rates, "Share of events flagged, per detector", "flagged rate"))
+    drift = go.Figure()
+    for seg in sorted({r[1] for r in data["drift"]}):
+        pts = [r for r in data["drift"] if r[1] == seg]
+        drift.add_scatter(x=[r[0] for r in pts], y=[max(r[2], 1e-4) for r in pts], mode="lines+markers", name=seg,
+                          text=[r[3] for r in pts], hovertemplate="%{text}<br>p = %{y}<extra></extra>")
+    drift.add_hline(y=0.01, line_color="orange", annotation_text="policy threshold 0.01")
+    parts.append(figure(drift, "Embedding drift p-value per window (permutation MMD)", "p-value", log_y=True))
+    if data["map"] is not None:
+        m = data["map"]
+        emb = go.Figure()
+        emb.add_scatter(x=m["reference"][:, 0], y=m["reference"][:, 1], mode="markers", name="reference",
+                        marker={"color": "steelblue", "opacity": 0.6})
+        emb.add_scatter(x=m["current"][:, 0], y=m["current"][:, 1], mode="markers", name="current window",
+                        marker={"color": "crimson", "opacity": 0.7})
+        emb.update_layout(title=f"Prompt embeddings, reference vs {m['window_id']} (p = {m['p_value']:.4g}), PCA",
+                          height=420, template="plotly_white", xaxis_title="PC 1", yaxis_title="PC 2")
+        parts.append(emb.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
+    else:
+        parts.append("<p class=note>No drift window with stored embeddings on both sides yet.</p>")
+
+    def cut(text: str, n: int = 240) -> str:
+        text = redact(text) if redact is not None and text else text
+        return esc(text if len(text) <= n else text[:n] + "…")
+
+    flagged = "".join(
+        f"<tr><td>{esc(r[0])}</td><td>{esc(r[4])} {esc(r[5])}</td><td>{esc(r[1])}</td><td>{r[2]:.3f}</td>"
+        f"<td>{esc(r[3] or '')}</td><td>{cut(r[6])}</td><td>{cut(r[7])}</td></tr>" for r in data["flagged"])
+    jobs = "".join(
+        f"<tr><td>{r[0]:%Y-%m-%d %H:%M:%S}</td><td>{esc(r[1])}</td><td>{esc(r[2])} {esc(r[3])}</td>"
+        f"<td class={esc(r[4])}>{esc(r[4])}</td><td>{esc(r[5])}</td><td>{r[6]}</td>"
+        f"<td>{_num(r[7].get('loss_before'))}</td><td>{_num(r[7].get('loss_after'))}</td><td>{esc(r[8][:300])}</td></tr>"
+        for r in data["jobs"])
+    alert_rows = "".join(
+        f"<tr><td>{r[0]:%Y-%m-%d %H:%M:%S}</td><td>{esc(r[1])}</td><td>{esc(r[2])}</td><td>{esc(r[3])}</td>"
+        f"<td>{esc(r[4])} {esc(r[5])} {esc(r[6])}</td><td>{esc(r[9])}</td></tr>" for r in data["alerts"])
+    s = data["stats"]
+    cards = "".join(f"<div class=card><b>{v}</b><span>{esc(k)}</span></div>" for k, v in (
+        ("events", s["events"]), ("detections", s["detections"]), ("dead letters", s["dead_letters"]),
+        ("drift windows", s["drift_windows"]), ("alerts firing", s.get("alerts_firing", 0)),
+        ("retraining jobs", sum(s.get("retrain_jobs_by_status", {}).values()))))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>driftwarden report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px; color: #222; }}
+h1 {{ margin-bottom: 0 }} .sub {{ color: #666; margin-top: 4px }}
+.cards {{ display: flex; gap: 12px; flex-wrap: wrap; margin: 16px 0 }}
+.card {{ border: 1px solid #ddd; border-radius: 8px; padding: 10px 16px; min-width: 120px }}
+.card b {{ display: block; font-size: 24px }} .card span {{ color: #666 }}
+table {{ border-collapse: collapse; width: 100%; font-size: 13px; margin: 8px 0 24px }}
+th, td {{ border-bottom: 1px solid #eee; padding: 4px 6px; text-align: left; vertical-align: top }}
+td.succeeded {{ color: #080 }} td.failed {{ color: #b00 }} .note {{ color: #666 }}
+</style>
+<script>{offline.get_plotlyjs()}</script>
+</head><body>
+<h1>driftwarden report</h1>
+<p class=sub>Generated {data['generated_at']:%Y-%m-%d %H:%M:%S} UTC. Self-contained: nothing is fetched when it is opened.</p>
+<div class=cards>{cards}</div>
+<h2>Traffic, safety and drift</h2>
+{''.join(parts)}
+<h2>Alerts</h2>
+<table><tr><th>started</th><th>rule</th><th>severity</th><th>status</th><th>segment</th><th>summary</th></tr>
+{alert_rows or '<tr><td colspan=6 class=note>none</td></tr>'}</table>
+<h2>Most flagged events (redacted)</h2>
+<table><tr><th>event</th><th>segment</th><th>detector</th><th>score</th><th>evidence</th><th>prompt</th><th>response</th></tr>
+{flagged or '<tr><td colspan=7 class=note>none</td></tr>'}</table>
+<h2>Retraining jobs</h2>
+<table><tr><th>updated</th><th>job</th><th>segment</th><th>status</th><th>dataset version</th><th>rows</th>
+<th>held-out loss before</th><th>after</th><th>message</th></tr>
+{jobs or '<tr><td colspan=9 class=note>none</td></tr>'}</table>
+</body></html>
+"""
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def build_report(client, db: str, settings=None) -> str:
+    redact = None
+    if settings is not None:
+        try:
+            from driftwarden.retrain_trigger.curation import pii_redactor
+
+            redact = pii_redactor(settings)
+        except Exception:  # noqa: BLE001 - the report goes out; texts are then cut but not redacted
+            log.warning("PII redaction unavailable for the report; flagged texts are shown as stored", exc_info=True)
+    return render(collect(client, db), redact)

@@ -1,0 +1,88 @@
+"""A store seeded with a little of everything (events, detections, drift windows, alerts,
+retraining requests and jobs), written through the real writer into the embedded engine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from driftwarden.core.schemas import (
+    AlertEvent,
+    DetectionResult,
+    DriftResult,
+    EmbeddingRecord,
+    RetrainRequest,
+    RetrainStatus,
+    event_from_mapping,
+)
+from driftwarden.core.storage.client import open_client
+from driftwarden.core.storage.writer import DeadLetter, Writer
+from driftwarden.tests.cases import valid_event
+
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+
+
+def seed(settings, n: int = 120):
+    """Write the rows; returns the open client (close it)."""
+    client = open_client(settings)
+    w = Writer(client, settings.clickhouse_database)
+    rng = np.random.default_rng(0)
+    events, results, vectors = [], [], []
+    for i in range(n):
+        mv = "v1" if i < n // 2 else "v2"
+        ts = T0 + timedelta(seconds=30 * i)
+        event = event_from_mapping(valid_event(f"seed-{i}", app="chat", model_version=mv, timestamp=ts.isoformat(),
+                                               status="error" if i % 17 == 0 else "ok",
+                                               response="" if i % 17 == 0 else "Sure, here you go.",
+                                               prompt=f"question number {i} about my account"))
+        events.append(event)
+        common = {"event_id": event.event_id, "detector_version": "1", "config_fingerprint": "f", "app": "chat",
+                  "model_version": mv, "event_ts": ts, "scored_at": ts}
+        results.append(DetectionResult(detector="operational", score=0.0, label=False,
+                                       scores={"latency_ms": 200.0 + i, "cost_usd": 0.001, "is_error": 0.0},
+                                       **common))
+        for name in ("toxicity", "prompt_injection", "pii", "hallucination"):
+            score = float(rng.random())
+            results.append(DetectionResult(detector=name, score=score, label=score > 0.8,
+                                           evidence=f"{name} {score:.2f}" if score > 0.8 else None, **common))
+        v = rng.normal(size=384).astype(np.float32)
+        vectors.append(EmbeddingRecord(event_id=event.event_id, field="prompt", app="chat", model_version=mv,
+                                       event_ts=ts, encoder="minilm", computed_at=ts,
+                                       vector=(v / np.linalg.norm(v)).tolist()))
+    w.insert_events(events)
+    w.insert_detections(results)
+    w.insert_embeddings(vectors)
+    windows = []
+    for k in range(4):
+        end = T0 + timedelta(minutes=15 * (k + 1))
+        windows.append(DriftResult(
+            window_id=f"chat/v1/prompt/{k + 1}", app="chat", model_version="v1", field="prompt",
+            window_start=end - timedelta(minutes=15), window_end=end, n_reference=30, n_current=30,
+            method="mmd2_gaussian_permutation", statistic=0.01 * (k + 1), p_value=0.5 if k < 3 else 0.001,
+            reference_policy="baseline", reference_id="chat/v1/prompt/baseline",
+            top_event_ids=[f"seed-{40 + k}"], encoder="minilm", detector_version="1", config_fingerprint="f",
+            computed_at=end))
+    w.insert_drift(windows)
+    w.insert_dead_letters([DeadLetter("llm.inference", 0, k, "validate", "not JSON", b"", b"{oops",
+                                      received_at=T0 + timedelta(minutes=k)) for k in range(3)])
+    fired = T0 + timedelta(minutes=60)
+    alert = AlertEvent(alert_id="prompt-drift:chat:v1:prompt@x", dedupe_key="prompt-drift:chat:v1:prompt",
+                       status="firing", rule="prompt-drift", severity="critical", app="chat", model_version="v1",
+                       field="prompt", metric="drift_p_value", value=0.001, threshold=0.01, baseline=0.5,
+                       summary="Prompts moved.", example_event_ids=["seed-43"], window_id="chat/v1/prompt/4",
+                       window_start=fired, window_end=fired, labels={"alertname": "prompt-drift"},
+                       dashboard_url="http://grafana/d/x", retrain_requested=True, starts_at=fired,
+                       policy_fingerprint="p")
+    w.insert_alerts([alert])
+    request = RetrainRequest(request_id=alert.alert_id, alert_id=alert.alert_id, app="chat", model_version="v1",
+                             reason="prompt-drift", start=fired - timedelta(minutes=15), end=fired,
+                             requested_at=fired)
+    w.insert_retrain_requests([request])
+    w.insert_retrain_status([
+        RetrainStatus(job_id="job-1", request_id=request.request_id, app="chat", model_version="v1", status=s,
+                      launcher="local", dataset_version="20260101T000000-abc", dataset_rows=25,
+                      metrics={"loss_before": 3.2, "loss_after": 2.9} if s == "succeeded" else {},
+                      updated_at=fired + timedelta(seconds=10 * i))
+        for i, s in enumerate(("queued", "running", "succeeded"))])
+    return client
