@@ -244,17 +244,22 @@ def report(
 
 @app.command()
 def demo(
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Replay at most this many events.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=2, help="Replay this many events in all (default 1,600: "
+                                                             "1,000 before the switch, 600 after).")] = None,
     workers: Annotated[int, typer.Option(min=1, max=8, help="Score worker processes.")] = 1,
     data_dir: DataDirOpt = None,
-    timeout_s: Annotated[float, typer.Option(min=10, help="Give up waiting for the rows after this long.")] = 600.0,
+    timeout_s: Annotated[float, typer.Option(min=10, help="Give up after this long.")] = 900.0,
+    retrain: Annotated[bool, typer.Option(help="Run the retraining job the drift alert requests.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the summary as JSON.")] = False,
 ) -> None:
-    """The main job: start the local stack, replay real traffic, print what was stored."""
+    """The main job: the local stack, real traffic with a population switch, drift, an alert,
+    retraining, the report and the dashboards."""
     from driftwarden.deploy.local.demo import run_demo
 
     settings = _settings(None, data_dir)
-    summary = run_demo(settings, limit=limit, workers=workers, timeout_s=timeout_s, echo=typer.echo)
-    typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+    summary = run_demo(settings, limit=limit, workers=workers, timeout_s=timeout_s, retrain=retrain, echo=typer.echo)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
 
 
 datasets_app = typer.Typer(help="Versioned dataset snapshots for fine-tuning.", no_args_is_help=True)

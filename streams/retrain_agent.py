@@ -72,7 +72,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
             await asyncio.sleep(1.0)
             waited += 1.0
 
-    async def watch(request: RetrainRequest, job: JobSpec, version: str, rows: int) -> None:
+    async def watch(request: RetrainRequest, job: JobSpec, version: str, rows: int, lag_s: float) -> None:
         state = "running"
         while state in ("queued", "running"):
             await asyncio.sleep(launcher.poll_interval_s)
@@ -88,6 +88,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
                 try:
                     raw = json.loads((job.out_dir / "metrics.json").read_text(encoding="utf-8"))
                     metrics = {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
+                    metrics["request_to_start_s"] = lag_s
                     message = (f"held-out loss {raw['loss_before']:.4f} -> {raw['loss_after']:.4f} on "
                                f"{raw['held_out_rows']} rows; adapter in {job.out_dir / 'adapter'}")
                 except (OSError, ValueError, KeyError) as exc:
@@ -126,9 +127,11 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
             await report(request, job_id, "failed", dataset_version=snapshot.version, dataset_rows=rows,
                          message=str(exc))
             return
+        lag_s = (datetime.now(UTC) - request.requested_at).total_seconds()
         await report(request, job_id, state, dataset_version=snapshot.version, dataset_rows=rows,
+                     metrics={"request_to_start_s": lag_s},
                      message=f"{launcher.name} job on snapshot {snapshot.version}", output_dir=str(job.out_dir))
-        app.loop.create_task(watch(request, job, snapshot.version, rows), name=f"watch-{job_id}")
+        app.loop.create_task(watch(request, job, snapshot.version, rows, lag_s), name=f"watch-{job_id}")
 
     @app.agent(app.topic(topics.retrain, value_serializer="raw", key_serializer="raw"), name="retrain-requests")
     async def retrain_requests(stream):

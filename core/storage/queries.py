@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def stats(client, database: str) -> dict:
-    """Counts of stored events, detections and dead letters (exact: read with FINAL)."""
+    """Counts of what is stored (exact: read with FINAL), and the latest alerts and retraining jobs."""
 
     def scalar(sql: str) -> int:
         return int(client.command(sql) or 0)
@@ -40,6 +40,26 @@ def stats(client, database: str) -> dict:
         "dead_letters_by_stage": {s: n for s, n in by_stage},
         "events_by_segment": [
             {"app": a, "model_version": v, "events": n} for a, v, n in by_app
+        ],
+        "alerts": [
+            {"alert_id": r[0], "status": r[1], "rule": r[2], "severity": r[3], "app": r[4], "model_version": r[5],
+             "field": r[6], "value": r[7], "threshold": r[8], "window_id": r[9], "starts_at": r[10].isoformat()}
+            for r in client.query(
+                f"SELECT alert_id, status, rule, severity, app, model_version, field, value, threshold, window_id, "
+                f"starts_at FROM {db}.alerts FINAL ORDER BY starts_at DESC, status LIMIT 20").result_rows
+        ],
+        "drift_windows_latest": [
+            {"window_id": r[0], "window_start": r[1].isoformat(), "p_value": r[2]}
+            for r in client.query(
+                f"SELECT window_id, window_start, p_value FROM {db}.drift_windows FINAL "
+                f"ORDER BY computed_at DESC LIMIT 50").result_rows
+        ],
+        "retrain_jobs": [
+            {"job_id": r[0], "request_id": r[1], "status": r[2], "dataset_version": r[3], "dataset_rows": r[4],
+             "metrics": dict(r[5]), "output_dir": r[6], "message": r[7], "updated_at": r[8].isoformat()}
+            for r in client.query(
+                f"SELECT job_id, request_id, status, dataset_version, dataset_rows, metrics, output_dir, message, "
+                f"updated_at FROM {db}.retrain_jobs FINAL ORDER BY updated_at DESC LIMIT 20").result_rows
         ],
     }
 

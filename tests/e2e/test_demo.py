@@ -1,29 +1,53 @@
-"""The README's main job, as a user runs it: `driftwarden demo` on a fresh data directory."""
+"""The README's main job, as a user runs it: `driftwarden demo` on a fresh data directory.
+
+Smaller than the default run (500 events, windows of 100, a tiny GPT-2 as the base model so the
+job takes seconds), but the same path: stack, replay with a population switch, drift alert at
+the local receiver, retraining to completion, report and dashboards written, summary printed.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from driftwarden.deploy.local.broker import free_port
+from driftwarden.pkg_data import rows
+from driftwarden.tests.tiny_models import build_tiny_causal_lm
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_demo_starts_the_stack_replays_real_traffic_and_reports_what_was_stored(tmp_path, monkeypatch):
-    monkeypatch.setenv("DRIFTWARDEN_LOCAL_BROKER_PORT", str(free_port()))
-    monkeypatch.setenv("DRIFTWARDEN_SINK_WEB_PORT", str(free_port()))
+@pytest.mark.timeout(900)
+def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everything_is(tmp_path, monkeypatch):
+    corpus = [r["question"] + " " + r["answer"] for r in rows("halueval_qa")][:300]
+    model = build_tiny_causal_lm(tmp_path / "tiny-gpt2", corpus)
+    env = {"DRIFTWARDEN_LOCAL_BROKER_PORT": str(free_port()), "DRIFTWARDEN_SINK_WEB_PORT": str(free_port()),
+           "DRIFTWARDEN_DRIFT__WINDOW_SIZE": "100", "DRIFTWARDEN_DRIFT__BASELINE_SIZE": "100",
+           "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500", "DRIFTWARDEN_RETRAIN__BASE_MODEL": str(model),
+           "DRIFTWARDEN_RETRAIN__MAX_STEPS": "5", "DRIFTWARDEN_RETRAIN__DEVICE": "cpu"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    data_dir = tmp_path / "dw"
     out = subprocess.run(
-        [sys.executable, "-m", "driftwarden", "demo", "--limit", "400", "--data-dir", str(tmp_path / "dw")],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "driftwarden", "demo", "--limit", "500", "--data-dir", str(data_dir), "--json"],
+        capture_output=True, text=True, timeout=850, check=False,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = json.loads(out.stdout[out.stdout.index("\n{") + 1:])
-    assert summary["replayed"] == {"rows": 400, "published": 400, "refused": 0}
-    assert summary["events"] == summary["events_distinct_ids"] == 400
-    assert summary["detections_by_detector"]["operational"]["results"] == 400
-    assert summary["dead_letters"] == 0
-    assert "stored 400/400" in out.stdout
+    assert summary["events_stored"] == 500
+    assert summary["detections_by_detector"]["operational"]["results"] == 500
+    assert any(a.startswith("prompt-drift demo-chat v1 prompt") for a in summary["alerts_firing"]), summary
+    assert summary["alerts_at_receiver"] >= 1 and "ALERT FIRING at the receiver: [critical] prompt-drift" in out.stdout
+    job = summary["retraining_job"]
+    assert job["status"] == "succeeded" and job["dataset_rows"] > 0 and job["held_out_loss_after"] is not None
+    report = Path(summary["report"])
+    assert report.is_file() and "prompt-drift" in report.read_text()
+    assert sorted(p.name for p in Path(summary["dashboards"]).glob("*.json")) == [
+        "driftwarden-drift.json", "driftwarden-overview.json", "driftwarden-retraining.json",
+        "driftwarden-safety.json"]
+    for line in ("driftwarden demo: done", "HTML report", "Grafana dashboards", "held-out loss", "snapshots"):
+        assert line in out.stdout

@@ -1,0 +1,59 @@
+"""A local alert receiver for the demo: speaks Alertmanager's ``POST /api/v2/alerts``, keeps
+what it receives in a JSONL file and says it on the console. It stands in for the on-call
+side (Alertmanager, PagerDuty, Slack) on a machine where none runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class AlertReceiver:
+    def __init__(self, log_file: Path, on_alert: Callable[[dict], None] | None = None, port: int = 0):
+        self.log_file = log_file
+        self.received: list[dict] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    alerts = json.loads(body)
+                    assert isinstance(alerts, list)
+                except (ValueError, AssertionError):
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                with lock:
+                    outer.received.extend(alerts)
+                    with outer.log_file.open("a", encoding="utf-8") as fh:
+                        for alert in alerts:
+                            fh.write(json.dumps(alert) + "\n")
+                self.send_response(200)
+                self.end_headers()
+                for alert in alerts:
+                    if on_alert is not None:
+                        on_alert(alert)
+
+            def log_message(self, *args):
+                pass
+
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="alert-receiver")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> AlertReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
