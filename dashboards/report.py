@@ -89,10 +89,11 @@ def render(data: dict[str, Any], redact=None) -> str:
     alerts = [a for a in data["alerts"] if a[3] == "firing"]
 
     def figure(fig, title: str, y_title: str = "", log_y: bool = False) -> str:
-        for a in alerts:
-            fig.add_vline(x=a[0], line_dash="dash", line_color="crimson")
-            fig.add_annotation(x=a[0], y=1, yref="paper", text=f"alert: {a[1]}", showarrow=False,
-                               font={"color": "crimson", "size": 11}, xanchor="left")
+        # Alerts are marked at the end of the window that fired them (event time, like the x axis).
+        for i, a in enumerate(alerts):
+            fig.add_vline(x=a[11], line_dash="dash", line_color="crimson")
+            fig.add_annotation(x=a[11], y=1 - 0.08 * (i % 4), yref="paper", text=f"alert: {a[1]}", showarrow=False,
+                               font={"color": "crimson", "size": 11}, xanchor="right", bgcolor="white")
         fig.update_layout(title=title, height=360, margin={"l": 60, "r": 20, "t": 50, "b": 40}, yaxis_title=y_title,
                           template="plotly_white", legend={"orientation": "h", "y": -0.2})
         if log_y:
@@ -115,7 +116,8 @@ def render(data: dict[str, Any], redact=None) -> str:
         pts = [r for r in data["drift"] if r[1] == seg]
         drift.add_scatter(x=[r[0] for r in pts], y=[max(r[2], 1e-4) for r in pts], mode="lines+markers", name=seg,
                           text=[r[3] for r in pts], hovertemplate="%{text}<br>p = %{y}<extra></extra>")
-    drift.add_hline(y=0.01, line_color="orange", annotation_text="policy threshold 0.01")
+    drift.add_hline(y=0.01, line_color="orange", annotation_text="policy threshold 0.01",
+                    annotation_position="bottom left")
     parts.append(figure(drift, "Embedding drift p-value per window (permutation MMD)", "p-value", log_y=True))
     if data["map"] is not None:
         m = data["map"]

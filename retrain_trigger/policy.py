@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = 5
 METRIC_WORDS = {
-    "detector_rate": "the share of events {detector} flagged",
+    "detector_rate": "the share of events flagged by {detector}",
     "detector_mean": "the mean {detector} score",
     "drift_p_value": "the embedding drift p-value",
     "drift_statistic": "the embedding drift statistic (MMD²)",
