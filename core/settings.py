@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     sink fails as if the server refused it (the sink must pause and lose nothing). Unset in production."""
     sink_web_port: int = Field(6066, ge=1, le=65535)
     """Port of the sink's HTTP page (``/stats/``), which ``stats`` asks while the sink owns the store."""
+    local_sink_nice: int = Field(19, ge=0, le=19)
+    """CPU niceness of the sink process that the local stack starts (with its drift tests and
+    retraining jobs): on a shared machine the score workers get the CPU first, and the sink,
+    which batches, catches up whenever they wait. Only 19 frees the workers from the sink's
+    bursts on two cores (``bench/detectors.py``); 0 turns it off."""
     worker_web_port: int = Field(0, ge=0, le=65535)
     """Port of a score worker's faust web server; 0 turns it off."""
 

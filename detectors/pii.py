@@ -114,7 +114,14 @@ def analyzer_engine() -> Any:
     engine = BlankSpacyNlpEngine(models=[{"lang_code": "en", "model_name": "blank"}])
     engine.load()
     registry = analyzer.RecognizerRegistry(supported_languages=["en"])
-    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    # presidio warns once per recognizer of every other language it skips: noise, not news.
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)
+    try:
+        registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    finally:
+        presidio_log.setLevel(level)
     # The spaCy NER recognizer needs a trained pipeline; with a blank one it finds nothing.
     registry.remove_recognizer("SpacyRecognizer")
     for recognizer in _context_recognizers(analyzer.EntityRecognizer, analyzer.RecognizerResult):

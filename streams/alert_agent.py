@@ -11,12 +11,12 @@ import asyncio
 import logging
 
 import faust
-from pydantic import ValidationError
 
 from driftwarden.core.schemas import AlertEvent
 from driftwarden.core.settings import Settings
 from driftwarden.retrain_trigger.alerts import Dispatcher
 from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> Dispatcher
 
     @app.agent(app.topic(topics.alerts, value_serializer="raw", key_serializer="raw"), name="alert-delivery")
     async def deliver(stream):
-        async for value in stream:
-            try:
-                alert = AlertEvent.model_validate_json(value)
-            except (ValidationError, TypeError):
-                continue  # the sink dead-letters it
+        async for alert in parsed(stream, AlertEvent.model_validate_json, "alert delivery"):
             await started.wait()
             dispatcher.submit(alert)
 

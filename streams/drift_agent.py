@@ -12,13 +12,13 @@ import asyncio
 import logging
 
 import faust
-from pydantic import ValidationError
 
 from driftwarden.core.schemas import parse_embeddings
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
 from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows
 from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
 
     @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="drift-windows")
     async def drift_windows(stream):
-        async for value in stream:
-            try:
-                records = parse_embeddings(value)
-            except (ValidationError, TypeError) as exc:
-                log.warning("drift agent skipped a record that is not a list of EmbeddingRecords (%s); the "
-                            "sink dead-letters it", str(exc)[:200])
-                continue
+        async for records in parsed(stream, parse_embeddings, "drift agent"):
             for record in records:
                 await emit(windows.add(record))
 

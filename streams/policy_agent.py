@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 
 import faust
-from pydantic import ValidationError
 
 from driftwarden.core.schemas import DriftResult, parse_detections
 from driftwarden.core.settings import Settings
 from driftwarden.retrain_trigger.policy import Decision, DetectionWindows, PolicyEngine, drift_observations
 from driftwarden.retrain_trigger.rules import load_policy
 from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +43,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> PolicyEngi
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="policy-detections")
     async def policy_detections(stream):
-        async for value in stream:
-            try:
-                results = parse_detections(value)
-            except (ValidationError, TypeError):
-                continue  # the sink dead-letters it
+        async for results in parsed(stream, parse_detections, "policy agent"):
             await emit(engine.observe(windows.add(results)))
 
     @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="policy-drift")
     async def policy_drift(stream):
-        async for value in stream:
-            try:
-                result = DriftResult.model_validate_json(value)
-            except (ValidationError, TypeError):
-                continue  # the sink dead-letters it
+        async for result in parsed(stream, DriftResult.model_validate_json, "policy agent"):
             await emit(engine.observe(drift_observations(result)))
 
     @app.timer(interval=5.0)

@@ -17,7 +17,6 @@ import logging
 from datetime import UTC, datetime
 
 import faust
-from pydantic import ValidationError
 
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.schemas import RetrainRequest, RetrainStatus
@@ -26,6 +25,7 @@ from driftwarden.retrain_trigger.curation import curate, pii_redactor
 from driftwarden.retrain_trigger.launchers import JobSpec, build_launcher
 from driftwarden.retrain_trigger.snapshots import write_snapshot
 from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
 
     @app.agent(app.topic(topics.retrain, value_serializer="raw", key_serializer="raw"), name="retrain-requests")
     async def retrain_requests(stream):
-        async for value in stream:
-            try:
-                request = RetrainRequest.model_validate_json(value)
-            except (ValidationError, TypeError):
-                continue  # the sink dead-letters it
+        async for request in parsed(stream, RetrainRequest.model_validate_json, "retrain agent"):
             if request.request_id in handled or await asyncio.to_thread(already_done, request.request_id):
                 log.info("retraining request %s was handled before; not starting it again", request.request_id)
                 continue

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from driftwarden.core.errors import InvalidEventError
 from driftwarden.core.schemas import EventLimits, InferenceEvent, parse_event
 from driftwarden.core.storage.writer import DeadLetter
 from driftwarden.streams import topics as t
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,3 +68,15 @@ def split_valid(messages: list[RawMessage], limits: EventLimits) -> tuple[list[I
         except InvalidEventError as exc:
             dead.append(to_dead_letter(msg, exc))
     return valid, dead
+
+
+async def parsed(stream, parse, agent: str):
+    """The records of ``stream`` that ``parse`` accepts. The others are skipped with a warning:
+    the sink, which reads the same topic, dead-letters them with the reason."""
+    from pydantic import ValidationError
+
+    async for value in stream:
+        try:
+            yield parse(value)
+        except (ValidationError, TypeError) as exc:
+            log.warning("%s skipped a record it cannot parse (%s); the sink dead-letters it", agent, str(exc)[:200])
