@@ -84,9 +84,12 @@ def load_base(config: RetrainConfig):
 def encode(tokenizer, ex: Example, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 on the prompt part: the loss is on the response only)."""
     if getattr(tokenizer, "chat_template", None):
-        prompt_text = tokenizer.apply_chat_template([{"role": "user", "content": ex.prompt}], tokenize=False,
-                                                    add_generation_prompt=True)
-        full_text = prompt_text + ex.response + (tokenizer.eos_token or "")
+        user = [{"role": "user", "content": ex.prompt}]
+        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": ex.response}],
+                                                  tokenize=False)
+        if not full_text.startswith(prompt_text):  # a template that renders the turns differently
+            full_text = prompt_text + ex.response + (tokenizer.eos_token or "")
     else:
         prompt_text = f"### Prompt:\n{ex.prompt}\n### Response:\n"
         full_text = prompt_text + ex.response + (tokenizer.eos_token or "")

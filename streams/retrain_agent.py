@@ -72,8 +72,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
             await asyncio.sleep(1.0)
             waited += 1.0
 
-    async def watch(request: RetrainRequest, job: JobSpec, version: str, rows: int, lag_s: float) -> None:
-        state = "running"
+    async def watch(request: RetrainRequest, job: JobSpec, version: str, rows: int, lag_s: float,
+                    state: str) -> None:
         while state in ("queued", "running"):
             await asyncio.sleep(launcher.poll_interval_s)
             try:
@@ -95,8 +95,6 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
                     state, message = "failed", f"the job exited 0 but wrote no readable metrics.json: {exc}"
             await report(request, job.job_id, state, dataset_version=version, dataset_rows=rows, metrics=metrics,
                          message=message, output_dir=str(job.out_dir))
-            if launcher.name == "kubernetes" and not settings.retrain.kubectl:
-                return
 
     async def handle(request: RetrainRequest) -> None:
         nonlocal redact
@@ -131,7 +129,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
         await report(request, job_id, state, dataset_version=snapshot.version, dataset_rows=rows,
                      metrics={"request_to_start_s": lag_s},
                      message=f"{launcher.name} job on snapshot {snapshot.version}", output_dir=str(job.out_dir))
-        app.loop.create_task(watch(request, job, snapshot.version, rows, lag_s), name=f"watch-{job_id}")
+        if launcher.name == "kubernetes" and not settings.retrain.kubectl:
+            return  # the manifest is the output: nothing runs until someone applies it
+        app.loop.create_task(watch(request, job, snapshot.version, rows, lag_s, state), name=f"watch-{job_id}")
 
     @app.agent(app.topic(topics.retrain, value_serializer="raw", key_serializer="raw"), name="retrain-requests")
     async def retrain_requests(stream):

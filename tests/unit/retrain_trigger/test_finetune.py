@@ -60,3 +60,17 @@ def test_the_held_out_split_is_stable_and_never_empty():
     first, again = split(examples, 0.2), split(list(reversed(examples)), 0.2)
     assert {e.event_id for e in first[1]} == {e.event_id for e in again[1]}
     assert split(examples[:2], 0.01)[1], "one example is held out even when the fraction rounds to none"
+
+
+def test_the_loss_is_on_the_response_tokens_only(tmp_path):
+    from transformers import AutoTokenizer
+
+    from driftwarden.retrain_trigger.finetune import Example, encode
+
+    model_dir = build_tiny_causal_lm(tmp_path / "tiny", ["What is the capital? The capital is Paris."])
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    ids, labels = encode(tokenizer, Example("e", "What is the capital?", "The capital is Paris."), 256)
+    kept = [i for i, label in zip(ids, labels, strict=True) if label != -100]
+    assert labels[0] == -100 and kept
+    assert tokenizer.decode(kept).startswith("The capital is Paris.")
+    assert "What is the capital?" not in tokenizer.decode(kept)
