@@ -41,6 +41,15 @@ def stack_env(tmp_path_factory) -> Iterator[dict[str, str]]:
     yield env
 
 
+def small_drift_windows(window: int, **extra: str) -> dict[str, str]:
+    """Settings for drift tests: prompt windows (and baseline) of ``window`` events, 500 permutations;
+    ``extra`` adds ``DRIFTWARDEN_DRIFT__<KEY>`` values."""
+    env = {"DRIFTWARDEN_DRIFT__WINDOW_SIZE": str(window), "DRIFTWARDEN_DRIFT__BASELINE_SIZE": str(window),
+           "DRIFTWARDEN_DRIFT__FIELDS": '["prompt"]', "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500"}
+    env.update({f"DRIFTWARDEN_DRIFT__{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
 def _apply(env: dict[str, str]) -> pytest.MonkeyPatch:
     mp = pytest.MonkeyPatch()
     for key, value in env.items():

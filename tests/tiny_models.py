@@ -81,3 +81,11 @@ def build_tiny_causal_lm(directory: Path, corpus: list[str], seed: int = 0) -> P
                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     GPT2LMHeadModel(config).save_pretrained(str(directory))
     return directory
+
+
+def build_tiny_qa_lm(directory: Path) -> Path:
+    """:func:`build_tiny_causal_lm` with its tokenizer trained on the shipped HaluEval QA pairs."""
+    from driftwarden.pkg_data import rows
+
+    corpus = [r["question"] + " " + r["answer"] for r in rows("halueval_qa")][:300]
+    return build_tiny_causal_lm(directory, corpus)

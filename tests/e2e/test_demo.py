@@ -15,16 +15,14 @@ from pathlib import Path
 import pytest
 
 from driftwarden.deploy.local.broker import free_port
-from driftwarden.pkg_data import rows
-from driftwarden.tests.tiny_models import build_tiny_causal_lm
+from driftwarden.tests.tiny_models import build_tiny_qa_lm
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(900)
 def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everything_is(tmp_path, monkeypatch):
-    corpus = [r["question"] + " " + r["answer"] for r in rows("halueval_qa")][:300]
-    model = build_tiny_causal_lm(tmp_path / "tiny-gpt2", corpus)
+    model = build_tiny_qa_lm(tmp_path / "tiny-gpt2")
     env = {"DRIFTWARDEN_LOCAL_BROKER_PORT": str(free_port()), "DRIFTWARDEN_SINK_WEB_PORT": str(free_port()),
            "DRIFTWARDEN_DRIFT__WINDOW_SIZE": "100", "DRIFTWARDEN_DRIFT__BASELINE_SIZE": "100",
            "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500", "DRIFTWARDEN_RETRAIN__BASE_MODEL": str(model),

@@ -4,7 +4,6 @@ new population is written, a LoRA job on a tiny GPT-2 succeeds, and its status i
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -17,8 +16,8 @@ from driftwarden.retrain_trigger.snapshots import list_snapshots
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
 from driftwarden.tests.recording_http import RecordingServer
-from driftwarden.tests.realstack import wait_for
-from driftwarden.tests.tiny_models import build_tiny_causal_lm
+from driftwarden.tests.realstack import small_drift_windows, wait_for
+from driftwarden.tests.tiny_models import build_tiny_qa_lm
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +50,8 @@ def alertmanager():
 def stack_env(stack_env, alertmanager, tmp_path_factory):
     root = tmp_path_factory.mktemp("loop")
     (root / "policy.yaml").write_text(POLICY)
-    corpus = [r["question"] + " " + r["answer"] for r in map(json.loads, data_path("halueval_qa").open())][:300]
-    model = build_tiny_causal_lm(root / "tiny-gpt2", corpus)
-    return {**stack_env, "DRIFTWARDEN_DRIFT__WINDOW_SIZE": str(WINDOW), "DRIFTWARDEN_DRIFT__BASELINE_SIZE": str(WINDOW),
-            "DRIFTWARDEN_DRIFT__FIELDS": '["prompt"]', "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500",
-            "DRIFTWARDEN_POLICY_FILE": str(root / "policy.yaml"),
+    model = build_tiny_qa_lm(root / "tiny-gpt2")
+    return {**stack_env, **small_drift_windows(WINDOW), "DRIFTWARDEN_POLICY_FILE": str(root / "policy.yaml"),
             "DRIFTWARDEN_ALERTS__ALERTMANAGER_URL": alertmanager.url,
             "DRIFTWARDEN_RETRAIN__ENABLED": "true", "DRIFTWARDEN_RETRAIN__BASE_MODEL": str(model),
             "DRIFTWARDEN_RETRAIN__MAX_STEPS": "8", "DRIFTWARDEN_RETRAIN__LEARNING_RATE": "0.005",

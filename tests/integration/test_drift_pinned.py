@@ -9,7 +9,7 @@ from driftwarden.core.storage.client import open_client
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
-from driftwarden.tests.realstack import wait_for
+from driftwarden.tests.realstack import small_drift_windows, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,10 +18,7 @@ WINDOW = 100
 
 @pytest.fixture(scope="module")
 def stack_env(stack_env):
-    return {**stack_env, "DRIFTWARDEN_DRIFT__WINDOW_SIZE": str(WINDOW),
-            "DRIFTWARDEN_DRIFT__BASELINE_SIZE": str(WINDOW), "DRIFTWARDEN_DRIFT__FIELDS": '["prompt"]',
-            "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500", "DRIFTWARDEN_DRIFT__REFERENCE": "pinned",
-            "DRIFTWARDEN_DRIFT__PINNED_MODEL_VERSION": "v1"}
+    return {**stack_env, **small_drift_windows(WINDOW, reference="pinned", pinned_model_version="v1")}
 
 
 def test_windows_of_a_new_version_are_tested_against_the_pinned_versions_stored_embeddings(stack, stack_settings):

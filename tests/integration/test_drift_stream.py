@@ -9,7 +9,7 @@ from driftwarden.core.storage.client import open_client
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
-from driftwarden.tests.realstack import wait_for
+from driftwarden.tests.realstack import small_drift_windows, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -18,9 +18,7 @@ WINDOW = 100
 
 @pytest.fixture(scope="module")
 def stack_env(stack_env):
-    return {**stack_env, "DRIFTWARDEN_DRIFT__WINDOW_SIZE": str(WINDOW),
-            "DRIFTWARDEN_DRIFT__BASELINE_SIZE": str(WINDOW), "DRIFTWARDEN_DRIFT__FIELDS": '["prompt"]',
-            "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500"}
+    return {**stack_env, **small_drift_windows(WINDOW)}
 
 
 def test_a_switch_from_general_prompts_to_qa_questions_is_flagged_within_one_window(stack, stack_settings):
