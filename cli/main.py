@@ -13,6 +13,7 @@ import typer
 
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.logging import setup_logging
+from driftwarden.core.secrets import mask_url, scrub
 from driftwarden.core.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -66,11 +67,12 @@ def up(
     typer.echo(
         f"driftwarden is up: broker {stack.bootstrap}"
         f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s); "
-        f"store {settings.clickhouse_url}; logs in {stack.log_dir}. Ctrl-C stops."
+        f"store {settings.clickhouse_url_masked}; logs in {stack.log_dir}. Ctrl-C stops."
     )
     try:
         while True:
-            stack.check()
+            for name in stack.supervise():  # a process that exited (a crashed agent) is restarted
+                typer.echo(f"{name} exited and was restarted; its log: {stack.log_dir / (name + '.log')}", err=True)
             time.sleep(1.0)
     except KeyboardInterrupt:
         typer.echo("stopping ...")
@@ -294,7 +296,7 @@ def dashboards_push() -> None:
     results = push(settings.grafana_url, token, settings.clickhouse_database, folder_uid=settings.grafana_folder,
                    folder_title=settings.grafana_folder)
     typer.echo(f"provisioned {len(results)} dashboards into folder {settings.grafana_folder!r} at "
-               f"{settings.grafana_url}")
+               f"{mask_url(settings.grafana_url)}")
 
 
 @datasets_app.command("list")
@@ -383,7 +385,7 @@ def main() -> None:
     try:
         app()
     except DriftwardenError as exc:
-        _echo_err(f"error: {exc}")
+        _echo_err(f"error: {scrub(str(exc))}")  # URLs in messages may carry secrets (a DSN, a webhook)
         sys.exit(2)
 
 

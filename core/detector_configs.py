@@ -29,6 +29,12 @@ class DetectorConfig(BaseModel):
     """Scores at or above this are labelled (flagged)."""
     batch_size: int = Field(64, ge=1)
     """Most events handed to the model at once."""
+    budget_ms: float = Field(2_000.0, gt=0, le=3_600_000)
+    """Time budget per event: a detector that works on one event longer (checked between chunks
+    of its text) marks that result as an error with the reason, and the stream goes on."""
+    batch_budget_ms: float = Field(60_000.0, gt=0, le=3_600_000)
+    """Time budget per batch: events a detector has not reached when it is spent get an error
+    result ("over budget") instead of a score, so one slow batch cannot hold a worker."""
 
     def fingerprint(self) -> str:
         """Short, stable hash of this configuration, stored with every result."""
@@ -107,7 +113,11 @@ class PIIConfig(DetectorConfig):
     )
     """Presidio entity types looked for."""
     fields: tuple[TextField, ...] = ("prompt", "response")
-    """Texts scanned (and redacted when redaction is on)."""
+    """Texts scanned and reported (redaction also scans context, metadata values and the error)."""
+    chunk_chars: int = Field(1_000, ge=100, le=100_000)
+    """Texts are scanned in chunks of this many characters (overlapping by a tenth), with the
+    time budget checked between chunks: presidio's URL pattern costs about 1 ms a character on
+    crafted input, so the chunk bounds how far past its budget a detector can run."""
 
 
 class PromptInjectionConfig(ModelConfig):

@@ -121,3 +121,23 @@ class RetrainError(DriftwardenError):
     def __init__(self, step: str, detail: str):
         self.step = step
         super().__init__(f"retraining {step}: {detail}")
+
+
+class RowRejectedError(DriftwardenError):
+    """ClickHouse (or its client) refused rows as data, not as an outage: retrying cannot help."""
+
+    def __init__(self, what: str, cause: BaseException):
+        self.what = what
+        self.cause = cause
+        from driftwarden.core.secrets import scrub
+
+        super().__init__(f"ClickHouse rejected {what} as data: {type(cause).__name__}: {scrub(str(cause)[:300])}")
+
+
+class DetectorTimeoutError(DriftwardenError):
+    """A detector spent its time budget on one event (or one batch) before it was done."""
+
+    def __init__(self, detector: str, budget_ms: float, detail: str):
+        self.detector = detector
+        self.budget_ms = budget_ms
+        super().__init__(f"detector {detector} went over its time budget of {budget_ms:g} ms ({detail})")

@@ -28,15 +28,15 @@ class AlertsConfig(BaseModel):
     min_severity: Literal["critical", "error", "warning", "info"] = "info"
     """Alerts below this severity are recorded but not sent."""
     max_attempts: int = Field(6, ge=1, le=100)
-    """Tries per notification; connection errors, 429 and 5xx are retried, other 4xx are not."""
+    """Tries per notification; connection errors, 429 and 5xx are retried, other 4xx are not. The
+    alert agent waits for every receiver's outcome before it takes the next alert: a dead receiver
+    delays the stream by at most these tries (with their backoff and timeouts) per alert."""
     backoff_s: float = Field(0.5, gt=0)
     """First pause between tries; doubles each time, at most ``max_backoff_s``."""
     max_backoff_s: float = Field(30.0, gt=0)
     """Longest pause between tries."""
     timeout_s: float = Field(10.0, gt=0)
     """HTTP timeout of one try."""
-    queue_size: int = Field(1000, ge=1)
-    """Notifications waiting per receiver; beyond it new ones are refused (counted and logged)."""
 
 
 class RetrainConfig(BaseModel):
@@ -81,5 +81,8 @@ class RetrainConfig(BaseModel):
     """PersistentVolumeClaim mounted at the datasets and jobs paths inside the Job."""
     k8s_gpu: bool = False
     """Ask for one ``nvidia.com/gpu``."""
+    k8s_secret: str = Field("driftwarden", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    """Kubernetes Secret that a Job's secret settings are read from (``secretKeyRef``, key = the
+    variable's name), never inlined in the manifest. The fine-tuning job reads no secret today."""
     kubectl: str | None = None
     """kubectl binary; set, the launcher applies the Job and polls it; unset, it only writes the manifest."""

@@ -27,7 +27,12 @@ from pydantic import (
 from driftwarden.core.errors import InvalidEventError
 
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$"
-_NAME = Field(min_length=1, max_length=128)
+#: ``app``, ``model`` and ``model_version`` reach segment ids, Kafka keys, paths, SQL, Slack and
+#: logs: letters, digits, '.', '_' and '-', starting with a letter or digit, no '..'.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_NAME = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+UINT32_MAX = 2**32 - 1
+MAX_PROBLEMS = 5
 MAX_METADATA_KEYS = 64
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 1024
@@ -42,6 +47,11 @@ class EventLimits:
     max_context_chars: int = 200_000
     max_event_bytes: int = 1_000_000
     max_clock_skew_s: int = 86_400
+    min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_latency_ms: float = 86_400_000.0
+    max_cost_usd: float = 10_000.0
+    max_context_passages: int = 256
+    max_reason_chars: int = 1_000
 
     @classmethod
     def from_settings(cls, settings: Any) -> EventLimits:
@@ -51,6 +61,11 @@ class EventLimits:
             max_context_chars=settings.max_context_chars,
             max_event_bytes=settings.max_event_bytes,
             max_clock_skew_s=settings.max_clock_skew_s,
+            min_event_time=settings.min_event_time,
+            max_latency_ms=settings.max_latency_ms,
+            max_cost_usd=settings.max_cost_usd,
+            max_context_passages=settings.max_context_passages,
+            max_reason_chars=settings.max_reason_chars,
         )
 
 
@@ -71,9 +86,9 @@ class InferenceEvent(BaseModel):
     timestamp: datetime
     """When the call started, ISO 8601; a timestamp without zone is taken as UTC."""
     app: str = _NAME
-    """The application (feature) that made the call."""
+    """The application (feature) that made the call: letters, digits, ``.``, ``_``, ``-``."""
     model: str = _NAME
-    """Model name, as priced in the price table (``gpt-4o-mini``)."""
+    """Model name, as priced in the price table (``gpt-4o-mini``); the same characters as ``app``."""
     model_version: str = _NAME
     """Deployed version of the model or prompt template; drift is watched per version."""
     prompt: str
@@ -83,13 +98,14 @@ class InferenceEvent(BaseModel):
     context: list[str] | None = None
     """Retrieved passages the response should be grounded in (a single string is accepted)."""
     latency_ms: float = Field(ge=0)
-    """Wall time of the call in milliseconds."""
-    tokens_in: int = Field(ge=0)
-    """Prompt tokens."""
-    tokens_out: int = Field(ge=0)
-    """Completion tokens."""
+    """Wall time of the call in milliseconds (at most ``DRIFTWARDEN_MAX_LATENCY_MS``)."""
+    tokens_in: int = Field(ge=0, le=UINT32_MAX)
+    """Prompt tokens (0 to 2³²−1)."""
+    tokens_out: int = Field(ge=0, le=UINT32_MAX)
+    """Completion tokens (0 to 2³²−1)."""
     cost_usd: float | None = Field(default=None, ge=0)
-    """Cost the app computed; when absent driftwarden computes it from the price table."""
+    """Cost the app computed (at most ``DRIFTWARDEN_MAX_COST_USD``); when absent driftwarden
+    computes it from the price table."""
     status: Literal["ok", "error"] = "ok"
     """``error`` when the call failed."""
     error: str | None = Field(default=None, max_length=4096)
@@ -109,9 +125,36 @@ class InferenceEvent(BaseModel):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         value = value.astimezone(UTC)
-        skew = _limits(info).max_clock_skew_s
+        limits = _limits(info)
+        skew = limits.max_clock_skew_s
         if value > datetime.now(UTC) + timedelta(seconds=skew):
             raise ValueError(f"lies more than {skew} s in the future; check the app's clock")
+        if value < limits.min_event_time:
+            raise ValueError(f"lies before {limits.min_event_time.isoformat()}, the earliest time accepted; "
+                             "check the app's clock")
+        return value
+
+    @field_validator("latency_ms")
+    @classmethod
+    def _latency(cls, value: float, info: ValidationInfo) -> float:
+        limit = _limits(info).max_latency_ms
+        if value > limit:
+            raise ValueError(f"is more than the limit of {limit:g} ms")
+        return value
+
+    @field_validator("cost_usd")
+    @classmethod
+    def _cost(cls, value: float | None, info: ValidationInfo) -> float | None:
+        limit = _limits(info).max_cost_usd
+        if value is not None and value > limit:
+            raise ValueError(f"is more than the limit of {limit:g} USD for one call")
+        return value
+
+    @field_validator("app", "model", "model_version")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if ".." in value:
+            raise ValueError(NAME_RULE)
         return value
 
     @field_validator("context", mode="before")
@@ -140,7 +183,10 @@ class InferenceEvent(BaseModel):
     @field_validator("context")
     @classmethod
     def _context_size(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        limit = _limits(info).max_context_chars
+        limits = _limits(info)
+        if value is not None and len(value) > limits.max_context_passages:
+            raise ValueError(f"has {len(value)} passages, more than the limit of {limits.max_context_passages}")
+        limit = limits.max_context_chars
         if value is not None and (total := sum(map(len, value))) > limit:
             raise ValueError(f"has {total} characters in all, more than the limit of {limit}")
         return value
@@ -172,20 +218,52 @@ class InferenceEvent(BaseModel):
         return self.model_dump_json().encode()
 
 
-def _describe(exc: ValidationError) -> str:
+NAME_RULE = "must be 1-128 letters, digits, '.', '_' or '-', start with a letter or digit, and hold no '..'"
+
+
+def _describe(exc: ValidationError, limit: int = 1_000) -> str:
+    """The first :data:`MAX_PROBLEMS` problems, then how many more; at most ``limit`` characters.
+    Input values are never quoted (they may be hostile, huge or personal)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
     parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "event"
+    for err in errors[:MAX_PROBLEMS]:
+        loc = ".".join(str(p)[:64] for p in err["loc"]) or "event"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (put free-form data in 'metadata')"
+        elif err["type"] == "string_pattern_mismatch" and loc in ("app", "model", "model_version"):
+            msg = NAME_RULE
         parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
+    if len(errors) > MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS} more problem(s)")
+    return cap_reason("; ".join(parts), limit)
+
+
+def cap_reason(reason: str, limit: int = 1_000) -> str:
+    """A reason cut to ``limit`` characters (with a marker), control characters replaced."""
+    clean = "".join(c if c.isprintable() else " " for c in reason)
+    return clean if len(clean) <= limit else clean[: limit - 14] + " …(truncated)"
 
 
 def parse_event(raw: bytes, limits: EventLimits | None = None) -> InferenceEvent:
-    """Decode and validate one event from its wire bytes, or raise InvalidEventError."""
+    """Decode and validate one event from its wire bytes, or raise InvalidEventError.
+
+    Never raises anything else: an unexpected failure (a recursion limit, a bug) is an
+    InvalidEventError too, so the message is dead-lettered with its reason.
+    """
     limits = limits or EventLimits()
+    try:
+        return _parse_event(raw, limits)
+    except InvalidEventError:
+        raise
+    except RecursionError as exc:
+        raise InvalidEventError("nested too deeply to decode", "decode") from exc
+    except Exception as exc:  # noqa: BLE001 - every message gets a verdict
+        raise InvalidEventError(cap_reason(f"cannot be validated ({type(exc).__name__}: {exc})",
+                                           limits.max_reason_chars), "validate") from exc
+
+
+def _parse_event(raw: bytes, limits: EventLimits) -> InferenceEvent:
     if not isinstance(raw, (bytes, bytearray)):
         raise InvalidEventError(f"message value is {type(raw).__name__}, expected bytes", "decode")
     if len(raw) > limits.max_event_bytes:
@@ -199,13 +277,27 @@ def parse_event(raw: bytes, limits: EventLimits | None = None) -> InferenceEvent
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
-        raise InvalidEventError(f"not JSON ({exc})", "decode") from exc
+        raise InvalidEventError(cap_reason(f"not JSON ({exc})", limits.max_reason_chars), "decode") from exc
     if not isinstance(data, dict):
         raise InvalidEventError(f"JSON {type(data).__name__} where an object was expected", "decode")
     try:
-        return InferenceEvent.model_validate_json(text, context={"limits": limits})
+        event = InferenceEvent.model_validate_json(text, context={"limits": limits})
     except ValidationError as exc:
-        raise InvalidEventError(_describe(exc), "validate") from exc
+        raise InvalidEventError(_describe(exc, limits.max_reason_chars), "validate") from exc
+    _check_encodable(event)
+    return event
+
+
+def _check_encodable(event: InferenceEvent) -> None:
+    """Lone surrogates (``"\\ud800"`` is valid JSON) cannot be written as UTF-8 downstream."""
+    texts = [event.prompt, event.response, event.error or "", event.user_id or "", event.session_id or "",
+             *(event.context or []), *event.metadata.keys(), *event.metadata.values()]
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEventError(f"holds a lone surrogate (\\u{ord(text[exc.start]):04x}) that is not "
+                                    "valid Unicode text", "validate") from exc
 
 
 def _reject_constant(name: str) -> float:
@@ -222,16 +314,18 @@ def encode_event(data: dict[str, Any], limits: EventLimits | None = None) -> tup
     limits = limits or EventLimits()
     try:
         raw = json.dumps(data, default=_json_default, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise InvalidEventError(f"cannot be encoded as JSON ({exc})", "decode") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidEventError(cap_reason(f"cannot be encoded as JSON ({exc})"), "decode") from exc
     if len(raw) > limits.max_event_bytes:
         raise InvalidEventError(
             f"event has {len(raw)} bytes, more than the limit of {limits.max_event_bytes}", "decode"
         )
     try:
-        return InferenceEvent.model_validate_json(raw, context={"limits": limits}), raw
+        event = InferenceEvent.model_validate_json(raw, context={"limits": limits})
     except ValidationError as exc:
-        raise InvalidEventError(_describe(exc), "validate") from exc
+        raise InvalidEventError(_describe(exc, limits.max_reason_chars), "validate") from exc
+    _check_encodable(event)
+    return event, raw
 
 
 def _json_default(value: Any) -> Any:
@@ -243,6 +337,12 @@ def _json_default(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
+
+
+MAX_SPANS = 200
+"""Most spans one result keeps (an event full of IP addresses has thousands)."""
+MAX_SCORES = 64
+MAX_EVIDENCE = 1_000
 
 
 class Span(BaseModel):
@@ -260,7 +360,7 @@ class Span(BaseModel):
 class DetectionResult(BaseModel):
     """One detector's verdict on one event. Build with :func:`make_result` / :func:`make_error`."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     event_id: str
     detector: str
@@ -269,8 +369,8 @@ class DetectionResult(BaseModel):
     """Version of the detector's code and model; a change of model is visible in the data."""
     config_fingerprint: str
     """Short hash of the detector's configuration."""
-    app: str
-    model_version: str
+    app: str = _NAME
+    model_version: str = _NAME
     event_ts: datetime
     scored_at: datetime
     score: float | None = None
@@ -313,11 +413,22 @@ def make_result(
     spans: list[Span] | None = None,
     evidence: str | None = None,
 ) -> DetectionResult:
-    """The one factory for results: names the detector, its version and config fingerprint."""
+    """The one factory for results: names the detector, its version and config fingerprint.
+
+    Bounded whatever the detector found: at most :data:`MAX_SPANS` spans (``spans_dropped`` in
+    ``scores`` counts the rest), :data:`MAX_SCORES` finite named values, evidence cut to
+    :data:`MAX_EVIDENCE` characters.
+    """
     if score is not None and not math.isfinite(score):
         raise ValueError(f"detector {detector.name} produced a non-finite score {score}")
-    return _result(detector, event, score=score, label=label, scores=scores or {}, spans=spans or [],
-                   evidence=evidence)
+    named = {k[:64]: float(v) for k, v in list((scores or {}).items())[:MAX_SCORES] if math.isfinite(v)}
+    spans = spans or []
+    if len(spans) > MAX_SPANS:
+        named["spans_dropped"] = float(len(spans) - MAX_SPANS)
+        spans = spans[:MAX_SPANS]
+    if evidence is not None and len(evidence) > MAX_EVIDENCE:
+        evidence = evidence[: MAX_EVIDENCE - 1] + "…"
+    return _result(detector, event, score=score, label=label, scores=named, spans=spans, evidence=evidence)
 
 
 def make_error(detector: Any, event: InferenceEvent, exc: BaseException) -> DetectionResult:
@@ -328,12 +439,12 @@ def make_error(detector: Any, event: InferenceEvent, exc: BaseException) -> Dete
 class EmbeddingRecord(BaseModel):
     """The embedding of one event's prompt or response, on its way to the ``embeddings`` table."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     event_id: str
     field: Literal["prompt", "response"]
-    app: str
-    model_version: str
+    app: str = _NAME
+    model_version: str = _NAME
     event_ts: datetime
     encoder: str
     """Name and version of the embedding model; vectors of different encoders are not comparable."""
@@ -376,12 +487,12 @@ def parse_embeddings(raw: bytes) -> list[EmbeddingRecord]:
 class DriftResult(BaseModel):
     """One closed drift window of a segment, tested against its reference."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     window_id: str
     """``app/model_version/field/<sequence>``: stable, so a re-emitted window replaces itself."""
-    app: str
-    model_version: str
+    app: str = _NAME
+    model_version: str = _NAME
     field: Literal["prompt", "response"]
     window_start: datetime
     """Earliest event time in the current window."""
@@ -418,7 +529,7 @@ class DriftResult(BaseModel):
 class AlertEvent(BaseModel):
     """A rule fired or resolved for a segment (``llm.alerts``; delivered to the receivers)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     alert_id: str
     """The episode: ``<dedupe_key>@<firing time>/<window id>``; firing and resolved share it."""
@@ -474,13 +585,13 @@ class DatasetSpec(BaseModel):
 class RetrainRequest(BaseModel):
     """Ask for a fine-tuning run on fresh data of one segment (``llm.retrain``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     request_id: str
     """Stable per episode (the alert id): a redelivered request starts no second job."""
     alert_id: str
-    app: str
-    model_version: str
+    app: str = _NAME
+    model_version: str = _NAME
     reason: str
     start: datetime
     """Events from here ..."""
@@ -496,12 +607,12 @@ class RetrainRequest(BaseModel):
 class RetrainStatus(BaseModel):
     """One step of a retraining job (``llm.retrain.status``; the ``retrain_jobs`` table keeps the last)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     job_id: str
     request_id: str
-    app: str
-    model_version: str
+    app: str = _NAME
+    model_version: str = _NAME
     status: Literal["queued", "running", "succeeded", "failed"]
     launcher: str
     dataset_version: str = ""

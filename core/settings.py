@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from driftwarden.core.detector_configs import DetectorsSettings, DriftConfig
 from driftwarden.core.loop_configs import AlertsConfig, RetrainConfig
 from driftwarden.core.errors import SettingsError
+from driftwarden.core.secrets import mask_url
 
 ENV_PREFIX = "DRIFTWARDEN_"
 
@@ -106,8 +107,9 @@ class Settings(BaseSettings):
     """Replication factor of the topics driftwarden creates."""
 
     # --- ClickHouse -------------------------------------------------------------------------
-    clickhouse_dsn: str = ""
-    """``chdb:///dir`` (embedded) or ``http(s)://user:pass@host:8123``. Empty: ``<data_dir>/clickhouse``."""
+    clickhouse_dsn: SecretStr = SecretStr("")
+    """``chdb:///dir`` (embedded) or ``http(s)://user:pass@host:8123`` (a secret: shown masked,
+    never logged). Empty: ``<data_dir>/clickhouse``."""
     clickhouse_database: str = "driftwarden"
     """Database that holds driftwarden's tables."""
 
@@ -146,14 +148,27 @@ class Settings(BaseSettings):
     """Largest encoded event accepted (Kafka's default message limit is about 1 MB)."""
     max_clock_skew_s: int = Field(86_400, ge=0)
     """How far in the future an event's timestamp may lie."""
+    min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    """Earliest event timestamp accepted (ISO 8601); older events go to the dead-letter topic.
+    The store's time columns hold 1900-2299; a floor far below now only admits broken clocks."""
+    max_latency_ms: float = Field(86_400_000.0, gt=0, le=1e12)
+    """Largest ``latency_ms`` accepted (default one day); larger values are dead-lettered."""
+    max_cost_usd: float = Field(10_000.0, gt=0, le=1e12)
+    """Largest ``cost_usd`` of one call accepted; sums over windows stay finite below it."""
+    max_context_passages: int = Field(256, ge=1, le=100_000)
+    """Most retrieved passages in one event's ``context``."""
+    max_reason_chars: int = Field(1_000, ge=80, le=8_192)
+    """Longest dead-letter reason (the first problems, then how many more there were)."""
 
     # --- detectors --------------------------------------------------------------------------
     price_table: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     """JSON object ``{"model": {"input_per_1k": .., "output_per_1k": ..}}`` used for cost."""
     latency_slo_ms: float = Field(10_000.0, gt=0)
     """The operational detector flags calls slower than this."""
-    redact_pii: bool = False
-    """Redact detected PII from prompts and responses before they are stored."""
+    redact_pii: bool = True
+    """Redact detected PII before anything is stored: prompt, response, context passages, metadata
+    values, the error text, and the stored copy of dead letters. Turning it off (``false``) stores
+    what apps sent, PII included: a deliberate choice for stores whose readers may see it."""
 
     drift: DriftConfig = Field(default_factory=DriftConfig)
     """Drift windows, ``DRIFTWARDEN_DRIFT__<FIELD>`` (see the drift table)."""
@@ -175,6 +190,17 @@ class Settings(BaseSettings):
     """Alert receivers, ``DRIFTWARDEN_ALERTS__<FIELD>`` (see the alerts table)."""
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     """Retraining, ``DRIFTWARDEN_RETRAIN__<FIELD>`` (see the retraining table)."""
+
+    # --- state per segment (drift windows, detection windows, rule states) -----------------
+    segment_idle_minutes: float = Field(1440.0, gt=0, le=525_600)
+    """A segment (app, model version; for drift also the field) that sent nothing for this long
+    is evicted from the drift windows, the detection windows and the policy's rule states; if it
+    comes back it starts again as after a restart. A rule that is firing is kept until it resolves."""
+    max_segments: int = Field(2_000, ge=1, le=1_000_000)
+    """Live segments each of the drift windows, the detection windows and the policy keeps at most;
+    past it the least recently seen one is evicted, with a WARNING. A drift segment holds up to
+    ``baseline_size + window_size`` vectors (about 0.6 MB at the defaults with 384-d embeddings)."""
+
     # --- publisher --------------------------------------------------------------------------
     publisher_queue_size: int = Field(100_000, ge=1)
     """Events a Publisher holds in memory before it refuses more."""
@@ -204,23 +230,32 @@ class Settings(BaseSettings):
 
     @field_validator("clickhouse_dsn")
     @classmethod
-    def _dsn(cls, value: str) -> str:
-        if value and not value.startswith(("chdb://", "http://", "https://")):
-            raise ValueError("must start with chdb://, http:// or https://")
+    def _dsn(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if text and not text.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")  # the value is not echoed
         return value
 
     @property
     def clickhouse_url(self) -> str:
-        """The DSN clickhouse-connect is given."""
-        if self.clickhouse_dsn:
-            return self.clickhouse_dsn
+        """The DSN clickhouse-connect is given, password included: never print or log it (use
+        :attr:`clickhouse_url_masked`)."""
+        dsn = self.clickhouse_dsn.get_secret_value()
+        if dsn:
+            return dsn
         return f"chdb://{self.store_dir}"
+
+    @property
+    def clickhouse_url_masked(self) -> str:
+        """The DSN for output: password and secret query values replaced by ``***``."""
+        return mask_url(self.clickhouse_url)
 
     @property
     def store_dir(self) -> Path:
         """Directory of the embedded store (only meaningful for ``chdb://`` DSNs)."""
-        if self.clickhouse_dsn.startswith("chdb://"):
-            return Path(self.clickhouse_dsn.removeprefix("chdb://"))
+        dsn = self.clickhouse_dsn.get_secret_value()
+        if dsn.startswith("chdb://"):
+            return Path(dsn.removeprefix("chdb://"))
         return (self.data_dir / "clickhouse").resolve()
 
     @property
@@ -271,7 +306,9 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             field = "__".join(str(part) for part in err["loc"]) if err["loc"] else "?"
             problems.append((ENV_PREFIX + field.upper(), err["msg"]))
-        raise SettingsError(problems) from exc
+        # Not chained: pydantic's error holds the input values, secrets included, and a traceback
+        # would print them. The problems name each variable and what is wrong with it.
+        raise SettingsError(problems) from None
     if problems:
         raise SettingsError(problems)
     return settings
@@ -302,26 +339,73 @@ def _revealed(model: BaseModel) -> dict:
     return out
 
 
-def child_environment(settings: Settings) -> dict[str, str]:
+def setting_text(value: object) -> str:
+    """A setting's value as its environment variable's text (secrets revealed)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, BaseModel):
+        return json.dumps(_revealed(value))
+    if isinstance(value, dict):
+        return json.dumps({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()})
+    return str(value)
+
+
+#: Settings a score worker never reads: the sink's store and the alert and Grafana secrets.
+SINK_ONLY_SETTINGS = ("clickhouse_dsn", "grafana_token", "alerts")
+
+
+def child_environment(settings: Settings, omit: tuple[str, ...] = ()) -> dict[str, str]:
     """The environment for a child process (sink, worker) that must see exactly these settings.
 
     The parent's environment, with every ``DRIFTWARDEN_*`` variable replaced by the value this
-    settings object holds (so overrides made in code reach the child too).
+    settings object holds (so overrides made in code reach the child too), except the settings
+    named in ``omit`` (workers get ``omit=SINK_ONLY_SETTINGS``). It holds every other secret:
+    only for driftwarden's own services; jobs get :func:`job_environment`.
     """
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(ENV_PREFIX)}
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        if value is None:
+        if value is None or name in omit:
             continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, BaseModel):
-            text = json.dumps(_revealed(value))
-        elif isinstance(value, dict):
-            text = json.dumps({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()})
-        else:
-            text = str(value)
-        env[ENV_PREFIX + name.upper()] = text
+        env[ENV_PREFIX + name.upper()] = setting_text(value)
+    return env
+
+
+#: Variables of the parent's environment that a job (fine-tuning) may see, by exact name ...
+JOB_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "PYTHONPATH",
+    "PYTHONHASHSEED", "PYTHONUNBUFFERED", "VIRTUAL_ENV", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER",
+    "PYTORCH_CUDA_ALLOC_CONF", "TOKENIZERS_PARALLELISM", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+})
+#: ... and by prefix (locale, Hugging Face cache and offline flags, thread counts) ...
+JOB_ENV_PREFIXES = ("LC_", "HF_", "TRANSFORMERS_", "OMP_", "MKL_")
+#: ... never a name that looks like a secret (``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``, ...).
+_SECRET_ENV_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def setting_variables(settings: Settings, names: tuple[str, ...] | list[str]) -> dict[str, object]:
+    """``{"DRIFTWARDEN_<FIELD>": value}`` for the named settings; ``"retrain.max_steps"`` names a
+    nested field (``DRIFTWARDEN_RETRAIN__MAX_STEPS``). Unset (None) settings are left out; values
+    are as held (a :class:`SecretStr` stays one, so callers decide how a secret travels)."""
+    out: dict[str, object] = {}
+    for name in names:
+        value: object = settings
+        for part in name.split("."):
+            value = getattr(value, part)
+        if value is not None:
+            out[ENV_PREFIX + name.replace(".", "__").upper()] = value
+    return out
+
+
+def job_environment(settings: Settings, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """The environment of a job process: an allow-list of the parent's environment (path,
+    locale, temporary directory, Python path, Hugging Face offline flags and cache, thread counts,
+    visible GPUs; nothing named like a secret) and only the named settings (see
+    :func:`setting_variables`). No other ``DRIFTWARDEN_*`` variable, so no secret of the
+    parent (Kafka password, Grafana token, alert receivers, the store's DSN) reaches the job."""
+    env = {k: v for k, v in os.environ.items()
+           if (k in JOB_ENV_NAMES or k.startswith(JOB_ENV_PREFIXES)) and not _SECRET_ENV_NAME.search(k)}
+    env.update({k: setting_text(v) for k, v in setting_variables(settings, names).items()})
     return env

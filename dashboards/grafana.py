@@ -2,9 +2,11 @@
 
 The panels and their SQL live in :mod:`.panels`; this module lays them out with the SDK's
 builders on the ClickHouse data source (the ``grafana-clickhouse-datasource`` plugin, picked by
-the ``datasource`` variable), with ``app`` and ``model_version`` variables, and, on the drift
-dashboard, alert annotations. :func:`export` writes the JSON for file provisioning or GitOps;
-:func:`push` provisions through the HTTP API, idempotently by uid, into a folder.
+the ``datasource`` variable), with single-valued ``app`` and ``model_version`` variables whose
+options are names of the safe set only (filtered in their SQL and by their regex; :mod:`.panels`
+says how their values reach SQL safely), and, on the drift dashboard, alert annotations.
+:func:`export` writes the JSON for file provisioning or GitOps; :func:`push` provisions through
+the HTTP API, idempotently by uid, into a folder.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from driftwarden.core.errors import DriftwardenError
-from driftwarden.dashboards.panels import ALL, ANNOTATION_SQL, DASHBOARDS, VARIABLE_SQL, DashboardSpec, PanelSpec
+from driftwarden.dashboards.panels import (
+    ALL,
+    ANNOTATION_SQL,
+    DASHBOARDS,
+    SAFE_NAME_REGEX,
+    VARIABLE_SQL,
+    DashboardSpec,
+    PanelSpec,
+)
 from driftwarden.detectors.loading import require
 
 log = logging.getLogger(__name__)
@@ -108,7 +118,8 @@ def build(spec: DashboardSpec, db: str) -> dict[str, Any]:
     for name in ("app", "model_version"):
         dash = dash.with_variable(
             builders.QueryVariable(name).label(name).datasource(_datasource())
-            .query(VARIABLE_SQL[name].replace("{db}", db)).include_all(True).all_value(ALL)
+            .query(VARIABLE_SQL[name].replace("{db}", db)).regex(SAFE_NAME_REGEX).multi(False)
+            .include_all(True).all_value(ALL)
             .current(models.VariableOption(text="All", value=ALL, selected=True))
             .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED))
     if spec.alert_annotations:

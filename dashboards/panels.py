@@ -3,7 +3,14 @@
 The SQL uses the ClickHouse data source plugin's macros (``$__timeFilter``,
 ``$__timeInterval``, ``$__interval_s``) and the dashboards' template variables ``app`` and
 ``model_version`` (``__all`` when "All" is picked). :func:`expand` turns a query into plain
-ClickHouse SQL the way the plugin does, so tests run every panel on the embedded engine.
+ClickHouse SQL the way Grafana and the plugin do, so tests run every panel on the embedded engine.
+
+A variable's value comes from the URL as much as from its option list, so it reaches SQL only
+as ``decodeURLComponent('${app:percentencode}')`` (:func:`var`): Grafana's ``percentencode``
+leaves nothing but ``[A-Za-z0-9._~-]`` and ``%XX`` in the literal, which no value can break out
+of (``sqlstring`` doubles quotes but leaves backslashes, and ClickHouse reads ``\\'`` as an
+escaped quote). The variables are single-valued; their option queries list only names of the
+safe set (:func:`safe_name_sql`), the one the event contract accepts.
 """
 
 from __future__ import annotations
@@ -12,9 +19,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
+from urllib.parse import quote
 
 ALL = "__all"
 PanelKind = Literal["timeseries", "table", "stat"]
+#: The event contract's safe names, as a Grafana variable regex (a second filter on the options).
+SAFE_NAME_REGEX = "/^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/"
+#: Formats Grafana applies to a custom all value (``__all``) too; others get it as it is.
+_FORMATS_APPLIED_TO_ALL = ("percentencode", "text")
 
 
 @dataclass(frozen=True)
@@ -45,9 +57,21 @@ class DashboardSpec:
     extra: dict = field(default_factory=dict)
 
 
+def var(name: str) -> str:
+    """A dashboard variable as a ClickHouse string expression, safe for any value."""
+    return f"decodeURLComponent('${{{name}:percentencode}}')"
+
+
+def safe_name_sql(column: str) -> str:
+    """True for names of the event contract's safe set: 1-128 of ``[A-Za-z0-9._-]``, starting with
+    a letter or digit, without ``..`` (written without ``$``, which Grafana would read as a variable)."""
+    return (f"(length({column}) BETWEEN 1 AND 128 AND match({column}, '^[A-Za-z0-9]') "
+            f"AND NOT match({column}, '[^A-Za-z0-9._-]') AND position({column}, '..') = 0)")
+
+
 def segment(app_col: str = "app", mv_col: str = "model_version") -> str:
-    return (f"(${{app:sqlstring}} = '{ALL}' OR {app_col} = ${{app:sqlstring}}) AND "
-            f"(${{model_version:sqlstring}} = '{ALL}' OR {mv_col} = ${{model_version:sqlstring}})")
+    app, mv = var("app"), var("model_version")
+    return f"({app} = '{ALL}' OR {app_col} = {app}) AND ({mv} = '{ALL}' OR {mv_col} = {mv})"
 
 
 SEG = segment()
@@ -168,22 +192,42 @@ RETRAINING = DashboardSpec(
 DASHBOARDS = (OVERVIEW, SAFETY, DRIFT, RETRAINING)
 
 VARIABLE_SQL = {
-    "app": "SELECT DISTINCT app FROM {db}.inference_events ORDER BY app",
-    "model_version": "SELECT DISTINCT model_version FROM {db}.inference_events "
-                     "WHERE (${app:sqlstring} = '__all' OR app = ${app:sqlstring}) ORDER BY model_version",
+    "app": f"SELECT DISTINCT app FROM {{db}}.inference_events WHERE {safe_name_sql('app')} ORDER BY app",
+    "model_version": f"SELECT DISTINCT model_version FROM {{db}}.inference_events "
+                     f"WHERE ({var('app')} = '{ALL}' OR app = {var('app')}) AND {safe_name_sql('model_version')} "
+                     f"ORDER BY model_version",
 }
 ANNOTATION_SQL = ("SELECT starts_at AS time, concat('[', severity, '] ', rule, ' ', app, ' ', model_version) AS title, "
                   "summary AS text, rule AS tags FROM {db}.alerts FINAL WHERE status = 'firing' "
                   "AND $__timeFilter(starts_at)")
 
 
-def _sqlstring(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def percentencode(value: str) -> str:
+    """Grafana's ``percentencode`` (JavaScript's ``encodeURIComponent``, plus ``!'()*``): UTF-8,
+    everything but ``[A-Za-z0-9._~-]`` as ``%XX``."""
+    return quote(value, safe="~")
+
+
+def sqlstring(value: str) -> str:
+    """Grafana's ``sqlstring``: quotes doubled, backslashes left as they are."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+FORMATS = {"percentencode": percentencode, "sqlstring": sqlstring, "raw": str, "text": str}
+
+
+def _variable(value: str, fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"variable format {fmt!r} is not one expand() knows")
+    if value == ALL and fmt not in _FORMATS_APPLIED_TO_ALL:
+        return ALL  # Grafana skips formatting of a custom all value
+    return FORMATS[fmt](value)
 
 
 def expand(sql: str, *, db: str, start: datetime, end: datetime, interval_s: int = 60,
            variables: dict[str, str] | None = None) -> str:
-    """The query as the ClickHouse plugin sends it: macros and variables replaced."""
+    """The query as Grafana and the ClickHouse plugin send it: macros and variables replaced,
+    each variable in its format (``${name:format}``) as Grafana formats it."""
     variables = {"app": ALL, "model_version": ALL, **(variables or {})}
     fmt = "%Y-%m-%d %H:%M:%S"
     out = sql.replace("{db}", db)
@@ -193,8 +237,8 @@ def expand(sql: str, *, db: str, start: datetime, end: datetime, interval_s: int
     out = re.sub(r"\$__timeInterval\(([^)]+)\)",
                  lambda m: f"toStartOfInterval({m.group(1)}, INTERVAL {interval_s} second)", out)
     out = out.replace("$__interval_s", str(interval_s))
-    for name, value in variables.items():
-        out = out.replace(f"${{{name}:sqlstring}}", _sqlstring(value))
+    out = re.sub(r"\$\{(\w+):(\w+)\}",
+                 lambda m: _variable(variables[m.group(1)], m.group(2)) if m.group(1) in variables else m.group(0), out)
     if "$" in out:
         raise ValueError(f"unexpanded macro or variable in: {out}")
     return out

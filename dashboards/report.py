@@ -23,6 +23,37 @@ log = logging.getLogger(__name__)
 
 MAP_POINTS = 300
 FLAGGED = 20
+#: Characters of a prompt or response the report shows.
+SHOWN_CHARS = 240
+#: Shown instead of a text whose redaction failed or could not run.
+WITHHELD = "[text withheld: PII redaction failed]"
+
+
+def shown_text(text: str | None, redact, n: int = SHOWN_CHARS) -> str:
+    """At most ``n`` characters of ``text``, cut before they are redacted (redaction's cost grows
+    with the length of the text), never a text whose redaction failed.
+
+    The cut keeps a margin past ``n`` and drops the last, possibly cut, word, so a piece of PII
+    that the cut splits is not left unrecognised in view; ``redact`` None shows texts as stored
+    (the report was asked for without redaction)."""
+    text = text or ""
+    head = text[:n * 4]
+    if len(text) > len(head) and any(c.isspace() for c in head):
+        head = (head.rsplit(None, 1) or [""])[0]
+    if redact is not None and head:
+        try:
+            head = redact(head)
+        except Exception:  # noqa: BLE001 - withheld rather than shown unredacted
+            log.warning("PII redaction of a text in the report failed; it is withheld (shown as %r). Check the PII "
+                        "detector's set-up", WITHHELD, exc_info=True)
+            return WITHHELD
+        if not isinstance(head, str):
+            return WITHHELD
+    return head if len(text) <= n and len(head) <= n else head[:n] + "…"
+
+
+def _withhold(text: str) -> str:
+    raise RuntimeError("PII redaction is unavailable")
 
 
 def _rows(client, sql: str, **params) -> list[tuple]:
@@ -132,9 +163,8 @@ def render(data: dict[str, Any], redact=None) -> str:
     else:
         parts.append("<p class=note>No drift window with stored embeddings on both sides yet.</p>")
 
-    def cut(text: str, n: int = 240) -> str:
-        text = redact(text) if redact is not None and text else text
-        return esc(text if len(text) <= n else text[:n] + "…")
+    def cut(text: str, n: int = SHOWN_CHARS) -> str:
+        return esc(shown_text(text, redact, n))
 
     flagged = "".join(
         f"<tr><td>{esc(r[0])}</td><td>{esc(r[4])} {esc(r[5])}</td><td>{esc(r[1])}</td><td>{r[2]:.3f}</td>"
@@ -196,6 +226,8 @@ def build_report(client, db: str, settings=None) -> str:
             from driftwarden.retrain_trigger.curation import pii_redactor
 
             redact = pii_redactor(settings)
-        except Exception:  # noqa: BLE001 - the report goes out; texts are then cut but not redacted
-            log.warning("PII redaction unavailable for the report; flagged texts are shown as stored", exc_info=True)
+        except Exception:  # noqa: BLE001 - the report goes out, with the flagged texts withheld
+            log.warning("PII redaction is unavailable for the report; flagged prompts and responses are withheld "
+                        "(shown as %r). Check the PII detector's set-up (presidio)", WITHHELD, exc_info=True)
+            redact = _withhold
     return render(collect(client, db), redact)

@@ -9,10 +9,12 @@ detector that needs them.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from driftwarden.core.detector_configs import DetectorConfig
+from driftwarden.core.errors import DetectorTimeoutError
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_error
 
 log = logging.getLogger(__name__)
@@ -74,13 +76,34 @@ class BaseDetector:
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         raise NotImplementedError
 
+    def deadline(self) -> float:
+        """When work on one event must stop (``time.monotonic()`` units): now plus the budget."""
+        return time.monotonic() + self.config.budget_ms / 1000
+
+    def check_deadline(self, deadline: float, detail: str) -> None:
+        """Raise :class:`DetectorTimeoutError` when ``deadline`` has passed."""
+        if time.monotonic() > deadline:
+            raise DetectorTimeoutError(self.name, self.config.budget_ms, detail)
+
     def detect(self, events: Sequence[InferenceEvent], ctx: BatchContext | None = None) -> list[DetectionResult]:
         ctx = ctx if ctx is not None else BatchContext(events)
         out: list[DetectionResult] = []
         size = self.config.batch_size
+        started = time.monotonic()
         for start in range(0, len(events), size):
             indices = list(range(start, min(start + size, len(events))))
             chunk = [events[i] for i in indices]
+            spent_ms = (time.monotonic() - started) * 1000
+            if spent_ms > self.config.batch_budget_ms:
+                left = len(events) - start
+                log.warning("detector %s spent its batch budget of %g ms; %d event(s) of the batch get an "
+                            "over-budget error result instead of a score (raise DETECTORS__%s__BATCH_BUDGET_MS "
+                            "if this happens on ordinary traffic)", self.name, self.config.batch_budget_ms, left,
+                            self.name.upper())
+                exc = DetectorTimeoutError(self.name, self.config.batch_budget_ms,
+                                           f"batch budget spent after {start} of {len(events)} events")
+                out.extend(make_error(self, events[i], exc) for i in range(start, len(events)))
+                break
             try:
                 results = self.score_batch(chunk, ctx.subset(indices) if len(indices) != len(events) else ctx)
                 if len(results) != len(chunk):

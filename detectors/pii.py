@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from driftwarden.core.detector_configs import PIIConfig
-from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_result
+from driftwarden.core.errors import DetectorTimeoutError
+from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_error, make_result
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.loading import require
@@ -143,6 +144,9 @@ def redact_text(text: str, spans: Sequence[Span]) -> str:
     return anonymizer_engine().anonymize(text=text, analyzer_results=results).text
 
 
+WITHHELD = "<WITHHELD by driftwarden: PII detection did not finish ({reason})>"
+
+
 class PIIDetector(BaseDetector):
     name = "pii"
     config_class = PIIConfig
@@ -154,27 +158,61 @@ class PIIDetector(BaseDetector):
         presidio_version = require("presidio_analyzer").__version__ if hasattr(
             require("presidio_analyzer"), "__version__") else "2"
         self.version = f"presidio-patterns-{presidio_version}"
+        self._found: dict[str, list[Span]] = {}
+        """Every span of the current batch's events (results keep at most MAX_SPANS; redaction needs all)."""
 
-    def find(self, text: str, field: str) -> list[Span]:
-        if not text:
-            return []
-        found = self.analyzer.analyze(text=text, language="en", entities=list(self.config.entities),
-                                      score_threshold=self.config.threshold)
+    def analyze(self, text: str, deadline: float | None = None) -> list[Any]:
+        """presidio's findings in ``text``, scanned in overlapping chunks with the deadline checked
+        between them (:class:`DetectorTimeoutError` when it passes); one finding per place."""
+        size = self.config.chunk_chars
+        overlap = max(size // 10, 1)
+        found: list[Any] = []
+        start = 0
+        while start < len(text):
+            if deadline is not None:
+                self.check_deadline(deadline, f"scanned {start} of {len(text)} characters")
+            end = min(start + size, len(text))
+            if end < len(text):  # end the chunk at a space, so no word is cut in two
+                space = text.rfind(" ", end - overlap, end)
+                end = space if space > start else end
+            for r in self.analyzer.analyze(text=text[start:end], language="en", entities=list(self.config.entities),
+                                           score_threshold=self.config.threshold):
+                r.start += start
+                r.end += start
+                found.append(r)
+            if end >= len(text):
+                break
+            start = max(end - overlap, start + 1)
         # One finding per place: the highest-scoring of overlapping ones (a URL inside an
-        # e-mail address, a card number that two recognizers found).
+        # e-mail address, a card number that two recognizers found, a finding in two chunks).
         kept: list[Any] = []
-        for r in sorted(found, key=lambda r: (-r.score, r.start)):
+        for r in sorted(found, key=lambda r: (-r.score, r.start, -r.end)):
             if not any(r.start < k.end and k.start < r.end for k in kept):
                 kept.append(r)
+        return sorted(kept, key=lambda r: r.start)
+
+    def find(self, text: str, field: str, deadline: float | None = None) -> list[Span]:
+        if not text:
+            return []
         return [Span(field=field, start=r.start, end=r.end, type=r.entity_type, score=round(float(r.score), 3))
-                for r in sorted(kept, key=lambda r: r.start)]
+                for r in self.analyze(text, deadline)]
+
+    def detect(self, events: Sequence[InferenceEvent], ctx: BatchContext | None = None) -> list[DetectionResult]:
+        self._found = {}
+        return super().detect(events, ctx)
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         results = []
         for event in events:
+            deadline = self.deadline()
             spans: list[Span] = []
-            for field in self.config.fields:
-                spans.extend(self.find(getattr(event, field), field))
+            try:
+                for field in self.config.fields:
+                    spans.extend(self.find(getattr(event, field), field, deadline))
+            except DetectorTimeoutError as exc:
+                results.append(make_error(self, event, exc))
+                continue
+            self._found[event.event_id] = spans
             counts: dict[str, float] = {}
             for span in spans:
                 counts[f"count_{span.type}"] = counts.get(f"count_{span.type}", 0.0) + 1.0
@@ -184,15 +222,65 @@ class PIIDetector(BaseDetector):
                                        evidence=f"found {', '.join(types)}" if spans else None))
         return results
 
+    def redact_text(self, text: str, deadline: float) -> str:
+        """``text`` with every finding replaced by ``<TYPE>``, or DetectorTimeoutError."""
+        if not text:
+            return text
+        spans = [Span(field="context", start=r.start, end=r.end, type=r.entity_type, score=r.score)
+                 for r in self.analyze(text, deadline)]
+        return redact_text(text, spans)
 
-def redact_event(event: InferenceEvent, result: DetectionResult) -> InferenceEvent:
-    """The event with the PII its detection result located replaced by ``<TYPE>``."""
-    changes = {}
-    for field in ("prompt", "response"):
-        spans = [s for s in result.spans if s.field == field]
-        if spans:
-            changes[field] = redact_text(getattr(event, field), spans)
-    return event.model_copy(update=changes) if changes else event
+    def redact(self, event: InferenceEvent, result: DetectionResult) -> InferenceEvent:
+        """The event as it may be stored: every text field redacted, or withheld where the scan
+        failed or ran out of time (nothing unscanned is stored)."""
+        if result.error is not None:
+            return withheld(event, "the scan failed or ran out of time")
+        spans = self._found.get(event.event_id, list(result.spans))
+        changes: dict[str, Any] = {}
+        for field in ("prompt", "response"):
+            if field in self.config.fields:
+                field_spans = [s for s in spans if s.field == field]
+                if field_spans:
+                    changes[field] = redact_text(getattr(event, field), field_spans)
+        deadline = self.deadline()
+        for field in ("prompt", "response"):
+            if field not in self.config.fields and getattr(event, field):
+                changes[field] = self._redacted_or_withheld(getattr(event, field), deadline)
+        if event.context:
+            changes["context"] = [self._redacted_or_withheld(p, deadline) for p in event.context]
+        if event.metadata:
+            changes["metadata"] = {k: self._redacted_or_withheld(v, deadline) for k, v in event.metadata.items()}
+        if event.error:
+            changes["error"] = self._redacted_or_withheld(event.error, deadline)
+        return event.model_copy(update=changes) if changes else event
+
+    def _redacted_or_withheld(self, text: str, deadline: float) -> str:
+        try:
+            return self.redact_text(text, deadline)
+        except Exception as exc:  # noqa: BLE001 - withheld, never stored unscanned
+            return WITHHELD.format(reason=type(exc).__name__)
+
+
+def withheld(event: InferenceEvent, reason: str) -> InferenceEvent:
+    """The event with every free text replaced by a placeholder (what is stored when PII detection
+    failed on it and redaction is on)."""
+    text = WITHHELD.format(reason=reason)
+    return event.model_copy(update={
+        "prompt": text, "response": text if event.response else "",
+        "context": [text] if event.context else event.context,
+        "metadata": {k: text for k in event.metadata}, "error": text if event.error else event.error,
+    })
+
+
+class TextRedactor:
+    """Redacts free text outside the score agent (the stored copy of dead letters)."""
+
+    def __init__(self, config: PIIConfig):
+        self.detector = PIIDetector(config)
+
+    def redact(self, text: str) -> str:
+        """``text`` redacted within the detector's time budget, or DetectorTimeoutError."""
+        return self.detector.redact_text(text, self.detector.deadline())
 
 
 @register("pii")

@@ -9,6 +9,7 @@ benchmarks can time the same work alone.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,10 +92,8 @@ class ScoringPipeline:
                         vector=vector.tolist(), descriptors=desc if name == "prompt" else {},
                     ))
         if self.redact:
-            from driftwarden.detectors.pii import redact_event
-
-            pii = by_detector["pii"]
-            out.events = [redact_event(e, r) if r.error is None else _withheld(e) for e, r in zip(events, pii, strict=True)]
+            pii = next(d for d in self.detectors if d.name == "pii")
+            out.events = [pii.redact(e, r) for e, r in zip(events, by_detector["pii"], strict=True)]
         return out
 
 
@@ -102,17 +101,18 @@ def descriptors(events: Sequence[InferenceEvent], by_detector: dict[str, list[De
     """Scalar descriptors per event: lengths, latency, tokens, and each detector's score."""
     out = []
     for i, event in enumerate(events):
-        desc = {"prompt_chars": float(len(event.prompt)), "response_chars": float(len(event.response)),
-                "latency_ms": float(event.latency_ms), "tokens_in": float(event.tokens_in),
-                "tokens_out": float(event.tokens_out)}
+        desc = {"prompt_chars": len(event.prompt), "response_chars": len(event.response),
+                "latency_ms": event.latency_ms, "tokens_in": event.tokens_in, "tokens_out": event.tokens_out}
         for name, results in by_detector.items():
             if name != "operational" and results[i].score is not None:
-                desc[f"{name}_score"] = float(results[i].score)
-        out.append(desc)
+                desc[f"{name}_score"] = results[i].score
+        out.append({k: f for k, v in desc.items() if math.isfinite(f := _as_float(v))})
     return out
 
 
-def _withheld(event: InferenceEvent) -> InferenceEvent:
-    """When PII detection failed on an event and redaction is on, its texts are not stored."""
-    return event.model_copy(update={"prompt": "<WITHHELD: PII detection failed>",
-                                    "response": "<WITHHELD: PII detection failed>" if event.response else ""})
+def _as_float(value: float | int) -> float:
+    """``value`` as a float; NaN when it has none (an integer beyond a float's range)."""
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):
+        return math.nan

@@ -38,7 +38,11 @@ def load_detoxify(checkpoint: str, hf_config_path: str, device: str, half: bool,
     Hugging Face directory (detoxify would otherwise ask the hub for the config)."""
     torch = require("torch")
     detoxify = require("detoxify.detoxify")
-    loaded = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a checkpoint is data, never code to run
+        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle refuses objects outside the allow-list (UnpicklingError, ...)
+        raise DetectorError("toxicity", f"{checkpoint} cannot be loaded as weights only (tensors, numbers, "
+                                        f"strings, lists, dicts): {type(exc).__name__}: {str(exc)[:300]}") from exc
     if "config" not in loaded or "state_dict" not in loaded:
         raise DetectorError("toxicity", f"{checkpoint} is not a detoxify checkpoint (no config/state_dict)")
     args = dict(loaded["config"]["arch"]["args"])

@@ -145,6 +145,6 @@ def curate(client, database: str, request: RetrainRequest, redact: Callable[[str
     rows, versions = read_rows(client, database, request)
     curated = select(rows, request.dataset, redact)
     curated.detector_versions = versions
-    log.info("curated %s/%s %s..%s: %s", request.app, request.model_version, request.start, request.end,
+    log.info("curated %r/%r %s..%s: %s", request.app, request.model_version, request.start, request.end,
              ", ".join(f"{k} {v}" for k, v in sorted(curated.counts.items())))
     return curated

@@ -8,7 +8,10 @@ the split is stable), measures the held-out loss before and after ``max_steps`` 
 writes ``adapter/``, ``metrics.json`` and ``progress.jsonl`` to the output directory. On a GPU
 it trains under float16 autocast; on CPU in float32.
 
-Run: ``driftwarden finetune --snapshot DIR --out DIR`` (the launchers run exactly this).
+Run: ``driftwarden finetune --snapshot DIR --out DIR`` (the launchers run exactly this). The
+output directory and everything in it (the adapter holds what the model learnt from prompts and
+responses) are the owner's only. The job reads only the settings in :data:`JOB_SETTINGS`: the
+launchers pass exactly those (no secret of the sink reaches the job).
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ from driftwarden.detectors.loading import require
 log = logging.getLogger(__name__)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+#: Every setting the job reads (``driftwarden finetune`` and :func:`run`): the launchers give the
+#: job these and no other (``"retrain.max_steps"`` is ``DRIFTWARDEN_RETRAIN__MAX_STEPS``).
+JOB_SETTINGS = ("log_level", "retrain.base_model", "retrain.base_model_gguf", "retrain.max_steps",
+                "retrain.batch_size", "retrain.learning_rate", "retrain.lora_r", "retrain.lora_alpha",
+                "retrain.max_length", "retrain.device")
 
 
 def default_base_model() -> tuple[Path, str]:
@@ -135,7 +144,24 @@ def held_out_loss(model, encoded, batch_size: int, pad_id: int, device: str, aut
 
 
 def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool = True) -> dict:
-    """Fine-tune on the snapshot; returns (and writes) the metrics."""
+    """Fine-tune on the snapshot; returns (and writes) the metrics. What it writes is the owner's only."""
+    import os
+
+    from driftwarden.retrain_trigger.snapshots import owner_only, private_dir
+
+    out_dir = private_dir(Path(out_dir))
+    previous = os.umask(0o077)  # files the libraries write (the adapter) are created owner-only
+    try:
+        return _run(snapshot_dir, out_dir, config, progress=progress)
+    finally:
+        os.umask(previous)
+        try:
+            owner_only(out_dir)
+        except OSError as exc:
+            log.warning("could not make %s the owner's only (%s); check its permissions", out_dir, exc)
+
+
+def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool) -> dict:
     import contextlib
 
     torch = require("torch", "finetune")
@@ -150,8 +176,6 @@ def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: b
     if len(train) < 1 or len(held) < 1:
         raise RetrainError("fine-tuning", f"snapshot {snapshot.version} has too few rows to train and hold out "
                                           f"({len(train)} train, {len(held)} held out)")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     tokenizer, model, base_name = load_base(config)
     device = pick_device(config.device)

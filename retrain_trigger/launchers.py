@@ -1,24 +1,35 @@
 """Launchers run the fine-tuning job: a local subprocess (default) or a Kubernetes Job.
 
 Both run the same command, ``driftwarden finetune --snapshot DIR --out DIR``, behind one small
-protocol: ``launch(job)`` starts it, ``poll(job)`` says queued, running, succeeded or failed.
+protocol: ``launch(job)`` starts it, ``poll(job)`` says queued, running, succeeded or failed,
+``adopt(job)`` finds a job that an earlier sink process started (after a restart), and
+``record(job, state, message)`` keeps a final outcome beside the job's outputs.
 The Kubernetes launcher renders a ``batch/v1`` Job manifest (written beside the job's outputs);
 with ``kubectl`` configured it applies it and polls the Job's status, otherwise the manifest is
 the output and the job stays ``queued`` until someone applies it.
+
+A job sees only the settings it reads (:data:`~driftwarden.retrain_trigger.finetune.JOB_SETTINGS`)
+and, locally, an allow-listed environment (:func:`~driftwarden.core.settings.job_environment`):
+no secret of the sink. Its output directory is the owner's only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from pydantic import SecretStr
+
 from driftwarden.core.errors import RetrainError
-from driftwarden.core.settings import Settings, child_environment
+from driftwarden.core.settings import Settings, job_environment, setting_text, setting_variables
+from driftwarden.retrain_trigger.finetune import JOB_SETTINGS
+from driftwarden.retrain_trigger.snapshots import FILE_MODE, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +59,86 @@ class Launcher(Protocol):
 
     def poll(self, job: JobSpec) -> tuple[State, str]: ...
 
+    def adopt(self, job: JobSpec) -> tuple[State, str] | None: ...
+
+
+OUTCOME = "outcome.json"
+PID_FILE = "job.pid"
+#: A job whose process vanished (the machine or the sink restarted) is launched again at most
+#: this many times in all; then it is failed, saying so.
+MAX_LAUNCHES = 3
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, created (or truncated) readable by the owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    path.chmod(FILE_MODE)
+
+
+def record(job: JobSpec, state: State, message: str) -> None:
+    """Keep a job's final outcome beside its outputs, so that a restarted sink neither launches a
+    failed job again nor waits for one that ended."""
+    try:
+        _write_private(job.out_dir / OUTCOME, json.dumps({"state": state, "message": message[:2000]}))
+    except OSError as exc:
+        log.warning("cannot record the outcome of job %s in %s: %s", job.job_id, job.out_dir, exc)
+
+
+def recorded(job: JobSpec) -> tuple[State, str] | None:
+    try:
+        raw = json.loads((job.out_dir / OUTCOME).read_text(encoding="utf-8"))
+        if raw.get("state") in ("succeeded", "failed"):
+            return raw["state"], str(raw.get("message", ""))
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+class _Adopted:
+    """A job process started by an earlier sink: not our child, so watched by its pid."""
+
+    def __init__(self, pid: int, out_dir: Path):
+        self.pid, self.out_dir = pid, out_dir
+
+    def poll(self) -> int | None:
+        try:  # our own child after all (same process): reap it and get its exit code
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == 0:
+                return None
+            return os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            pass
+        if _alive(self.pid, self.out_dir):
+            return None
+        # Ended while no one was its parent: the exit code is lost; its outputs tell.
+        return 0 if (self.out_dir / "metrics.json").is_file() else -1
+
+
+def _alive(pid: int, out_dir: Path) -> bool:
+    """Whether ``pid`` runs and is this job (its command line names the output directory)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc: trust the signal check
+    if state == "Z":
+        return False
+    # An empty command line: a process still being set up (or one /proc hides): trust the signal
+    # check rather than launch a second job into the same directory.
+    return cmdline == [b""] or os.fsencode(str(out_dir)) in cmdline
+
 
 class LocalLauncher:
-    """A subprocess on this machine, with the same settings as the parent; log in ``<out>/job.log``."""
+    """A subprocess on this machine, with the job's settings and an allow-listed environment only;
+    log in ``<out>/job.log``, pid in ``<out>/job.pid``."""
 
     name = "local"
     poll_interval_s = 1.0
@@ -58,16 +146,30 @@ class LocalLauncher:
     def __init__(self, settings: Settings):
         self.settings = settings
 
+    def environment(self) -> dict[str, str]:
+        """What the job process gets: no secret of the sink (see :func:`job_environment`)."""
+        return job_environment(self.settings, JOB_SETTINGS)
+
     def launch(self, job: JobSpec) -> State:
-        job.out_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (job.out_dir / "job.log").open("ab")
+        try:
+            private_dir(job.out_dir)
+            launches = self._launches(job) + 1
+            fd = os.open(job.out_dir / "job.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        except OSError as exc:
+            raise RetrainError("launch", f"cannot prepare {job.out_dir}: {exc}") from exc
+        log_file = os.fdopen(fd, "ab")
         try:
             job.handle = subprocess.Popen(job.argv(sys.executable), stdout=log_file, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=child_environment(self.settings))
+                                          stdin=subprocess.DEVNULL, env=self.environment())
         except OSError as exc:
             raise RetrainError("launch", f"cannot start the local job: {exc}") from exc
         finally:
             log_file.close()
+        try:
+            _write_private(job.out_dir / PID_FILE, f"{job.handle.pid} {launches}\n")
+        except OSError as exc:
+            log.warning("cannot write %s (%s): after a restart this job cannot be found", job.out_dir / PID_FILE,
+                        exc)
         log.info("job %s started (pid %d), log %s", job.job_id, job.handle.pid, job.out_dir / "job.log")
         return "running"
 
@@ -77,7 +179,36 @@ class LocalLauncher:
             return "running", ""
         if code == 0:
             return "succeeded", ""
-        return "failed", f"exit code {code}; last lines of {job.out_dir / 'job.log'}:\n{_tail(job.out_dir / 'job.log')}"
+        why = ("it ended while the sink was restarting, without writing metrics.json" if code == -1
+               and isinstance(job.handle, _Adopted) else f"exit code {code}")
+        return "failed", f"{why}; last lines of {job.out_dir / 'job.log'}:\n{_tail(job.out_dir / 'job.log')}"
+
+    def adopt(self, job: JobSpec) -> tuple[State, str] | None:
+        """After a restart: the job's recorded outcome, ``running`` (watched by pid) when its process
+        still runs, ``succeeded`` when it ended with its metrics written; None when it is gone and
+        may be launched again; ``failed`` when it was launched :data:`MAX_LAUNCHES` times already."""
+        if (done := recorded(job)) is not None:
+            return done
+        try:
+            pid = int((job.out_dir / PID_FILE).read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = 0
+        if pid and _alive(pid, job.out_dir):
+            job.handle = _Adopted(pid, job.out_dir)
+            return "running", f"process {pid} still runs: watching it again after a restart"
+        if (job.out_dir / "metrics.json").is_file():
+            return "succeeded", ""
+        if self._launches(job) >= MAX_LAUNCHES:
+            return "failed", (f"the job's process was gone after {MAX_LAUNCHES} launches (the sink or the machine "
+                              f"restarted while it ran); not launched again — look at {job.out_dir / 'job.log'}")
+        return None
+
+    @staticmethod
+    def _launches(job: JobSpec) -> int:
+        try:
+            return int((job.out_dir / PID_FILE).read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
 
 
 class KubernetesLauncher:
@@ -99,9 +230,7 @@ class KubernetesLauncher:
         name = "driftwarden-finetune-" + "".join(ch if ch.isalnum() else "-" for ch in job.job_id.lower())[:40].strip("-")
         snapshot = self.container_path(job.snapshot_dir, self.settings.datasets_dir, "datasets")
         out = self.container_path(job.out_dir, self.settings.jobs_dir, "jobs")
-        env = [{"name": "DRIFTWARDEN_RETRAIN__MAX_STEPS", "value": str(c.max_steps)},
-               {"name": "DRIFTWARDEN_RETRAIN__BATCH_SIZE", "value": str(c.batch_size)},
-               {"name": "DRIFTWARDEN_RETRAIN__DEVICE", "value": "cuda" if c.k8s_gpu else "cpu"}]
+        env = self.env(JOB_SETTINGS)
         resources = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}
         if c.k8s_gpu:
             resources["limits"]["nvidia.com/gpu"] = 1
@@ -134,11 +263,30 @@ class KubernetesLauncher:
             },
         }
 
+    def env(self, names: tuple[str, ...] | list[str]) -> list[dict]:
+        """The container's ``env``: every named setting (the job's, :data:`JOB_SETTINGS`), plain
+        values inlined, secrets referenced from the Kubernetes Secret ``k8s_secret`` (key = the
+        variable's name) and never written into the manifest. The device follows ``k8s_gpu``."""
+        out = []
+        for name, value in setting_variables(self.settings, names).items():
+            if isinstance(value, SecretStr):
+                ref = {"name": self.config.k8s_secret, "key": name}
+                out.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+            else:
+                out.append({"name": name, "value": setting_text(value)})
+        for item in out:
+            if item["name"] == "DRIFTWARDEN_RETRAIN__DEVICE":
+                item["value"] = "cuda" if self.config.k8s_gpu else "cpu"
+        return out
+
     def launch(self, job: JobSpec) -> State:
-        job.out_dir.mkdir(parents=True, exist_ok=True)
         manifest = self.manifest(job)
         path = job.out_dir / "job.json"
-        path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        try:
+            private_dir(job.out_dir)
+            _write_private(path, json.dumps(manifest, indent=2))
+        except OSError as exc:
+            raise RetrainError("launch", f"cannot write the Job manifest {path}: {exc}") from exc
         job.handle = manifest["metadata"]["name"]
         if not self.config.kubectl:
             log.warning("Kubernetes Job manifest written to %s; no kubectl is configured "
@@ -157,6 +305,21 @@ class KubernetesLauncher:
         if status.get("failed"):
             return "failed", "the Job's pod failed; see kubectl logs job/" + str(job.handle)
         return ("running", "") if status.get("active") else ("queued", "")
+
+    def adopt(self, job: JobSpec) -> tuple[State, str] | None:
+        """After a restart: the recorded outcome, else the Job's state (by its name, which the job id
+        fixes); None when the manifest is not there (launch again)."""
+        if (done := recorded(job)) is not None:
+            return done
+        if not (job.out_dir / "job.json").is_file():
+            return None
+        job.handle = self.manifest(job)["metadata"]["name"]
+        if not self.config.kubectl:
+            return "queued", f"manifest at {job.out_dir / 'job.json'}, not applied (no kubectl configured)"
+        try:
+            return self.poll(job)
+        except RetrainError:
+            return None  # not found (deleted, expired): apply it again
 
     def _kubectl(self, *args: str) -> str:
         try:

@@ -5,25 +5,64 @@ segment (app, model_version) into windows and reports their metrics as :class:`O
 :func:`drift_observations` does the same for a closed drift window; :class:`PolicyEngine` keeps
 one small state machine per rule and segment (consecutive breaches, firing, cooldown,
 hysteresis) and says what to emit. The policy agent (``streams/policy_agent.py``) feeds it.
+
+Hostile values cannot break it: every metric value is finite (inputs that are not finite
+numbers are skipped and counted, sums and results are clamped to ``METRIC_CAP``); an alert and
+its retraining request are built completely before a rule's state changes, so a failure leaves
+the state as it was; ids and dedupe keys are built from escaped parts (``id_part``). State is
+bounded per segment (app, model_version): segments idle for ``idle_minutes`` are evicted, and at
+``max_segments`` the least recently seen one is. A rule that is firing is never evicted, so its
+``resolved`` is never lost: its segment stays until it resolves and counts against the cap; when
+every live segment is firing, a new segment's observations are not judged (counted in
+``dropped_at_cap``, with a WARNING) until one resolves.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import logging
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-import numpy as np
 
 from driftwarden.core.schemas import AlertEvent, DatasetSpec, DetectionResult, DriftResult, RetrainRequest
+from driftwarden.detectors.drift.windows import Throttled, join_id
 from driftwarden.retrain_trigger.rules import DETECTOR_METRICS, Policy, Rule
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 5
+#: Largest magnitude of any metric value (and of a window's cost sum): finite, far above real values.
+METRIC_CAP = 1e18
+#: Grafana links span [0, end of year 9999] in epoch milliseconds.
+_LINK_MS = (0, 253_402_300_799_999)
+_LINK_MARGIN_MS = 30 * 60 * 1000
+
+
+def bounded(value: float) -> float | None:
+    """``value`` clamped to ±METRIC_CAP; None when it is not a number (NaN) or not a float at all."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if math.isnan(value):
+        return None
+    return max(-METRIC_CAP, min(METRIC_CAP, value))
+
+
+def _finite(value: object) -> float | None:
+    """A finite float, or None for NaN, infinities and anything that is not a number."""
+    try:
+        value = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
 METRIC_WORDS = {
     "detector_rate": "the share of events flagged by {detector}",
     "detector_mean": "the mean {detector} score",
@@ -71,40 +110,115 @@ class _Window:
 
 
 class DetectionWindows:
-    """Per (app, model_version): windows of ``size`` events or ``minutes``, whichever first."""
+    """Per (app, model_version): windows of ``size`` events or ``minutes``, whichever first.
 
-    def __init__(self, size: int, minutes: float, clock: Callable[[], float] = time.monotonic):
+    At most ``max_segments`` segments are kept (the least recently seen is evicted, its open
+    window closed), and a segment not seen for ``idle_minutes`` is forgotten. Counters:
+    :attr:`live_segments`, :attr:`evicted_idle`, :attr:`evicted_cap`, :attr:`nonfinite_values`.
+    """
+
+    def __init__(self, size: int, minutes: float, clock: Callable[[], float] = time.monotonic, *,
+                 idle_minutes: float = 1440.0, max_segments: int = 2_000):
+        if max_segments < 1 or not idle_minutes > 0:
+            raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
         self.size = size
         self.seconds = minutes * 60
         self.clock = clock
+        self.idle_seconds = idle_minutes * 60
+        self.max_segments = max_segments
         self._open: dict[tuple[str, str], _Window] = {}
         self._sequence: dict[tuple[str, str], int] = {}
+        #: Last time each segment was seen, least recently seen first.
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.evicted_idle = 0
+        """Segments forgotten after ``idle_minutes`` without an event."""
+        self.evicted_cap = 0
+        """Segments evicted because ``max_segments`` were live (each one is a hit of the cap)."""
+        self.nonfinite_values = 0
+        """Scores, latencies and costs skipped because they were not finite numbers."""
+        self._cap_warning = Throttled(clock)
+
+    @property
+    def live_segments(self) -> int:
+        return len(self._seen)
+
+    def counters(self) -> dict[str, int]:
+        return {"detection_segments_live": self.live_segments, "detection_segments_evicted_idle": self.evicted_idle,
+                "detection_segments_evicted_cap": self.evicted_cap,
+                "detection_values_not_finite": self.nonfinite_values}
 
     def add(self, results: Iterable[DetectionResult]) -> list[Observation]:
-        """The results of one event; the observations of the window this closes, if any."""
+        """The results of one event; the observations of the window this closes, if any (and of
+        a segment's window evicted to make room for this one)."""
         results = list(results)
         if not results:
             return []
         first = results[0]
         key = (first.app, first.model_version)
-        window = self._open.setdefault(key, _Window(opened=self.clock()))
+        out: list[Observation] = []
+        now = self.clock()
+        if key in self._seen:
+            self._seen.move_to_end(key)
+        elif len(self._seen) >= self.max_segments:
+            out += self._evict_least_recent(key)
+        self._seen[key] = now
+        window = self._open.setdefault(key, _Window(opened=now))
         window.ids.append(first.event_id)
         window.times.append(first.event_ts)
         for r in results:
             if r.detector == "operational":
-                window.latency.append(r.scores.get("latency_ms", 0.0))
-                window.errors += int(r.scores.get("is_error", 0.0) > 0)
-                window.cost += r.scores.get("cost_usd", 0.0)
+                latency = _finite(r.scores.get("latency_ms", 0.0))
+                cost = _finite(r.scores.get("cost_usd", 0.0))
+                if latency is None or cost is None:
+                    self.nonfinite_values += 1
+                window.latency.append(0.0 if latency is None else max(-METRIC_CAP, min(METRIC_CAP, latency)))
+                window.errors += int((_finite(r.scores.get("is_error", 0.0)) or 0.0) > 0)
+                if cost is not None:
+                    window.cost = max(-METRIC_CAP, min(METRIC_CAP, window.cost + cost))
             elif r.score is not None and r.label is not None:
-                window.scores.setdefault(r.detector, []).append((r.score, r.label, r.event_id))
-        return self._close(key) if len(window.ids) >= self.size else []
+                score = _finite(r.score)
+                if score is None:
+                    self.nonfinite_values += 1
+                    continue
+                window.scores.setdefault(r.detector, []).append(
+                    (max(-METRIC_CAP, min(METRIC_CAP, score)), r.label, r.event_id))
+        if len(window.ids) >= self.size:
+            out += self._close(key)
+        return out
 
     def due(self) -> list[Observation]:
-        """Observations of windows open longer than ``minutes`` (called by a timer)."""
+        """Observations of windows open longer than ``minutes`` (called by a timer); segments
+        idle for ``idle_minutes`` are then forgotten."""
         now = self.clock()
         out: list[Observation] = []
         for key in [k for k, w in self._open.items() if now - w.opened >= self.seconds and w.ids]:
             out.extend(self._close(key))
+        while self._seen:
+            key, seen = next(iter(self._seen.items()))
+            if now - seen < self.idle_seconds:
+                break
+            out += self._forget(key)
+            self.evicted_idle += 1
+        return out
+
+    def _forget(self, key: tuple[str, str]) -> list[Observation]:
+        self._seen.pop(key, None)
+        out = self._close(key) if self._open.get(key) is not None and self._open[key].ids else []
+        self._open.pop(key, None)
+        self._sequence.pop(key, None)
+        return out
+
+    def _evict_least_recent(self, incoming: tuple[str, str]) -> list[Observation]:
+        victim = next(iter(self._seen))
+        n = len(self._open[victim].ids) if victim in self._open else 0
+        out = self._forget(victim)
+        self.evicted_cap += 1
+        self._cap_warning.warning(
+            log, "detection windows are at their cap of %d live segments: segment %s, the least recently seen, "
+            "was evicted to make room for %s, and its open window (%d events) was closed early. If it comes back, "
+            "its windows start again. Raise DRIFTWARDEN_MAX_SEGMENTS if this many segments are real, or look for "
+            "an app that publishes random app or model_version names (%d evicted for the cap so far)",
+            self.max_segments, join_id(*victim), join_id(*incoming), n, self.evicted_cap)
         return out
 
     def _close(self, key: tuple[str, str]) -> list[Observation]:
@@ -113,7 +227,7 @@ class DetectionWindows:
         app, mv = key
         start, end = min(window.times), max(window.times)
         n = len(window.ids)
-        common = {"app": app, "model_version": mv, "field": "*", "window_id": f"{app}/{mv}/detections/{seq}",
+        common = {"app": app, "model_version": mv, "field": "*", "window_id": join_id(app, mv, "detections", seq),
                   "window_start": start, "window_end": end}
         out = []
         for detector, values in sorted(window.scores.items()):
@@ -122,16 +236,33 @@ class DetectionWindows:
                 v[2] for v in sorted(values, key=lambda v: -v[0])[:EXAMPLES])
             out.append(Observation(metric="detector_rate", value=len(flagged) / len(values), n=len(values),
                                    detector=detector, examples=examples, **common))
-            out.append(Observation(metric="detector_mean", value=float(np.mean([v[0] for v in values])),
-                                   n=len(values), detector=detector, examples=examples, **common))
+            mean = math.fsum(v[0] for v in values) / len(values)
+            out.append(Observation(metric="detector_mean", value=_clamp(mean), n=len(values), detector=detector,
+                                   examples=examples, **common))
         if window.latency:
-            slowest = tuple(window.ids[i] for i in np.argsort(window.latency)[::-1][:EXAMPLES])
-            out.append(Observation(metric="latency_p95_ms", value=float(np.percentile(window.latency, 95)), n=n,
-                                   examples=slowest, **common))
+            slowest = tuple(window.ids[i] for i in heapq.nlargest(EXAMPLES, range(len(window.latency)),
+                                                                  key=window.latency.__getitem__))
+            out.append(Observation(metric="latency_p95_ms", value=_clamp(_percentile(window.latency, 95)),
+                                   n=n, examples=slowest, **common))
             out.append(Observation(metric="error_rate", value=window.errors / len(window.latency), n=n, **common))
             hours = max((end - start).total_seconds(), 60.0) / 3600
-            out.append(Observation(metric="cost_per_hour", value=window.cost / hours, n=n, **common))
+            out.append(Observation(metric="cost_per_hour", value=_clamp(window.cost / hours), n=n, **common))
         return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """numpy's default (linear) percentile, without numpy's overhead on small windows."""
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _clamp(value: float) -> float:
+    """A metric value within ±METRIC_CAP (0.0 for NaN, which finite inputs cannot produce)."""
+    v = bounded(value)
+    return 0.0 if v is None else v
 
 
 def drift_observations(result: DriftResult) -> list[Observation]:
@@ -166,19 +297,63 @@ class Decision:
     requests: list[RetrainRequest] = field(default_factory=list)
 
 
+@dataclass
+class _Segment:
+    last_seen: float
+    states: set[tuple[str, str, str, str]] = field(default_factory=set)
+
+
 class PolicyEngine:
-    """One state machine per (rule, app, model_version, field)."""
+    """One state machine per (rule, app, model_version, field).
+
+    State is kept per segment (app, model_version): at most ``max_segments`` of them, the least
+    recently seen evicted first, and none idle for ``idle_minutes`` (:meth:`evict_idle`); a
+    segment with a firing rule is never evicted (see the module's notes). Counters:
+    :attr:`live_segments`, :attr:`evicted_idle`, :attr:`evicted_cap`, :attr:`cap_hits`,
+    :attr:`dropped_at_cap`, :attr:`nonfinite_values`, :attr:`failures`.
+    """
 
     def __init__(self, policy: Policy, *, grafana_url: str = "http://localhost:3000",
                  dataset: DatasetSpec | None = None, clock: Callable[[], float] = time.monotonic,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), idle_minutes: float = 1440.0,
+                 max_segments: int = 2_000):
+        if max_segments < 1 or not idle_minutes > 0:
+            raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
         self.policy = policy
         self.fingerprint = policy.fingerprint()
         self.grafana_url = grafana_url.rstrip("/")
         self.dataset = dataset or DatasetSpec()
         self.clock = clock
         self.now = now
+        self.idle_seconds = idle_minutes * 60
+        self.max_segments = max_segments
         self.states: dict[tuple[str, str, str, str], RuleState] = {}
+        #: Segments (app, model_version) with their rule states, least recently seen first.
+        self._segments: OrderedDict[tuple[str, str], _Segment] = OrderedDict()
+        self.evicted_idle = 0
+        """Segments whose rule states were dropped after ``idle_minutes`` without a window."""
+        self.evicted_cap = 0
+        """Segments evicted because ``max_segments`` were live."""
+        self.cap_hits = 0
+        """New segments that found ``max_segments`` live (evicted one, or were not judged)."""
+        self.dropped_at_cap = 0
+        """Observations not judged because every live segment had a firing rule."""
+        self.nonfinite_values = 0
+        """Observations skipped (NaN) or clamped (infinite) because their value was not finite."""
+        self.failures = 0
+        """Rule steps that failed (logged; the rule's state was left as it was)."""
+        self._cap_warning = Throttled(clock)
+        self._value_warning = Throttled(clock)
+
+    @property
+    def live_segments(self) -> int:
+        return len(self._segments)
+
+    def counters(self) -> dict[str, int]:
+        return {"policy_segments_live": self.live_segments, "policy_segments_evicted_idle": self.evicted_idle,
+                "policy_segments_evicted_cap": self.evicted_cap, "policy_cap_hits": self.cap_hits,
+                "policy_observations_dropped_at_cap": self.dropped_at_cap,
+                "policy_values_not_finite": self.nonfinite_values, "policy_step_failures": self.failures}
 
     def rules_for(self, obs: Observation) -> list[Rule]:
         return [r for r in self.policy.rules
@@ -187,22 +362,114 @@ class PolicyEngine:
                 and not (r.metric in DETECTOR_METRICS and obs.n < r.min_events)]
 
     def observe(self, observations: Iterable[Observation]) -> Decision:
+        """Judge each observation; one that fails is logged and skipped (its rule's state unchanged)."""
         decision = Decision()
         for obs in observations:
-            for rule in self.rules_for(obs):
-                self._step(rule, obs, decision)
+            try:
+                obs = self._sane(obs)
+                rules = self.rules_for(obs) if obs is not None else []
+                if not rules or not self._admit(obs.app, obs.model_version):
+                    continue
+            except Exception:  # noqa: BLE001 - one observation must not stop the others
+                self.failures += 1
+                log.error("the policy could not judge an observation; it is skipped and the others go on. If this "
+                          "repeats, look at the error below", exc_info=True)
+                continue
+            for rule in rules:
+                try:
+                    self._step(rule, obs, decision)
+                except Exception:  # noqa: BLE001 - the rule's state is as it was before this window
+                    self.failures += 1
+                    log.error("rule %s could not judge window %r of %s; the window is skipped for this rule and its "
+                              "state is unchanged, the next window is judged as usual. If this repeats, look at the "
+                              "error below", rule.name, obs.window_id, join_id(obs.app, obs.model_version),
+                              exc_info=True)
         return decision
+
+    def _sane(self, obs: Observation) -> Observation | None:
+        """The observation with a finite value: NaN skipped, infinities clamped to ±METRIC_CAP."""
+        if isinstance(obs.value, float | int) and math.isfinite(obs.value) and abs(obs.value) <= METRIC_CAP:
+            return obs
+        value = bounded(obs.value)
+        self.nonfinite_values += 1
+        self._value_warning.warning(
+            log, "window %r of %s reported %s = %r, which is not a finite number within ±%g: it is %s. Check the "
+            "producer of these results", obs.window_id, join_id(obs.app, obs.model_version, obs.field), obs.metric,
+            obs.value, METRIC_CAP, "skipped" if value is None else f"judged as {value:g}")
+        return None if value is None else dataclasses.replace(obs, value=value)
+
+    def _admit(self, app: str, model_version: str) -> bool:
+        """Track the segment; False when the cap is full of firing segments (not judged)."""
+        key = (app, model_version)
+        now = self.clock()
+        entry = self._segments.get(key)
+        if entry is not None:
+            entry.last_seen = now
+            self._segments.move_to_end(key)
+            return True
+        if len(self._segments) >= self.max_segments:
+            self.cap_hits += 1
+            victim = next((k for k, e in self._segments.items() if not self._firing(e)), None)
+            if victim is None:
+                self.dropped_at_cap += 1
+                self._cap_warning.warning(
+                    log, "the policy is at its cap of %d live segments and every one has a firing rule: windows of "
+                    "the new segment %s are not judged until one resolves (%d not judged so far). Raise "
+                    "DRIFTWARDEN_MAX_SEGMENTS, and look at the firing alerts", self.max_segments,
+                    join_id(app, model_version), self.dropped_at_cap)
+                return False
+            self._drop(victim)
+            self.evicted_cap += 1
+            self._cap_warning.warning(
+                log, "the policy is at its cap of %d live segments: the rule states of %s, the least recently seen "
+                "segment without a firing rule, were dropped to make room for %s (their consecutive-window counts "
+                "and cooldowns start again if it comes back). Raise DRIFTWARDEN_MAX_SEGMENTS if this many segments "
+                "are real, or look for an app that publishes random app or model_version names (%d evicted for the "
+                "cap so far)", self.max_segments, join_id(*victim), join_id(app, model_version), self.evicted_cap)
+        self._segments[key] = _Segment(last_seen=now)
+        return True
+
+    def _firing(self, entry: _Segment) -> bool:
+        return any(self.states[k].firing for k in entry.states if k in self.states)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        entry = self._segments.pop(key)
+        for state_key in entry.states:
+            self.states.pop(state_key, None)
+
+    def evict_idle(self) -> int:
+        """Drop the rule states of segments idle for ``idle_minutes`` (never those with a firing
+        rule); called by the policy agent's timer. Returns how many segments were dropped."""
+        now = self.clock()
+        idle = []
+        for key, entry in self._segments.items():
+            if now - entry.last_seen < self.idle_seconds:
+                break  # least recently seen first: the rest are more recent
+            if not self._firing(entry):
+                idle.append(key)
+        for key in idle:
+            self._drop(key)
+        self.evicted_idle += len(idle)
+        if idle:
+            log.info("the policy dropped the rule states of %d segment(s) idle for %.0f minutes; %d live",
+                     len(idle), self.idle_seconds / 60, len(self._segments))
+        return len(idle)
 
     def _step(self, rule: Rule, obs: Observation, decision: Decision) -> None:
         key = (rule.name, obs.app, obs.model_version, obs.field)
-        st = self.states.setdefault(key, RuleState())
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = RuleState()
+            segment = self._segments.get((obs.app, obs.model_version))
+            if segment is not None:
+                segment.states.add(key)
         if st.baseline is None:
             st.baseline = obs.value
         if st.firing:
             if rule.cleared(obs.value):
                 decision.alerts.append(self._alert(rule, obs, st, "resolved"))
-                log.info("rule %s resolved for %s/%s/%s: %s = %.4g", rule.name, obs.app, obs.model_version,
-                         obs.field, obs.metric, obs.value)
+                log.info("rule %s resolved for %s: %s = %.4g", rule.name, join_id(obs.app, obs.model_version,
+                                                                                   obs.field), obs.metric, obs.value)
                 st.firing, st.streak, st.streak_start = False, 0, None
             return
         if not rule.breached(obs.value):
@@ -214,24 +481,33 @@ class PolicyEngine:
             return
         if st.last_fired is not None and self.clock() - st.last_fired < rule.cooldown_minutes * 60:
             st.suppressed += 1
-            log.info("rule %s breached again for %s/%s/%s within its %.0f-minute cooldown: no new alert",
-                     rule.name, obs.app, obs.model_version, obs.field, rule.cooldown_minutes)
+            log.info("rule %s breached again for %s within its %.0f-minute cooldown: no new alert",
+                     rule.name, join_id(obs.app, obs.model_version, obs.field), rule.cooldown_minutes)
             return
-        st.firing, st.last_fired, st.started_at = True, self.clock(), self.now()
-        st.alert_id = f"{self._dedupe(rule, obs)}@{st.started_at:%Y%m%dT%H%M%S%fZ}/{obs.window_id}"
-        alert = self._alert(rule, obs, st, "firing")
-        decision.alerts.append(alert)
-        log.warning("rule %s fired for %s/%s/%s: %s", rule.name, obs.app, obs.model_version, obs.field, alert.summary)
+        # Everything that can fail is computed first; the state changes only once the alert (and
+        # the retraining request) exist, so a failure cannot leave a rule firing without its alert.
+        started_at = self.now()
+        firing = dataclasses.replace(st, firing=True, last_fired=self.clock(), started_at=started_at,
+                                     alert_id=f"{self._dedupe(rule, obs)}@{started_at:%Y%m%dT%H%M%S%fZ}/"
+                                              f"{obs.window_id}")
+        alert = self._alert(rule, obs, firing, "firing")
+        request = None
         if rule.retrain:
-            decision.requests.append(RetrainRequest(
-                request_id=st.alert_id, alert_id=st.alert_id, app=obs.app, model_version=obs.model_version,
-                reason=f"{rule.name}: {alert.summary}", start=st.streak_start, end=obs.window_end,
+            request = RetrainRequest(
+                request_id=firing.alert_id, alert_id=firing.alert_id, app=obs.app, model_version=obs.model_version,
+                reason=f"{rule.name}: {alert.summary}", start=firing.streak_start, end=obs.window_end,
                 dataset=self.dataset, requested_at=self.now(),
-            ))
+            )
+        st.firing, st.last_fired, st.started_at, st.alert_id = True, firing.last_fired, started_at, firing.alert_id
+        decision.alerts.append(alert)
+        if request is not None:
+            decision.requests.append(request)
+        log.warning("rule %s fired for %s: %r", rule.name, join_id(obs.app, obs.model_version, obs.field),
+                    alert.summary)
 
     @staticmethod
     def _dedupe(rule: Rule, obs: Observation) -> str:
-        return f"{rule.name}:{obs.app}:{obs.model_version}:{obs.field}"
+        return join_id(rule.name, obs.app, obs.model_version, obs.field, sep=":")
 
     def _alert(self, rule: Rule, obs: Observation, st: RuleState, status: str) -> AlertEvent:
         labels = {"alertname": rule.name, "severity": rule.severity, "app": obs.app,
@@ -267,9 +543,18 @@ class PolicyEngine:
                 f"{follow}")
 
     def _link(self, obs: Observation) -> str:
+        """The dashboard of the metric, on the segment, from 30 minutes before the window to 30
+        after (clamped to what Grafana can show: no datetime arithmetic that could overflow)."""
         uid = DASHBOARDS.get(obs.metric, "driftwarden-overview")
-        span = timedelta(minutes=30)
+        lo, hi = _LINK_MS
+
+        def ms(ts: datetime, shift: int) -> int:
+            try:
+                value = int(ts.timestamp() * 1000) + shift
+            except (OverflowError, OSError, ValueError):
+                value = lo if shift < 0 else hi
+            return max(lo, min(hi, value))
+
         query = urlencode({"var-app": obs.app, "var-model_version": obs.model_version,
-                           "from": int((obs.window_start - span).timestamp() * 1000),
-                           "to": int((obs.window_end + span).timestamp() * 1000)})
+                           "from": ms(obs.window_start, -_LINK_MARGIN_MS), "to": ms(obs.window_end, _LINK_MARGIN_MS)})
         return f"{self.grafana_url}/d/{uid}?{query}"

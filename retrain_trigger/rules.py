@@ -66,13 +66,13 @@ class Rule(BaseModel):
     """The detector, for ``detector_rate`` and ``detector_mean``."""
     segment: SegmentSelector = Field(default_factory=SegmentSelector)
     """Which segments the rule watches."""
-    threshold: float
+    threshold: float = Field(allow_inf_nan=False)
     """Fires when the metric is past this (above it; below it for ``drift_p_value``)."""
-    clear_threshold: float | None = None
+    clear_threshold: float | None = Field(None, allow_inf_nan=False)
     """Resolves when the metric is back past this (hysteresis); default: the threshold."""
     consecutive: int = Field(1, ge=1, le=100)
     """Windows in a row past the threshold before the rule fires."""
-    cooldown_minutes: float = Field(60.0, ge=0)
+    cooldown_minutes: float = Field(60.0, ge=0, le=525_600, allow_inf_nan=False)
     """After firing, the same rule and segment do not fire again for this long."""
     severity: Literal["critical", "error", "warning", "info"] = "warning"
     """Alert severity (PagerDuty's and Alertmanager's ``severity``)."""
@@ -124,7 +124,7 @@ class Policy(BaseModel):
     """Format version of the file."""
     window_size: int = Field(200, ge=1, le=1_000_000)
     """Detection windows (per app and model version) close after this many events ..."""
-    window_minutes: float = Field(5.0, gt=0)
+    window_minutes: float = Field(5.0, gt=0, le=10_080, allow_inf_nan=False)
     """... or after this many minutes, whichever comes first."""
     rules: list[Rule]
     """The rules; names are unique."""

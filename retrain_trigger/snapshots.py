@@ -4,8 +4,13 @@ A snapshot is a directory ``<datasets_dir>/<app>/<model_version>/<version>/`` ho
 ``train.parquet`` (prompt/response pairs), ``review.parquet`` (rows set aside, with the reason)
 and ``manifest.json`` (content hash, row counts, filters, detector versions, the source event
 ids, the request it answers). The version is ``<UTC time>-<first 12 hex of the content hash>``;
-the directory is written under a temporary name, renamed into place, and made read-only. The
-same content for the same segment is not written twice (a redelivered request reuses it).
+the directory is written under a temporary name, renamed into place, and made read-only for its
+owner and closed to everyone else (it holds prompts and responses). The same content for the
+same segment is not written twice (a redelivered request reuses it).
+
+The ``<app>`` and ``<model_version>`` parts are the names themselves when they are safe path
+parts (letters, digits, ``.``, ``_``, ``-``, not starting with a dot), else a sanitized name with
+a hash of the original; the path is checked to resolve under ``datasets_dir`` in any case.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,8 +57,52 @@ def content_hash(train: list[Row], review: list[Row]) -> str:
     return digest.hexdigest()
 
 
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+
+#: Modes: directories and files of snapshots and job outputs are the owner's only.
+DIR_MODE, FILE_MODE = 0o700, 0o600
+READ_ONLY_DIR, READ_ONLY_FILE = 0o500, 0o400
+
+
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:100] or "_"
+    """A path part for ``name``: itself when safe, else a sanitized form plus a hash of the name
+    (so ``a/b`` and ``a_b`` never share a directory, and ``..`` never climbs)."""
+    if _SAFE_PART.match(name) and ".." not in name:
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60]
+    return f"{cleaned or '_'}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
+def under(root: Path, path: Path) -> Path:
+    """``path`` resolved, or RetrainError when it does not lie under ``root`` (resolved)."""
+    root_r, path_r = Path(root).resolve(), Path(path).resolve()
+    if not path_r.is_relative_to(root_r) or path_r == root_r:
+        raise RetrainError("snapshot", f"refused to write {path}: it does not resolve under {root_r}")
+    return path_r
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it the owner's only (0o700)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    path.chmod(DIR_MODE)
+    return path
+
+
+def owner_only(tree: Path, *, read_only: bool = False) -> None:
+    """Make every directory and file under ``tree`` (and ``tree``) the owner's only; read-only too when asked."""
+    dir_mode, file_mode = (READ_ONLY_DIR, READ_ONLY_FILE) if read_only else (DIR_MODE, FILE_MODE)
+    tree = Path(tree)
+    for parent, dirs, files in os.walk(tree, topdown=False):
+        for f in files:
+            p = Path(parent) / f
+            if not p.is_symlink():
+                p.chmod(file_mode)
+        for d in dirs:
+            p = Path(parent) / d
+            if not p.is_symlink():
+                p.chmod(dir_mode)
+    tree.chmod(dir_mode)
 
 
 def _table(rows: list[Row], with_reason: bool):
@@ -78,7 +127,7 @@ def write_snapshot(root: Path, request: RetrainRequest, curated: Curated) -> Sna
     import pyarrow.parquet as pq
 
     digest = content_hash(curated.train, curated.review)
-    segment_dir = root / _safe(request.app) / _safe(request.model_version)
+    segment_dir = under(root, Path(root) / _safe(request.app) / _safe(request.model_version))
     for existing in list_snapshots(root, app=request.app, model_version=request.model_version):
         if existing.manifest["content_sha256"] == digest:
             return existing
@@ -97,17 +146,21 @@ def write_snapshot(root: Path, request: RetrainRequest, curated: Curated) -> Sna
         "files": {"train": TRAIN, "review": REVIEW},
     }
     try:
-        tmp.mkdir(parents=True, exist_ok=False)
+        private_dir(root)
+        private_dir(segment_dir.parent)
+        private_dir(segment_dir)
+        tmp.mkdir(mode=DIR_MODE, exist_ok=False)
+        tmp.chmod(DIR_MODE)
         pq.write_table(_table(curated.train, False), tmp / TRAIN)
         pq.write_table(_table(curated.review, True), tmp / REVIEW)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, final)
+        owner_only(final, read_only=True)
     except OSError as exc:
+        if tmp.exists():
+            tmp.chmod(DIR_MODE)
         shutil.rmtree(tmp, ignore_errors=True)
         raise RetrainError("snapshot", f"cannot write {final}: {exc}") from exc
-    for f in final.iterdir():
-        f.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    final.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     return Snapshot(final, manifest)
 
 

@@ -1,8 +1,13 @@
 """Alert agent: delivers each event of ``llm.alerts`` to the configured receivers.
 
-Delivery is queued per receiver (:class:`~driftwarden.retrain_trigger.alerts.Dispatcher`), so
-the agent never waits on a receiver; failures are retried, counted and logged there. The
-counts are on the sink's ``/alerts/`` page.
+The agent awaits :meth:`~driftwarden.retrain_trigger.alerts.Dispatcher.deliver` for each alert:
+every receiver gets it at once, with its bounded retries, and the agent moves on when each has
+it or gave up (counted as undelivered and logged). Faust acknowledges a record when the agent's
+loop asks for the next one, so an alert's offset is committed only after its delivery was
+settled: alerts in flight when the sink stops are delivered again after the restart (receivers
+deduplicate: Alertmanager on labels, PagerDuty on the dedup key; Slack may show one twice).
+A failure on one alert is logged and the stream goes on. The counts are on the sink's
+``/alerts/`` page.
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import logging
 import faust
 
 from driftwarden.core.schemas import AlertEvent
+from driftwarden.core.secrets import scrub
 from driftwarden.core.settings import Settings
 from driftwarden.retrain_trigger.alerts import Dispatcher
 from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.guard import guarded
 from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
@@ -27,14 +34,27 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> Dispatcher
 
     @app.task
     async def start_dispatcher():
-        await dispatcher.start()
-        started.set()
+        try:
+            await dispatcher.start()
+        except Exception:  # noqa: BLE001 - logged; deliveries then fail one by one, counted
+            log.exception("the alert dispatcher did not start; alerts are recorded but not sent — look at the "
+                          "error above and restart the sink")
+        finally:
+            started.set()
 
     @app.agent(app.topic(topics.alerts, value_serializer="raw", key_serializer="raw"), name="alert-delivery")
+    @guarded("the alert agent")
     async def deliver(stream):
         async for alert in parsed(stream, AlertEvent.model_validate_json, "alert delivery"):
-            await started.wait()
-            dispatcher.submit(alert)
+            try:
+                await started.wait()
+                await dispatcher.deliver(alert)
+            except Exception as exc:  # noqa: BLE001 - one alert's failure must not stop the stream
+                dispatcher.counts["errors"] += 1
+                log.error("delivering alert %r failed unexpectedly (%s: %s); it is skipped (it stays in llm.alerts "
+                          "and the alerts table) and the next alert follows — report this as a bug",
+                          alert.alert_id, type(exc).__name__,
+                          scrub(str(exc), [s for r in dispatcher.receivers for s in (r.url, *r.secrets)])[:300])
 
     if app.conf.web_enabled:
 

@@ -82,14 +82,16 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         from driftwarden.streams import sink_agent
 
         client = sink_agent.attach(app, settings, topics)
+        progress = app.progress_sources  # type: ignore[attr-defined]  (the sink's /progress/ page reads them)
         if settings.drift.enabled:
             from driftwarden.streams import drift_agent
 
-            drift_agent.attach(app, settings, topics, client)
+            progress.append(drift_agent.attach(app, settings, topics, client).counters)
         if settings.policy_enabled:
             from driftwarden.streams import alert_agent, policy_agent
 
-            policy_agent.attach(app, settings, topics)
+            engine, detection_windows = policy_agent.attach(app, settings, topics)
+            progress.extend((engine.counters, detection_windows.counters))
             alert_agent.attach(app, settings, topics)
         if settings.retrain.enabled:
             from driftwarden.streams import retrain_agent

@@ -4,6 +4,12 @@ Runs in the sink process, beside the agent that stores the same embeddings. Wind
 segment (app, model_version, field) close at N events or T minutes (settings ``DRIFT__*``); a
 closed window is tested against its reference in a thread, so the event loop keeps consuming.
 The ``drift_windows`` table is written by the sink from ``llm.drift`` like every other result.
+
+Store reads stay off the event loop: the first record of a new segment waits in a small queue of
+its own while a thread reads the segment's stored reference and last window number; later
+records of that segment queue behind it (their order is kept) and other segments go on. A
+record that cannot be parsed or handled, and a timer run that fails, are logged and skipped:
+the stream goes on.
 """
 
 from __future__ import annotations
@@ -13,14 +19,18 @@ import logging
 
 import faust
 
-from driftwarden.core.schemas import parse_embeddings
+from driftwarden.core.schemas import EmbeddingRecord, parse_embeddings
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
-from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows
+from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows, join_id
+from driftwarden.streams.guard import guarded
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
+
+#: New segments whose stored state is read at once (in threads); the next waits for one to finish.
+MAX_PENDING_SEGMENTS = 32
 
 
 def store_loader(client, database: str):
@@ -44,25 +54,95 @@ def store_loader(client, database: str):
     return load
 
 
+def last_sequence_loader(client, database: str):
+    """Reads the number of a segment's last stored drift window (0 when it has none), so that a
+    segment that starts again (evicted, or after a restart) does not replace stored windows."""
+
+    def last(app: str, model_version: str, field: str) -> int:
+        sql = (f"SELECT max(toUInt64OrZero(splitByChar('/', window_id)[-1])) FROM {database}.drift_windows "
+               f"WHERE app = {{app:String}} AND model_version = {{mv:String}} AND field = {{field:String}}")
+        rows = client.query(sql, parameters={"app": app, "mv": model_version, "field": field}).result_rows
+        return int(rows[0][0] or 0) if rows else 0
+
+    return last
+
+
 def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> DriftWindows:
-    loader = store_loader(client, settings.clickhouse_database) if client is not None else None
-    windows = DriftWindows(settings.drift, load_reference=loader)
+    db = settings.clickhouse_database
+    windows = DriftWindows(settings.drift, load_reference=store_loader(client, db) if client is not None else None,
+                           load_last_sequence=last_sequence_loader(client, db) if client is not None else None,
+                           idle_minutes=settings.segment_idle_minutes, max_segments=settings.max_segments)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
+    #: Records of segments whose stored state is being read, in arrival order, per segment id.
+    pending: dict[str, list[EmbeddingRecord]] = {}
+    readers: set[asyncio.Task] = set()
 
     async def emit(closed: list[ClosedWindow]) -> None:
         for window in closed:
-            result = await asyncio.to_thread(windows.test, window)
-            level = logging.WARNING if result.p_value < settings.drift.alpha else logging.INFO
-            log.log(level, "drift window %s: %d vs %d (%s), MMD² %.5f, p = %.4f", result.window_id,
-                    result.n_current, result.n_reference, result.reference_id, result.statistic, result.p_value)
-            await (await drift_topic.send(key=f"{result.app}/{result.model_version}".encode(),
-                                          value=result.to_json_bytes()))
+            try:
+                result = await asyncio.to_thread(windows.test, window)
+                level = logging.WARNING if result.p_value < settings.drift.alpha else logging.INFO
+                log.log(level, "drift window %s: %d vs %d (%r), MMD² %.5f, p = %.4f", result.window_id,
+                        result.n_current, result.n_reference, result.reference_id, result.statistic,
+                        result.p_value)
+                await (await drift_topic.send(key=join_id(result.app, result.model_version).encode(),
+                                              value=result.to_json_bytes()))
+            except Exception:  # noqa: BLE001 - one window's failure must not stop the stream
+                log.error("drift window %s could not be tested or sent; it is skipped and the segment's next window "
+                          "follows. If this repeats, look at the error below and at the broker", window.window_id,
+                          exc_info=True)
+
+    async def settle(key: str) -> None:
+        """Feed a segment's queued records in order, reading its stored state in a thread when needed."""
+        try:
+            while pending.get(key):
+                record = pending[key].pop(0)
+                try:
+                    stored = None
+                    if windows.needs_store(record):
+                        stored = await asyncio.to_thread(windows.fetch_stored, record.app, record.model_version,
+                                                         record.field, record.encoder)
+                    closed = windows.add(record, stored)
+                except Exception:  # noqa: BLE001
+                    log.error("drift windows could not take the %s embedding of event %r (segment %s); it is "
+                              "skipped and the segment goes on. If this repeats, look at the error below",
+                              record.field, record.event_id, key, exc_info=True)
+                    continue
+                await emit(closed)
+        finally:
+            left = pending.pop(key, [])
+            if left:  # only when this task was cancelled (shutdown)
+                log.warning("drift windows dropped %d queued embedding(s) of segment %s at shutdown; the windows "
+                            "refill from new events", len(left), key)
+
+    async def take(record: EmbeddingRecord) -> None:
+        key = windows.key_of(record)
+        if key is None:
+            return
+        if key in pending:  # behind a store read: keep the segment's order
+            pending[key].append(record)
+            return
+        if windows.needs_store(record):
+            while len(pending) >= MAX_PENDING_SEGMENTS and readers:
+                await asyncio.wait(set(readers), return_when=asyncio.FIRST_COMPLETED)
+            pending[key] = [record]
+            task = asyncio.ensure_future(settle(key))
+            readers.add(task)
+            task.add_done_callback(readers.discard)
+            return
+        await emit(windows.add(record))
 
     @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="drift-windows")
+    @guarded("the drift agent")
     async def drift_windows(stream):
         async for records in parsed(stream, parse_embeddings, "drift agent"):
             for record in records:
-                await emit(windows.add(record))
+                try:
+                    await take(record)
+                except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
+                    log.error("drift agent could not handle the %s embedding of event %r; it is skipped and the "
+                              "stream goes on. If this repeats, look at the error below", record.field,
+                              record.event_id, exc_info=True)
 
     @app.task
     async def warm_up():
@@ -75,6 +155,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
 
     @app.timer(interval=5.0)
     async def close_by_time():
-        await emit(windows.due())
+        try:
+            closed = windows.due()
+        except Exception:  # noqa: BLE001 - the timer runs again in 5 s
+            log.error("drift windows could not close windows by time or evict idle segments; the timer tries again "
+                      "in 5 s. If this repeats, look at the error below", exc_info=True)
+            return
+        await emit(closed)
 
     return windows

@@ -4,7 +4,10 @@ Consumes ``llm.detections`` (one record per event) into detection windows per ap
 version, and ``llm.drift`` (closed drift windows); the :class:`PolicyEngine` judges each
 window's metrics against the rules and the agent sends what it decides to ``llm.alerts`` and
 ``llm.retrain``. Runs in the sink process (one instance: the rules' state is in memory, so a
-restart starts each rule's count of consecutive windows afresh).
+restart starts each rule's count of consecutive windows afresh). Its state is bounded per segment
+(``DRIFTWARDEN_SEGMENT_IDLE_MINUTES``, ``DRIFTWARDEN_MAX_SEGMENTS``). A record that cannot be
+parsed or judged, a message that cannot be sent and a failing timer run are logged and skipped:
+the stream goes on.
 """
 
 from __future__ import annotations
@@ -15,18 +18,21 @@ import faust
 
 from driftwarden.core.schemas import DriftResult, parse_detections
 from driftwarden.core.settings import Settings
+from driftwarden.detectors.drift.windows import join_id
 from driftwarden.retrain_trigger.policy import Decision, DetectionWindows, PolicyEngine, drift_observations
 from driftwarden.retrain_trigger.rules import load_policy
+from driftwarden.streams.guard import guarded
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: TopicNames) -> PolicyEngine:
+def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[PolicyEngine, DetectionWindows]:
     policy = load_policy(settings.policy_file)
-    engine = PolicyEngine(policy, grafana_url=settings.grafana_url)
-    windows = DetectionWindows(policy.window_size, policy.window_minutes)
+    bounds = {"idle_minutes": settings.segment_idle_minutes, "max_segments": settings.max_segments}
+    engine = PolicyEngine(policy, grafana_url=settings.grafana_url, **bounds)
+    windows = DetectionWindows(policy.window_size, policy.window_minutes, **bounds)
     alerts = app.topic(topics.alerts, value_serializer="raw", key_serializer="raw")
     retrain = app.topic(topics.retrain, value_serializer="raw", key_serializer="raw")
     log.info("policy %s: %d rules from %s", engine.fingerprint, len(policy.rules),
@@ -34,25 +40,55 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> PolicyEngi
 
     async def emit(decision: Decision) -> None:
         for alert in decision.alerts:
-            await (await alerts.send(key=alert.dedupe_key.encode(), value=alert.to_json_bytes()))
+            try:
+                await (await alerts.send(key=alert.dedupe_key.encode(), value=alert.to_json_bytes()))
+            except Exception:  # noqa: BLE001 - the next alerts still go out
+                log.error("alert %r (%s) could not be sent to %s; the receivers will not get it. Check the broker "
+                          "and the error below", alert.alert_id, alert.status, topics.alerts, exc_info=True)
         for request in decision.requests:
-            log.warning("retraining requested for %s/%s (events %s .. %s): %s", request.app, request.model_version,
-                        request.start, request.end, request.reason[:200])
-            await (await retrain.send(key=f"{request.app}/{request.model_version}".encode(),
-                                      value=request.to_json_bytes()))
+            log.warning("retraining requested for %s (events %s .. %s): %r",
+                        join_id(request.app, request.model_version), request.start, request.end, request.reason[:200])
+            try:
+                await (await retrain.send(key=join_id(request.app, request.model_version).encode(),
+                                          value=request.to_json_bytes()))
+            except Exception:  # noqa: BLE001
+                log.error("retraining request %r could not be sent to %s; no job starts for it. Check the broker "
+                          "and the error below", request.request_id, topics.retrain, exc_info=True)
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="policy-detections")
+    @guarded("the policy agent (detections)")
     async def policy_detections(stream):
         async for results in parsed(stream, parse_detections, "policy agent"):
-            await emit(engine.observe(windows.add(results)))
+            try:
+                decision = engine.observe(windows.add(results))
+            except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
+                log.error("policy agent could not take the detections of event %r; they are skipped and the stream "
+                          "goes on. If this repeats, look at the error below",
+                          results[0].event_id if results else None, exc_info=True)
+                continue
+            await emit(decision)
 
     @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="policy-drift")
+    @guarded("the policy agent (drift)")
     async def policy_drift(stream):
         async for result in parsed(stream, DriftResult.model_validate_json, "policy agent"):
-            await emit(engine.observe(drift_observations(result)))
+            try:
+                decision = engine.observe(drift_observations(result))
+            except Exception:  # noqa: BLE001
+                log.error("policy agent could not judge drift window %r; it is skipped and the stream goes on. If "
+                          "this repeats, look at the error below", result.window_id, exc_info=True)
+                continue
+            await emit(decision)
 
     @app.timer(interval=5.0)
     async def close_detection_windows():
-        await emit(engine.observe(windows.due()))
+        try:
+            decision = engine.observe(windows.due())
+            engine.evict_idle()
+        except Exception:  # noqa: BLE001 - the timer runs again in 5 s
+            log.error("policy agent could not close detection windows by time or evict idle segments; the timer "
+                      "tries again in 5 s. If this repeats, look at the error below", exc_info=True)
+            return
+        await emit(decision)
 
-    return engine
+    return engine, windows

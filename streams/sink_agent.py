@@ -2,7 +2,9 @@
 
 Each agent takes a batch, inserts it (retrying until ClickHouse acknowledges it) and only then
 moves on, so the batch's offsets are committed after the rows are durable. While ClickHouse
-refuses, the agent stays in its retry loop: consumption pauses and nothing is dropped.
+refuses, the agent stays in its retry loop: consumption pauses and nothing is dropped. A row
+ClickHouse refuses as data (a value its column cannot hold) is split out of its batch and its
+record dead-lettered with stage ``sink``, so one bad row never stalls a table.
 This process owns an embedded ``chdb://`` store; ``/stats/`` serves counts to other processes
 (exact, with FINAL queries), ``/progress/`` the rows this sink wrote since it started (counters),
 ``/report/`` the HTML report.
@@ -17,13 +19,12 @@ from collections import Counter
 from functools import partial
 
 import faust
-from pydantic import ValidationError
-
 from driftwarden.core.schemas import (
     AlertEvent,
     DriftResult,
     EventLimits,
     InferenceEvent,
+    cap_reason,
     RetrainRequest,
     RetrainStatus,
     parse_detections,
@@ -32,9 +33,17 @@ from driftwarden.core.schemas import (
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.client import clear_owner, open_client, write_owner
 from driftwarden.core.storage.queries import stats as store_stats
-from driftwarden.core.storage.writer import ChaosClient, DeadLetter, Writer, until_acknowledged
+from driftwarden.core.errors import RowRejectedError
+from driftwarden.core.secrets import scrub
+from driftwarden.core.storage.writer import ChaosClient, DeadLetter, Writer, insert_splitting
 from driftwarden.streams.topics import TopicNames
-from driftwarden.streams.validation import dead_letter_from_headers, dead_letter_headers
+from driftwarden.streams.guard import guarded
+from driftwarden.streams.validation import (
+    dead_letter_from_headers,
+    dead_letter_headers,
+    dead_letter_redactor,
+    fit_dead_letter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +59,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         log.warning("chaos: ClickHouse writes fail while %s exists", settings.chaos_store_down_file)
         client = ChaosClient(client, settings.chaos_store_down_file)
     writer = Writer(client, settings.clickhouse_database)
+    app.progress_sources = []  # type: ignore[attr-defined]
+    """Callables returning counters (live segments, evictions) that ``/progress/`` shows."""
     size, within = settings.sink_batch_size, settings.sink_linger_ms / 1000
     failures = {"writes_failed": 0}
     app.sink_failures = failures  # type: ignore[attr-defined]
@@ -59,32 +70,30 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     def count_failure(_attempt: int, _exc: BaseException) -> None:
         failures["writes_failed"] += 1
 
-    async def durable(write, what: str) -> None:
-        await until_acknowledged(write, what=what, max_backoff_s=settings.sink_retry_max_s, on_failure=count_failure)
-
     dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw")
+    rejected: Counter[str] = Counter()
+    """Rows ClickHouse refused as data, per table (dead-lettered with stage ``sink``)."""
 
     async def to_dlq(event, reason: str) -> None:
         letter = DeadLetter(
             source_topic=event.message.topic, source_partition=event.message.partition,
-            source_offset=event.message.offset, stage="sink", reason=reason,
+            source_offset=event.message.offset, stage="sink", reason=cap_reason(reason, settings.max_reason_chars),
             key=event.message.key or b"", raw=event.message.value or b"",
         )
-        await (await dlq.send(key=letter.key or None, value=letter.raw, headers=dead_letter_headers(letter)))
+        letter = fit_dead_letter(letter, settings.max_event_bytes)
+        await (await dlq.send(key=letter.key[:1024] or None, value=letter.raw, headers=dead_letter_headers(letter)))
 
-    async def decode(batch, parse, what: str) -> list:
-        """The batch's records parsed (a record holding a list adds its items); one that does not
-        parse goes to the dead-letter topic."""
+    async def decode(batch, parse, what: str) -> list[tuple[object, object]]:
+        """The batch's records parsed, each item with the record it came from (a record holding a
+        list adds its items); a record that does not parse goes to the dead-letter topic."""
         out = []
         for e in batch:
             try:
                 parsed = parse(e.message.value)
-                if isinstance(parsed, list):
-                    out.extend(parsed)
-                else:
-                    out.append(parsed)
-            except (ValidationError, TypeError) as exc:
-                await to_dlq(e, f"not {what}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - any failure to parse is this record's
+                await to_dlq(e, f"not {what}: {type(exc).__name__}: {exc}")
+                continue
+            out.extend((item, e) for item in (parsed if isinstance(parsed, list) else [parsed]))
         return out
 
     limits = EventLimits.from_settings(settings)
@@ -93,15 +102,31 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         return InferenceEvent.model_validate_json(raw, context={"limits": limits})
 
     def table_sink(topic: str, name: str, parse, what: str, write, rows: str, table: str) -> None:
-        """An agent that parses a topic's records in batches and writes them until acknowledged."""
+        """An agent that parses a topic's records in batches and writes them until acknowledged;
+        rows ClickHouse refuses as data are split out and dead-lettered, so none stalls the table."""
 
+        async def reject(pair, exc: RowRejectedError) -> None:
+            item, event = pair
+            rejected[table] += 1
+            log.error("ClickHouse refused a row of %s from %s/%d/%d as data (%s); its record is dead-lettered "
+                      "with stage 'sink' and the table goes on", table, event.message.topic, event.message.partition,
+                      event.message.offset, cap_reason(scrub(str(exc.cause)), 300))
+            await to_dlq(event, f"ClickHouse refused the row for {table}: {type(exc.cause).__name__}: "
+                                f"{scrub(str(exc.cause))}")
+
+        def write_items(pairs: list) -> None:
+            write([item for item, _ in pairs])
+
+        @guarded(f"the sink's {table} agent")
         async def sink(stream):
             async for batch in stream.take_events(size, within=within):
-                items = await decode(batch, parse, what)
-                await durable(partial(write, items), f"{len(items)} {rows}")
-                written[table] += len(items)
+                pairs = await decode(batch, parse, what)
+                await insert_splitting(write_items, pairs, what=rows, max_backoff_s=settings.sink_retry_max_s,
+                                       on_failure=count_failure, on_rejected=reject)
+                kept = [item for item, _ in pairs]
+                written[table] += len(kept)
                 if table == "detections":
-                    written.update(f"detections/{r.detector}" for r in items)
+                    written.update(f"detections/{r.detector}" for r in kept)
 
         app.agent(app.topic(topic, value_serializer="raw", key_serializer="raw"), name=name)(sink)
 
@@ -120,18 +145,28 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     table_sink(topics.retrain_status, "sink-retrain-status", RetrainStatus.model_validate_json, "a RetrainStatus",
                writer.insert_retrain_status, "retraining job updates", "retrain_jobs")
 
+    redact_letter = dead_letter_redactor(settings) if settings.redact_pii else None
+
+    def letter_of(e) -> DeadLetter:
+        letter = dead_letter_from_headers(
+            dict(e.message.headers or {}), e.message.key or b"", e.message.value or b"",
+            e.message.partition, e.message.offset, e.message.topic,
+        )
+        return redact_letter(letter) if redact_letter is not None else letter
+
+    async def unstorable(letter: DeadLetter, exc: RowRejectedError) -> None:
+        rejected["dead_letters"] += 1
+        log.error("ClickHouse refused dead letter %s as data (%s); it stays on the dead-letter topic only",
+                  letter.dlq_id[:300], cap_reason(scrub(str(exc.cause)), 300))
+
     @app.agent(app.topic(topics.dlq, value_serializer="raw", key_serializer="raw"), name="sink-dead-letters")
+    @guarded("the sink's dead-letter agent")
     async def sink_dead_letters(stream):
         async for batch in stream.take_events(size, within=within):
-            letters = [
-                dead_letter_from_headers(
-                    dict(e.message.headers or {}), e.message.key or b"", e.message.value or b"",
-                    e.message.partition, e.message.offset, e.message.topic,
-                )
-                for e in batch
-            ]
-            await durable(partial(writer.insert_dead_letters, letters), f"{len(letters)} dead letters")
-            written["dead_letters"] += len(letters)
+            letters = await asyncio.to_thread(lambda b=batch: [letter_of(e) for e in b])
+            written["dead_letters"] += await insert_splitting(
+                writer.insert_dead_letters, letters, what="dead letters", max_backoff_s=settings.sink_retry_max_s,
+                on_failure=count_failure, on_rejected=unstorable)
 
     if app.conf.web_enabled:
 
@@ -139,6 +174,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         async def stats_page(web, request):
             counts = await asyncio.to_thread(store_stats, client, settings.clickhouse_database)
             counts["sink_write_failures"] = failures["writes_failed"]
+            counts["sink_rows_rejected"] = dict(rejected)
             return web.json(counts)
 
         @app.page("/report/")
@@ -152,6 +188,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         @app.page("/progress/")
         async def progress_page(web, request):
             """Counters only, no query: cheap enough to poll often (benchmarks, progress bars)."""
-            return web.json({"rows_written": dict(written), "sink_write_failures": failures["writes_failed"]})
+            state = {k: v for source in app.progress_sources for k, v in source().items()}
+            return web.json({"rows_written": dict(written), "rows_rejected": dict(rejected),
+                             "sink_write_failures": failures["writes_failed"], "segments": state})
 
     return client

@@ -9,6 +9,7 @@ from pathlib import Path
 import clickhouse_connect
 
 from driftwarden.core.errors import StorageError, StoreLockedError
+from driftwarden.core.secrets import mask_url, scrub, url_secrets
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.ddl import migrate
 
@@ -30,23 +31,21 @@ def open_client(settings: Settings, *, migrate_schema: bool = True):
         message = str(exc)
         if settings.embedded_store and ("lock" in message.lower() or "EmbeddedServer" in message):
             raise StoreLockedError(str(settings.store_dir), read_owner(settings).get("pid")) from exc
-        raise StorageError(f"connect to {redact_dsn(url)}", exc) from exc
+        # Not chained: the driver's own error (and its traceback) may hold the DSN's password.
+        raise StorageError(f"connect to {mask_url(url)}", scrubbed(exc, url)) from None
     if migrate_schema:
         try:
             migrate(client, settings.clickhouse_database)
         except Exception as exc:
-            raise StorageError("apply the schema", exc) from exc
+            raise StorageError("apply the schema", scrubbed(exc, url)) from None
     return client
 
 
-def redact_dsn(url: str) -> str:
-    """The DSN without its password, for logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+def scrubbed(exc: BaseException, dsn: str) -> Exception:
+    """A stand-in for ``exc`` (same type name) whose message has the DSN's secrets and every URL
+    masked, to be raised or logged in its place."""
+    stand_in = type(type(exc).__name__, (Exception,), {"__module__": type(exc).__module__})
+    return stand_in(scrub(str(exc), [dsn, *url_secrets(dsn)]))
 
 
 # --- ownership of the embedded store -----------------------------------------------------------

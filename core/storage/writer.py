@@ -11,10 +11,14 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+import struct
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
+from driftwarden.core.errors import RowRejectedError
+from driftwarden.core.secrets import scrub
 from driftwarden.core.schemas import (
     AlertEvent,
     DetectionResult,
@@ -181,17 +185,67 @@ class Writer:
         self.insert("dead_letters", DEAD_LETTER_COLUMNS, rows, [d.dlq_id for d in letters])
 
 
+#: ClickHouse error codes that mean "this data", not "this server": type mismatches, values out of
+#: range, unparsable input. Anything else (network, memory, too many parts, ...) is retried.
+DATA_ERROR_CODES = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 321, 395})
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """True when a failed insert was refused for its rows (retrying the same rows cannot help)."""
+    from clickhouse_connect.driver import exceptions as ch
+
+    if isinstance(exc, ConnectionError | TimeoutError | ch.OperationalError):
+        return False
+    if isinstance(exc, ch.DataError | ch.ProgrammingError | ValueError | TypeError | OverflowError | struct.error):
+        return True
+    code = getattr(exc, "code", None)
+    return isinstance(exc, ch.DatabaseError) and code in DATA_ERROR_CODES
+
+
+async def insert_splitting(
+    write: Callable[[list], None],
+    items: list,
+    *,
+    what: str,
+    max_backoff_s: float,
+    on_failure: Callable[[int, BaseException], None] | None = None,
+    on_rejected: Callable[[object, RowRejectedError], Awaitable[None]],
+) -> int:
+    """Insert ``items`` with ``write`` until ClickHouse acknowledges them; rows it refuses as data
+    are split out (halving the batch) and handed one by one to ``on_rejected``, so a bad row never
+    stalls a table. Outages are retried as in :func:`until_acknowledged`. Returns rows written."""
+    written = 0
+    pending = [items] if items else []
+    while pending:
+        chunk = pending.pop()
+        try:
+            await until_acknowledged(partial(write, chunk), what=f"{len(chunk)} {what}", max_backoff_s=max_backoff_s,
+                                     on_failure=on_failure, give_up=is_data_error)
+            written += len(chunk)
+        except RowRejectedError as exc:
+            if len(chunk) == 1:
+                await on_rejected(chunk[0], exc)
+            else:
+                log.warning("ClickHouse refused a batch of %d %s as data (%s); splitting it to find the bad rows",
+                            len(chunk), what, scrub(str(exc.cause)[:200]))
+                middle = len(chunk) // 2
+                pending.extend((chunk[middle:], chunk[:middle]))
+    return written
+
+
 async def until_acknowledged(
     write: Callable[[], None],
     *,
     what: str,
     max_backoff_s: float,
     on_failure: Callable[[int, BaseException], None] | None = None,
+    give_up: Callable[[BaseException], bool] | None = None,
 ) -> int:
     """Run the blocking ``write`` in a thread until it succeeds; returns the attempts it took.
 
-    Never gives up: while ClickHouse refuses, the caller (an agent) stays here, so its stream
-    stops consuming and no offset past the batch is committed (back-pressure, nothing lost).
+    Never gives up on an outage: while ClickHouse refuses, the caller (an agent) stays here, so
+    its stream stops consuming and no offset past the batch is committed (back-pressure, nothing
+    lost). A failure for which ``give_up`` is true raises :class:`RowRejectedError` instead.
     """
     attempt = 0
     backoff = 0.2
@@ -199,13 +253,15 @@ async def until_acknowledged(
         attempt += 1
         try:
             await asyncio.to_thread(write)
-        except Exception as exc:  # noqa: BLE001 - every failure is retried
+        except Exception as exc:  # noqa: BLE001 - every failure is retried or handed back
             if on_failure is not None:
                 on_failure(attempt, exc)
+            if give_up is not None and give_up(exc):
+                raise RowRejectedError(what, exc) from exc
             log.warning(
                 "ClickHouse write of %s failed (attempt %d: %s: %s); consumption is paused and the "
                 "write is retried in %.1f s. Check that ClickHouse is up and writable.",
-                what, attempt, type(exc).__name__, str(exc)[:300], backoff,
+                what, attempt, type(exc).__name__, scrub(str(exc)[:300]), backoff,
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)

@@ -11,6 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
+MAX_BODY = 1_000_000
+"""Largest request body accepted (bytes)."""
+
+
 class AlertReceiver:
     def __init__(self, log_file: Path, on_alert: Callable[[dict], None] | None = None, port: int = 0):
         self.log_file = log_file
@@ -20,7 +24,15 @@ class AlertReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_BODY:  # a local stand-in: it takes what driftwarden sends, no more
+                    self.send_response(413)
+                    self.end_headers()
+                    return
+                body = self.rfile.read(length)
                 try:
                     alerts = json.loads(body)
                     assert isinstance(alerts, list)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftwarden.core.errors import DriftwardenError
-from driftwarden.core.settings import Settings, child_environment
+from driftwarden.core.settings import SINK_ONLY_SETTINGS, Settings, child_environment
 from driftwarden.core.storage.queries import read_stats
 from driftwarden.deploy.local.broker import LocalBroker
 from driftwarden.streams.topics import ensure_topics
@@ -42,6 +42,8 @@ class Stack:
     sink: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
     log_dir: Path = Path(".")
+    restarts: dict[str, list[float]] = field(default_factory=dict)
+    """When each process was restarted by :meth:`supervise` (monotonic seconds)."""
 
     def _spawn(self, role: str, name: str, extra: list[str], nice: int = 0) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -49,8 +51,9 @@ class Stack:
         cmd = [sys.executable, "-m", "driftwarden", role, "--bootstrap", self.bootstrap, *extra]
         if nice and shutil.which("nice"):
             cmd = ["nice", "-n", str(nice), *cmd]  # nice execs the command: the pid stays the process's
+        omit = () if role == "sink" else SINK_ONLY_SETTINGS  # a worker never sees the store's or receivers' secrets
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=child_environment(self.settings))
+                                env=child_environment(self.settings, omit))
 
     def start_sink(self, timeout_s: float = 60.0) -> None:
         # On one machine, scoring gets the CPU first: the sink batches and catches up (bench/detectors.py).
@@ -81,6 +84,35 @@ class Stack:
         for i, w in enumerate(self.workers):
             if w.poll() is not None:
                 raise StackError(f"worker {i}", f"exited with code {w.returncode}", self.log_dir / f"worker-{i}.log")
+
+    def supervise(self, max_restarts: int = 5, window_s: float = 600.0) -> list[str]:
+        """Restart a sink or worker that exited (an agent that crashes ends its process on purpose,
+        so that it restarts and its unacknowledged messages are redelivered); returns what was
+        restarted. More than ``max_restarts`` restarts of one process within ``window_s`` raise
+        StackError (a crash loop needs a person). The broker is not restarted: it keeps messages
+        in memory, so its loss needs a person too."""
+        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is not None:
+            raise StackError("broker", f"exited with code {self.broker.process.returncode}")
+        restarted = []
+        now = time.monotonic()
+        dead = [("sink", self.sink)] if self.sink is not None and self.sink.poll() is not None else []
+        dead += [(f"worker-{i}", w) for i, w in enumerate(self.workers) if w.poll() is not None]
+        for name, proc in dead:
+            recent = [t for t in self.restarts.get(name, []) if now - t < window_s]
+            log_file = self.log_dir / f"{name}.log"
+            if len(recent) >= max_restarts:
+                raise StackError(name, f"exited with code {proc.returncode} for the {len(recent) + 1}th time within "
+                                       f"{window_s:.0f} s; not restarted again", log_file)
+            self.restarts[name] = [*recent, now]
+            log.warning("%s exited with code %s; restarting it (restart %d within %.0f s). Its log: %s", name,
+                        proc.returncode, len(recent) + 1, window_s, log_file)
+            if name == "sink":
+                self.start_sink()
+            else:
+                index = int(name.split("-")[1])
+                self.workers[index] = self._spawn("worker", name, [])
+            restarted.append(name)
+        return restarted
 
     def stop(self) -> None:
         """Stop workers first (they finish their batch), then the sink, then the broker."""

@@ -6,15 +6,24 @@ against the segment's reference: the first ``baseline_size`` events of the model
 (``baseline``) or the window before (``previous``). State lives in memory: after a restart of
 the process the windows refill from new events (stored events and embeddings are not
 affected, and a restarted baseline is the next ``baseline_size`` events of the version).
+
+State is bounded: a segment not seen for ``idle_minutes`` is evicted (by :meth:`DriftWindows.due`,
+which the agent's timer calls), and at ``max_segments`` live segments the least recently seen one
+is evicted to make room (its window is tested when it can be, else dropped; a WARNING says so).
+A segment that comes back starts again as after a restart: its reference is read back from the
+store, and its window numbers continue after the last stored one, so no stored window is replaced.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import numpy as np
 
@@ -27,20 +36,65 @@ log = logging.getLogger(__name__)
 
 VERSION = "mmd-windows-1.0"
 
+#: Characters an id part keeps as they are; any other is percent-encoded (UTF-8). ``*`` is the
+#: field of detection windows (``rule:app:version:*``), in dedupe keys receivers already hold.
+ID_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-*")
+_ID_SAFE_RE = re.compile(r"[A-Za-z0-9._*-]*")
+
+
+def id_part(value: str) -> str:
+    """One part of a segment, window or dedupe id, percent-encoded outside ``[A-Za-z0-9._*-]``.
+
+    Parts joined with ``/`` or ``:`` then never collide (``a/b`` + ``c`` is ``a%2Fb/c``, ``a`` +
+    ``b/c`` is ``a/b%2Fc``), no id holds a newline or a quote, and ordinary names stay as they
+    are, so ids already stored remain valid.
+    """
+    value = str(value)
+    if _ID_SAFE_RE.fullmatch(value):
+        return value
+    return quote(value, safe="*").replace("~", "%7E")
+
+
+def join_id(*parts: object, sep: str = "/") -> str:
+    """Parts joined by ``sep``, each escaped with :func:`id_part`."""
+    return sep.join(id_part(str(p)) for p in parts)
+
+
+class Throttled:
+    """Rate-limits one repeated WARNING: the first at once, then at most one per ``interval_s``,
+    which says how many were held back since the one before."""
+
+    def __init__(self, clock: Callable[[], float], interval_s: float = 60.0):
+        self.clock = clock
+        self.interval_s = interval_s
+        self.last: float | None = None
+        self.held_back = 0
+
+    def warning(self, logger: logging.Logger, message: str, *args: object) -> None:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval_s:
+            self.held_back += 1
+            return
+        if self.held_back:
+            message += f" ({self.held_back} more like it in the last {self.interval_s:.0f} s not logged)"
+        logger.warning(message, *args)
+        self.last, self.held_back = now, 0
+
 
 @dataclass
 class Window:
     ids: list[str] = field(default_factory=list)
-    vectors: list[list[float]] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    """float32 (a quarter of the memory of Python floats, and what the test computes in)."""
     times: list[datetime] = field(default_factory=list)
     descriptors: list[dict[str, float]] = field(default_factory=list)
     opened_at: float | None = None
 
-    def add(self, record: EmbeddingRecord, now: float) -> None:
+    def add(self, record: EmbeddingRecord, now: float, vector: np.ndarray | None = None) -> None:
         if self.opened_at is None:
             self.opened_at = now
         self.ids.append(record.event_id)
-        self.vectors.append(record.vector)
+        self.vectors.append(np.asarray(record.vector, dtype=np.float32) if vector is None else vector)
         self.times.append(record.event_ts)
         if record.descriptors:
             self.descriptors.append(record.descriptors)
@@ -63,10 +117,28 @@ class Segment:
     current: Window = field(default_factory=Window)
     sequence: int = 0
     seen: set[str] = field(default_factory=set)
+    last_seen: float = 0.0
+    dimension: int | None = None
 
     @property
     def key(self) -> str:
-        return f"{self.app}/{self.model_version}/{self.field}"
+        """``app/model_version/field``, each part escaped (:func:`id_part`)."""
+        return join_id(self.app, self.model_version, self.field)
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What the store holds for a segment seen for the first time (see :meth:`DriftWindows.fetch_stored`)."""
+
+    reference: Window | None = None
+    reference_id: str = ""
+    baseline: bool = False
+    """The reference is the segment's own stored baseline (its events count as seen)."""
+    last_sequence: int = 0
+    """Number of the segment's last stored window: new windows continue after it."""
+
+
+NOTHING_STORED = StoredState()
 
 
 @dataclass(frozen=True)
@@ -82,81 +154,216 @@ class ClosedWindow:
 #: stored embeddings, oldest first (the drift agent reads them from the ``embeddings`` table).
 ReferenceLoader = Callable[[str, str, str, str, int, "datetime | None", "datetime | None"],
                            list[tuple[str, list[float], datetime]]]
+#: ``(app, model_version, field) -> n``: the number of the segment's last stored window (0: none).
+SequenceLoader = Callable[[str, str, str], int]
 
 
 class DriftWindows:
-    """Feeds records in, hands closed windows out; :meth:`test` turns one into a DriftResult."""
+    """Feeds records in, hands closed windows out; :meth:`test` turns one into a DriftResult.
+
+    At most ``max_segments`` segments live at once, and a segment not seen for ``idle_minutes``
+    is evicted. :attr:`live_segments`, :attr:`evicted_idle`, :attr:`evicted_cap`,
+    :attr:`dropped_events` and :attr:`rejected_records` count what happened (:meth:`counters`).
+    """
 
     def __init__(self, config: DriftConfig, clock: Callable[[], float] = time.monotonic,
-                 load_reference: ReferenceLoader | None = None):
+                 load_reference: ReferenceLoader | None = None, *,
+                 load_last_sequence: SequenceLoader | None = None,
+                 idle_minutes: float = 1440.0, max_segments: int = 2_000):
+        if max_segments < 1 or not idle_minutes > 0:
+            raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
         self.config = config
         self.clock = clock
         self.load_reference = load_reference
-        self.segments: dict[str, Segment] = {}
+        self.load_last_sequence = load_last_sequence
+        self.idle_seconds = idle_minutes * 60
+        self.max_segments = max_segments
+        #: Least recently seen first.
+        self.segments: OrderedDict[str, Segment] = OrderedDict()
+        self.evicted_idle = 0
+        """Segments evicted after ``idle_minutes`` without an event."""
+        self.evicted_cap = 0
+        """Segments evicted because ``max_segments`` were live (each one is a hit of the cap)."""
+        self.dropped_events = 0
+        """Events of evicted segments' windows that were too few to test (their baseline included)."""
+        self.rejected_records = 0
+        """Records whose vector is empty, not finite, or of another dimension than the segment's."""
+        self._cap_warning = Throttled(clock)
+        self._reject_warning = Throttled(clock)
 
-    def _stored_reference(self, seg: Segment) -> None:
+    @property
+    def live_segments(self) -> int:
+        return len(self.segments)
+
+    def counters(self) -> dict[str, int]:
+        """For a progress page: live segments, evictions (idle, cap), dropped events, rejected records."""
+        return {"drift_segments_live": self.live_segments, "drift_segments_evicted_idle": self.evicted_idle,
+                "drift_segments_evicted_cap": self.evicted_cap, "drift_events_dropped": self.dropped_events,
+                "drift_records_rejected": self.rejected_records}
+
+    def key_of(self, record: EmbeddingRecord) -> str | None:
+        """The record's segment id, or None when its field is not watched."""
+        if record.field not in self.config.fields:
+            return None
+        return join_id(record.app, record.model_version, record.field)
+
+    def needs_store(self, record: EmbeddingRecord) -> bool:
+        """True when :meth:`add` would read the store for this record (its segment is new, or its
+        encoder changed): the agent reads it in a thread first, with :meth:`fetch_stored`."""
+        if self.load_reference is None and self.load_last_sequence is None:
+            return False
+        key = self.key_of(record)
+        if key is None:
+            return False
+        seg = self.segments.get(key)
+        return seg is None or seg.encoder != record.encoder
+
+    def fetch_stored(self, app: str, model_version: str, field: str, encoder: str) -> StoredState:
+        """What the store holds for a new segment. Blocking (it queries the store) and free of
+        side effects on the windows, so it may run in a thread."""
+        last = 0
+        if self.load_last_sequence is not None:
+            try:
+                last = max(0, int(self.load_last_sequence(app, model_version, field)))
+            except Exception:  # noqa: BLE001 - numbering restarts; the stream goes on
+                log.warning("could not read the last stored window number of %s from the store; its windows are "
+                            "numbered from 1 and may replace stored ones of the same number; check the store",
+                            join_id(app, model_version, field), exc_info=True)
+        reference = self._stored_reference(app, model_version, field, encoder)
+        return StoredState(last_sequence=last) if reference is None else StoredState(
+            reference=reference[0], reference_id=reference[1], baseline=reference[2], last_sequence=last)
+
+    def _stored_reference(self, app: str, model_version: str, field: str,
+                          encoder: str) -> tuple[Window, str, bool] | None:
         """A pinned reference, or (after a restart) the version's stored baseline, when there is one."""
         c = self.config
+        key = join_id(app, model_version, field)
         if self.load_reference is None or c.reference == "previous":
             if c.reference == "pinned":
                 log.warning("drift reference for %s is pinned but no store is readable here; using a baseline "
-                            "of the segment's first %d events instead", seg.key, c.baseline_size)
-            return
+                            "of the segment's first %d events instead", key, c.baseline_size)
+            return None
         pinned = c.reference == "pinned"
-        version = c.pinned_model_version if pinned else seg.model_version
+        version = (c.pinned_model_version if pinned else model_version) or model_version
         try:
-            rows = self.load_reference(seg.app, version or seg.model_version, seg.field, seg.encoder,
-                                       c.baseline_size, c.pinned_start if pinned else None,
-                                       c.pinned_end if pinned else None)
+            rows = self.load_reference(app, version, field, encoder, c.baseline_size,
+                                       c.pinned_start if pinned else None, c.pinned_end if pinned else None)
         except Exception:  # noqa: BLE001 - the stream goes on with an in-stream baseline
             log.warning("could not read the drift reference of %s from the store; using an in-stream baseline",
-                        seg.key, exc_info=True)
-            return
+                        key, exc_info=True)
+            return None
         enough = len(rows) >= (c.min_window if pinned else c.baseline_size)
         if not enough:
             if pinned:
-                log.warning("pinned drift reference %s/%s/%s has %d stored events (< %d); using an in-stream "
-                            "baseline for %s", seg.app, version, seg.field, len(rows), c.min_window, seg.key)
-            return
+                log.warning("pinned drift reference %s has %d stored events (< %d); using an in-stream "
+                            "baseline for %s", join_id(app, version, field), len(rows), c.min_window, key)
+            return None
         window = Window(opened_at=self.clock())
         for event_id, vector, ts in rows:
             window.ids.append(event_id)
-            window.vectors.append(vector)
+            window.vectors.append(np.asarray(vector, dtype=np.float32))
             window.times.append(ts)
-        label = f"{seg.app}/{version}/{seg.field}/{'pinned' if pinned else 'baseline'}"
-        seg.reference, seg.reference_id = window, f"{label}:{rows[0][0]}..{rows[-1][0]} ({len(rows)} stored)"
-        if not pinned:
-            seg.seen = set(window.ids)
-        log.info("drift reference for %s read from the store: %s", seg.key, seg.reference_id)
+        label = f"{join_id(app, version, field)}/{'pinned' if pinned else 'baseline'}"
+        reference_id = f"{label}:{rows[0][0]}..{rows[-1][0]} ({len(rows)} stored)"
+        log.info("drift reference for %s read from the store: %r", key, reference_id)
+        return window, reference_id, not pinned
 
-    def add(self, record: EmbeddingRecord) -> list[ClosedWindow]:
-        if record.field not in self.config.fields:
+    def add(self, record: EmbeddingRecord, stored: StoredState | None = None) -> list[ClosedWindow]:
+        """One record in; the windows it closes out (a window of a segment evicted to make room
+        for this one's included). ``stored``: what :meth:`fetch_stored` read for a new segment
+        (read here, blocking, when it is not given)."""
+        key = self.key_of(record)
+        if key is None:
             return []
-        key = f"{record.app}/{record.model_version}/{record.field}"
+        vector = self._vector(record, key)
+        if vector is None:
+            return []
+        out: list[ClosedWindow] = []
+        now = self.clock()
         seg = self.segments.get(key)
         if seg is None or seg.encoder != record.encoder:
+            sequence = 0
             if seg is not None:
-                log.warning("segment %s changed encoder %s -> %s; its drift windows start again with a new "
+                log.warning("segment %s changed encoder %r -> %r; its drift windows start again with a new "
                             "reference", key, seg.encoder, record.encoder)
-            seg = Segment(record.app, record.model_version, record.field, record.encoder)
+                sequence = seg.sequence
+                del self.segments[key]
+            elif len(self.segments) >= self.max_segments:
+                out += self._evict_least_recent(key)
+            if stored is None:
+                stored = self.fetch_stored(record.app, record.model_version, record.field, record.encoder)
+            seg = Segment(record.app, record.model_version, record.field, record.encoder,
+                          sequence=max(sequence, stored.last_sequence))
+            if stored.reference is not None:
+                seg.reference, seg.reference_id = stored.reference, stored.reference_id
+                if stored.baseline:
+                    seg.seen = set(stored.reference.ids)
             self.segments[key] = seg
-            self._stored_reference(seg)
+        else:
+            self.segments.move_to_end(key)
+        seg.last_seen = now
+        if seg.dimension is None:
+            seg.dimension = (len(seg.reference.vectors[0]) if seg.reference is not None and seg.reference.vectors
+                             else vector.size)
+        if vector.size != seg.dimension:
+            self._reject(record, key, f"its vector has {vector.size} dimensions, the segment's {seg.dimension}")
+            return out
         if record.event_id in seg.seen:  # a redelivered record
-            return []
+            return out
         seg.seen.add(record.event_id)
-        now = self.clock()
         if seg.reference is None:
-            seg.current.add(record, now)
+            seg.current.add(record, now, vector)
             if len(seg.current) >= self.config.baseline_size:
                 self._promote(seg, f"{key}/baseline:{seg.current.ids[0]}..{seg.current.ids[-1]}")
-            return []
-        seg.current.add(record, now)
+            return out
+        seg.current.add(record, now, vector)
         if len(seg.current) >= self.config.window_size:
-            return [self._close(seg)]
-        return []
+            out.append(self._close(seg))
+        return out
+
+    def _vector(self, record: EmbeddingRecord, key: str) -> np.ndarray | None:
+        try:
+            vector = np.asarray(record.vector, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):
+            vector = np.empty(0, dtype=np.float32)
+        if vector.ndim != 1 or vector.size == 0 or not np.isfinite(vector).all():
+            self._reject(record, key, "its vector is empty or holds values that are not finite numbers")
+            return None
+        return vector
+
+    def _reject(self, record: EmbeddingRecord, key: str, why: str) -> None:
+        self.rejected_records += 1
+        self._reject_warning.warning(
+            log, "drift windows skipped the %s embedding of event %r in segment %s: %s. The segment's windows go "
+            "on without it; if this repeats, check the encoder of the score workers", record.field,
+            record.event_id, key, why)
+
+    def _evict_least_recent(self, incoming: str) -> list[ClosedWindow]:
+        victim_key, victim = self.segments.popitem(last=False)
+        self.evicted_cap += 1
+        closed, fate = self._retire(victim)
+        self._cap_warning.warning(
+            log, "drift windows are at their cap of %d live segments: segment %s, the least recently seen, was "
+            "evicted to make room for %s, and its open window %s. If it comes back, its windows start again (its "
+            "reference is read back from the store). Raise DRIFTWARDEN_MAX_SEGMENTS if this many segments are real, "
+            "or look for an app that publishes random app or model_version names (%d evicted for the cap so far)",
+            self.max_segments, victim_key, incoming, fate, self.evicted_cap)
+        return closed
+
+    def _retire(self, seg: Segment) -> tuple[list[ClosedWindow], str]:
+        """An evicted segment's open window: tested when it can be, else dropped (and counted)."""
+        w = seg.current
+        if seg.reference is not None and len(w) >= self.config.min_window:
+            closed = self._close(seg)
+            return [closed], f"was closed as {closed.window_id} ({len(closed.current)} events)"
+        self.dropped_events += len(w)
+        if seg.reference is None:
+            return [], f"was dropped (an incomplete baseline of {len(w)} events)"
+        return [], f"was dropped ({len(w)} events, too few to test)"
 
     def due(self) -> list[ClosedWindow]:
-        """Windows open longer than ``window_minutes`` with at least ``min_window`` events."""
+        """Windows open longer than ``window_minutes`` with at least ``min_window`` events; then
+        segments idle for ``idle_minutes`` are evicted (their windows tested when they can be)."""
         now = self.clock()
         out = []
         for seg in self.segments.values():
@@ -169,12 +376,31 @@ class DriftWindows:
                 continue
             if len(w) >= self.config.min_window:
                 out.append(self._close(seg))
+        return out + self.evict_idle(now)
+
+    def evict_idle(self, now: float | None = None) -> list[ClosedWindow]:
+        """Evict segments not seen for ``idle_minutes`` (least recently seen first)."""
+        now = self.clock() if now is None else now
+        out: list[ClosedWindow] = []
+        evicted = 0
+        while self.segments:
+            key, seg = next(iter(self.segments.items()))
+            if now - seg.last_seen < self.idle_seconds:
+                break
+            del self.segments[key]
+            out += self._retire(seg)[0]
+            evicted += 1
+        if evicted:
+            self.evicted_idle += evicted
+            log.info("drift windows evicted %d segment(s) idle for %.0f minutes; %d live. A segment that comes "
+                     "back starts again with its reference read back from the store", evicted,
+                     self.idle_seconds / 60, len(self.segments))
         return out
 
     def _promote(self, seg: Segment, reference_id: str) -> None:
         seg.reference, seg.reference_id = seg.current, reference_id
         seg.current = Window()
-        log.info("drift reference for %s: %d events (%s)", seg.key, len(seg.reference), reference_id)
+        log.info("drift reference for %s: %d events (%r)", seg.key, len(seg.reference), reference_id)
 
     def _close(self, seg: Segment) -> ClosedWindow:
         seg.sequence += 1

@@ -8,6 +8,7 @@ what it receives; every payload is checked against that service's documented for
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import UTC, datetime
 
@@ -37,12 +38,13 @@ def alert(status: str = "firing") -> AlertEvent:
 
 
 def deliver(config: AlertsConfig, *alerts: AlertEvent, timeout_s: float = 20.0) -> Dispatcher:
+    """Deliver each alert in turn as the alert agent does: the next only once every receiver
+    has the previous one or gave up."""
     async def go():
         d = Dispatcher(config)
         await d.start()
         for a in alerts:
-            d.submit(a)
-        assert await d.drain(timeout_s)
+            await asyncio.wait_for(d.deliver(a), timeout_s)
         await d.stop()
         return d
 
@@ -102,3 +104,36 @@ def test_a_dead_receiver_does_not_hold_up_the_others():
         d = deliver(config, alert(), alert("resolved"))
         assert len(server.received("/hook")) == 2
     assert d.counts["alertmanager_undelivered"] == 2 and d.counts["alertmanager_failed_attempts"] == 6
+
+
+def test_delivery_is_settled_when_deliver_returns_so_the_offset_may_be_committed():
+    with RecordingServer() as server:
+        server.script["/api/v2/alerts"] = [503]
+
+        async def go():
+            d = Dispatcher(AlertsConfig(alertmanager_url=server.url, backoff_s=0.05))
+            await d.start()
+            outcome = await d.deliver(alert())
+            received = len(server.received("/api/v2/alerts"))
+            await d.stop()
+            return outcome, received
+
+        outcome, received = asyncio.run(go())
+    assert outcome == {"alertmanager": True} and received == 1, "delivered (after a retry) before deliver returned"
+
+
+def test_a_failing_or_malformed_slack_webhook_is_never_logged_and_does_not_stop_the_next_alert(caplog):
+    dead = f"http://127.0.0.1:{free_port()}/services/T0/B0/dead-s3cret"
+    malformed = "hooks.slack.com/services/T0/B0/malformed-s3cret"
+    with RecordingServer() as server, caplog.at_level(logging.DEBUG):
+        for url in (dead, malformed):
+            config = AlertsConfig(slack_webhook_url=url, alertmanager_url=server.url, backoff_s=0.01, max_attempts=2,
+                                  pagerduty_routing_key="pd-s3cret-key", pagerduty_url=f"http://127.0.0.1:{free_port()}")
+            d = deliver(config, alert(), alert("resolved"))
+            assert d.counts["slack_undelivered"] == 2 and d.counts["pagerduty_undelivered"] == 2
+            assert d.counts["alertmanager_delivered"] == 2
+        assert len(server.received("/api/v2/alerts")) == 4
+    assert d.counts["slack_failed_attempts"] == 2, "a malformed URL is not retried"
+    text = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert "s3cret" not in text
+    assert "not delivered to slack" in text and "DRIFTWARDEN_ALERTS__SLACK_WEBHOOK_URL" in text

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
 
 from driftwarden.core.errors import InvalidEventError
 from driftwarden.core.schemas import (
+    MAX_EVIDENCE,
+    MAX_SPANS,
     EventLimits,
+    Span,
     encode_records,
     event_from_mapping,
     make_error,
@@ -18,6 +23,7 @@ from driftwarden.core.schemas import (
 )
 from driftwarden.detectors.operational import OperationalDetector
 from driftwarden.tests.cases import BAD_EVENTS, TEST_MAX_PROMPT_CHARS, encode, valid_event
+from driftwarden.tests.hostile import HOSTILE, HOSTILE_MAX_CHARS
 
 LIMITS = EventLimits(max_prompt_chars=TEST_MAX_PROMPT_CHARS)
 
@@ -98,3 +104,62 @@ def test_a_single_result_is_not_a_valid_detections_record():
         parse_detections(single)
     with pytest.raises(ValidationError):
         parse_embeddings(single)
+
+
+@pytest.mark.parametrize("kind", [h.kind for h in HOSTILE if h.topic == "inference"])
+def test_every_hostile_inference_message_gets_the_verdict_the_suite_expects(kind):
+    case = next(h for h in HOSTILE if h.kind == kind)
+    limits = EventLimits(max_prompt_chars=HOSTILE_MAX_CHARS, max_response_chars=HOSTILE_MAX_CHARS)
+    if case.stage is None:
+        assert parse_event(case.raw, limits).event_id == case.event_id
+    else:
+        with pytest.raises(InvalidEventError) as err:
+            parse_event(case.raw, limits)
+        assert err.value.stage == case.stage and case.reason in err.value.reason
+
+
+def test_a_reason_lists_the_first_problems_and_counts_the_rest_within_its_limit():
+    raw = encode({**valid_event("many"), **{f"extra{i}": i for i in range(500)}})
+    with pytest.raises(InvalidEventError) as err:
+        parse_event(raw, EventLimits(max_reason_chars=200))
+    assert err.value.reason.endswith("…(truncated)") or "more problem(s)" in err.value.reason
+    assert len(err.value.reason) <= 200
+
+
+def test_names_accept_letters_digits_dots_dashes_and_underscores_only():
+    assert event_from_mapping(valid_event("n-1", app="Support_Bot-2.eu", model_version="2026.11.30-rc1")).app
+    for bad in ("a b", "a/b", "a:b", "..", "a..b", "-lead", "a'b", 'a"b', "a\\b", "é", "a\tb", "x" * 127 + "\n"):
+        with pytest.raises(InvalidEventError, match="must be 1-128 letters"):
+            event_from_mapping(valid_event("n-2", app=bad))
+
+
+def test_limits_on_latency_cost_and_time_come_from_the_settings():
+    limits = EventLimits(max_latency_ms=1000, max_cost_usd=1.5, min_event_time=datetime(2026, 1, 1, tzinfo=UTC))
+    event_from_mapping(valid_event("l-1", latency_ms=1000, cost_usd=1.5), limits)
+    with pytest.raises(InvalidEventError, match="latency_ms: Value error, is more than the limit of 1000 ms"):
+        event_from_mapping(valid_event("l-2", latency_ms=1000.5), limits)
+    with pytest.raises(InvalidEventError, match="cost_usd: Value error, is more than the limit of 1.5 USD"):
+        event_from_mapping(valid_event("l-3", cost_usd=2), limits)
+    with pytest.raises(InvalidEventError, match="lies before 2026-01-01"):
+        event_from_mapping(valid_event("l-4", timestamp="2025-12-31T23:59:59+00:00"), limits)
+
+
+def test_an_unexpected_failure_while_parsing_is_a_dead_letter_not_an_exception(monkeypatch):
+    from driftwarden.core import schemas
+
+    def boom(*_a, **_k):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(schemas, "_parse_event", boom)
+    with pytest.raises(InvalidEventError, match="cannot be validated \\(KeyError"):
+        parse_event(b"{}")
+
+
+def test_a_result_keeps_at_most_its_span_limit_finite_scores_and_short_evidence():
+    event = event_from_mapping(valid_event("r-1"))
+    detector = OperationalDetector()
+    spans = [Span(field="prompt", start=i, end=i + 1, type="X") for i in range(MAX_SPANS + 7)]
+    result = make_result(detector, event, score=0.5, label=True, spans=spans, evidence="e" * 5000,
+                         scores={"ok": 1.0, "inf": float("inf"), "nan": float("nan")})
+    assert len(result.spans) == MAX_SPANS and result.scores == {"ok": 1.0, "spans_dropped": 7.0}
+    assert len(result.evidence) == MAX_EVIDENCE

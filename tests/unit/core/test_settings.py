@@ -69,6 +69,22 @@ def test_a_server_dsn_is_used_as_given(monkeypatch):
     assert not s.embedded_store and s.clickhouse_url == "http://default:pw@ch.internal:8123"
 
 
+def test_the_dsn_is_a_secret_absent_from_the_settings_repr_and_masked_for_display(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_CLICKHOUSE_DSN", "http://user:s3cret@127.0.0.1:1/?password=s3cret2&database=x")
+    s = load_settings()
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s)
+    assert s.clickhouse_url_masked == "http://user:***@127.0.0.1:1/?password=***&database=x"
+
+
+def test_a_bad_dsn_is_named_without_its_value_even_in_the_exception_chain(monkeypatch):
+    monkeypatch.setenv("DRIFTWARDEN_CLICKHOUSE_DSN", "mysql://root:s3cret@db")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "DRIFTWARDEN_CLICKHOUSE_DSN" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "s3cret" not in str(info.value)
+
+
 def test_a_child_process_environment_carries_every_setting_as_the_parent_holds_it(monkeypatch, tmp_path):
     monkeypatch.setenv("DRIFTWARDEN_BATCH_SIZE", "7")
     parent = load_settings(data_dir=tmp_path, sink_web_port=7777)

@@ -8,7 +8,7 @@ import numpy as np
 
 from driftwarden.core.detector_configs import DriftConfig
 from driftwarden.core.schemas import EmbeddingRecord
-from driftwarden.detectors.drift.windows import DriftWindows
+from driftwarden.detectors.drift.windows import DriftWindows, join_id
 
 
 class Clock:
@@ -20,9 +20,11 @@ class Clock:
 
 
 def record(i: int, vector, app="a", version="v1", field="prompt", encoder="enc") -> EmbeddingRecord:
-    return EmbeddingRecord(event_id=f"e{i}", field=field, app=app, model_version=version,
-                           event_ts=datetime(2026, 1, 1, tzinfo=UTC), encoder=encoder,
-                           computed_at=datetime(2026, 1, 1, tzinfo=UTC), vector=list(map(float, vector)))
+    # model_construct: the windows must cope even with names the contract refuses (defence in depth)
+    return EmbeddingRecord.model_construct(event_id=f"e{i}", field=field, app=app, model_version=version,
+                                           event_ts=datetime(2026, 1, 1, tzinfo=UTC), encoder=encoder,
+                                           computed_at=datetime(2026, 1, 1, tzinfo=UTC),
+                                           vector=list(map(float, vector)), descriptors={})
 
 
 def feed(w: DriftWindows, rng, start: int, n: int, shift: float = 0.0, **kw):
@@ -165,3 +167,94 @@ def test_a_store_that_cannot_be_read_does_not_stop_the_windows():
     w = DriftWindows(config(), load_reference=broken)
     rng = np.random.default_rng(10)
     assert feed(w, rng, 0, 50) == [] and len(feed(w, rng, 50, 50)) == 1
+
+
+# --- ids from escaped parts -----------------------------------------------------------------
+
+
+def test_segment_and_window_ids_of_names_that_would_collide_differ_and_ordinary_names_are_unchanged():
+    rng = np.random.default_rng(11)
+    w = DriftWindows(config())
+    feed(w, rng, 0, 1, app="a/b", version="c")
+    feed(w, rng, 100, 1, app="a", version="b/c")
+    feed(w, rng, 200, 1, app="a%2Fb", version="c")
+    assert set(w.segments) == {"a%2Fb/c/prompt", "a/b%2Fc/prompt", "a%252Fb/c/prompt"}
+    assert join_id("chat-eu.1", "v1_2", "prompt") == "chat-eu.1/v1_2/prompt"
+    assert join_id("x\nINFO forged", "v:1", sep=":") == "x%0AINFO%20forged:v%3A1"
+
+
+# --- bounded state ------------------------------------------------------------------------------
+
+
+def test_a_segment_idle_for_the_idle_time_is_evicted_by_the_timer_and_counted():
+    rng = np.random.default_rng(12)
+    clock = Clock()
+    w = DriftWindows(config(), clock=clock, idle_minutes=10)
+    feed(w, rng, 0, 5, app="quiet")
+    clock.t = 5 * 60
+    feed(w, rng, 100, 5, app="busy")
+    clock.t = 10 * 60 + 1
+    assert w.due() == []
+    assert set(w.segments) == {"busy/v1/prompt"} and w.evicted_idle == 1 and w.dropped_events == 5
+    assert w.counters()["drift_segments_live"] == 1
+
+
+def test_at_the_cap_the_least_recently_seen_segment_is_evicted_its_window_tested_and_a_warning_logged(caplog):
+    rng = np.random.default_rng(13)
+    w = DriftWindows(config(), max_segments=2)
+    feed(w, rng, 0, 50 + 20, app="first")  # a baseline and a window of 20 (>= min_window 10) open
+    feed(w, rng, 100, 3, app="second")
+    feed(w, rng, 200, 1, app="first")  # first is now the most recently seen
+    with caplog.at_level("WARNING"):
+        assert feed(w, rng, 300, 1, app="third") == [], "second's 3 events are too few to test: dropped"
+        (closed,) = feed(w, rng, 400, 1, app="fourth")  # evicts first: its window of 21 is tested
+    assert closed.window_id == "first/v1/prompt/1" and len(closed.current) == 21
+    assert set(w.segments) == {"third/v1/prompt", "fourth/v1/prompt"}
+    assert w.evicted_cap == 2 and w.dropped_events == 3 and w.live_segments == 2
+    (message,) = [r.getMessage() for r in caplog.records if "cap" in r.getMessage()]  # the second is held back
+    assert "second/v1/prompt" in message and "DRIFTWARDEN_MAX_SEGMENTS" in message and "random" in message
+
+
+def test_a_segment_that_comes_back_continues_its_window_numbers_after_the_stored_ones():
+    rng = np.random.default_rng(14)
+    stored = {("a", "v1", "prompt"): 7}
+    w = DriftWindows(config(), load_last_sequence=lambda *key: stored.get(key, 0), max_segments=1)
+    feed(w, rng, 0, 1, app="other")
+    closed = feed(w, rng, 100, 100)  # evicts "other"; a baseline of 50, then a window
+    assert [c.window_id for c in closed] == ["a/v1/prompt/8"]
+
+
+def test_a_new_segment_reads_the_store_only_through_fetch_stored_so_the_agent_can_do_it_in_a_thread():
+    rng = np.random.default_rng(15)
+    calls = []
+
+    def load(app, version, field, encoder, limit, start, end):
+        calls.append(app)
+        return stored(rng, limit)
+
+    w = DriftWindows(config(), load_reference=load)
+    rec = record(1, rng.standard_normal(8))
+    assert w.needs_store(rec)
+    state = w.fetch_stored(rec.app, rec.model_version, rec.field, rec.encoder)
+    assert calls == ["a"] and w.segments == {}, "fetching changes nothing"
+    w.load_reference = None  # add() must not read again when it is given what was read
+    w.add(rec, state)
+    assert not w.needs_store(record(2, rng.standard_normal(8)))
+    assert w.segments["a/v1/prompt"].reference_id.startswith("a/v1/prompt/baseline:s0..s49 (50 stored)")
+
+
+def test_records_with_vectors_that_are_not_finite_or_of_another_dimension_are_skipped_and_counted():
+    w = DriftWindows(config())
+    w.add(record(1, [0.1] * 8))
+    w.add(record(2, [float("nan")] * 8))
+    w.add(record(3, [0.1] * 9))
+    w.add(record(4, []))
+    assert len(w.segments["a/v1/prompt"].current) == 1 and w.rejected_records == 3
+
+
+def test_an_encoder_change_starts_a_new_reference_but_keeps_the_window_numbers():
+    rng = np.random.default_rng(16)
+    w = DriftWindows(config())
+    assert [c.window_id for c in feed(w, rng, 0, 100)] == ["a/v1/prompt/1"]
+    later = feed(w, rng, 100, 100, encoder="enc-2")  # a new baseline of 50, then a window
+    assert [c.window_id for c in later] == ["a/v1/prompt/2"], "window 1 of the old encoder is not replaced"

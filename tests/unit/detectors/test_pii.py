@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from driftwarden.core.schemas import event_from_mapping
-from driftwarden.detectors.pii import PIIDetector, redact_event
+import time
+
+from driftwarden.core.detector_configs import PIIConfig
+from driftwarden.core.schemas import MAX_SPANS
+from driftwarden.detectors.pii import WITHHELD, PIIDetector
 from driftwarden.tests.cases import valid_event
 
 TEXT = "Write to jane.roe@example.org, card 4111 1111 1111 1111, from 192.168.10.20 please."
@@ -34,7 +38,7 @@ def test_a_result_keeps_offsets_not_the_values(detector):
 def test_redaction_leaves_no_detected_pii_in_the_stored_event(detector):
     event = event_from_mapping(valid_event("pii-3", prompt=TEXT, response="Sure, mail jane.roe@example.org"))
     (result,) = detector.detect([event])
-    stored = redact_event(event, result)
+    stored = detector.redact(event, result)
     assert "jane.roe@example.org" not in stored.prompt + stored.response
     assert "4111 1111" not in stored.prompt
     assert "<EMAIL_ADDRESS>" in stored.prompt and "<EMAIL_ADDRESS>" in stored.response
@@ -45,3 +49,41 @@ def test_redaction_leaves_no_detected_pii_in_the_stored_event(detector):
 def test_a_clean_prompt_is_not_flagged(detector):
     (result,) = detector.detect([event_from_mapping(valid_event("pii-4", prompt="Explain how photosynthesis works."))])
     assert result.label is False and result.spans == []
+
+
+def test_redaction_covers_context_passages_metadata_values_and_the_error(detector):
+    event = event_from_mapping(valid_event(
+        "pii-5", context=["Contact jane.roe@example.org for the refund."], metadata={"caller": "ip 10.1.2.3"},
+        status="error", error="upstream rejected card 4111 1111 1111 1111"))
+    (result,) = detector.detect([event])
+    stored = detector.redact(event, result)
+    assert "jane.roe@example.org" not in stored.context[0] and "<EMAIL_ADDRESS>" in stored.context[0]
+    assert "10.1.2.3" not in stored.metadata["caller"]
+    assert "4111 1111" not in stored.error
+
+
+def test_a_text_found_in_chunks_keeps_findings_that_cross_a_chunk_boundary():
+    detector = PIIDetector(PIIConfig(chunk_chars=100))
+    text = "word " * 19 + "jane.roe@example.org is my mail " + "word " * 40
+    spans = detector.find(text, "prompt")
+    assert [text[s.start:s.end] for s in spans if s.type == "EMAIL_ADDRESS"] == ["jane.roe@example.org"]
+
+
+def test_a_crafted_text_that_would_take_minutes_is_stopped_at_the_time_budget_and_withheld():
+    detector = PIIDetector(PIIConfig(budget_ms=300, chunk_chars=200))
+    event = event_from_mapping(valid_event("pii-slow", prompt="a." * 20_000))  # about 50 s unbudgeted
+    started = time.monotonic()
+    (result,) = detector.detect([event])
+    assert time.monotonic() - started < 3
+    assert result.error is not None and "time budget of 300 ms" in result.error
+    stored = detector.redact(event, result)
+    assert stored.prompt == WITHHELD.format(reason="the scan failed or ran out of time")
+
+
+def test_an_event_full_of_ip_addresses_keeps_a_bounded_result_but_redacts_every_one(detector):
+    prompt = ", then ".join(f"10.0.{i // 250}.{i % 250}" for i in range(600))
+    event = event_from_mapping(valid_event("pii-many", prompt=prompt))
+    (result,) = detector.detect([event])
+    assert len(result.spans) == MAX_SPANS and result.scores["spans_dropped"] == 600 - MAX_SPANS
+    stored = detector.redact(event, result)
+    assert "10.0." not in stored.prompt and stored.prompt.count("<IP_ADDRESS>") == 600

@@ -43,9 +43,10 @@ def test_curation_drops_duplicates_sets_flagged_and_disliked_rows_aside_and_reda
     assert "<EMAIL_ADDRESS>" in out.train[1].prompt
 
 
-def request():
-    return RetrainRequest(request_id="req-1", alert_id="al-1", app="chat/eu", model_version="v1", reason="drift",
-                          start=T0, end=T0 + timedelta(hours=1), requested_at=T0)
+def request(app: str = "chat-eu", model_version: str = "v1"):
+    return RetrainRequest.model_construct(request_id="req-1", alert_id="al-1", app=app, model_version=model_version,
+                                          reason="drift", start=T0, end=T0 + timedelta(hours=1), requested_at=T0,
+                                          dataset=DatasetSpec())
 
 
 def test_a_snapshot_is_immutable_described_by_its_manifest_and_not_written_twice(tmp_path):
@@ -56,9 +57,12 @@ def test_a_snapshot_is_immutable_described_by_its_manifest_and_not_written_twice
     assert manifest["source_event_ids"] == ["a", "f"] and manifest["review_event_ids"] == ["d", "e"]
     assert manifest["content_sha256"].startswith(snap.version.split("-")[-1])
     assert manifest["filters"]["near_duplicate_cosine"] == 0.95 and manifest["request_id"] == "req-1"
-    assert snap.path.parent.name == "v1" and snap.path.parent.parent.name == "chat_eu"
-    # Read-only for everyone (checked on the mode bits: root, as in CI, may write anyway).
-    assert all(f.stat().st_mode & 0o222 == 0 for f in [snap.path, *snap.path.iterdir()])
+    assert snap.path.parent.name == "v1" and snap.path.parent.parent.name == "chat-eu"
+    # Read-only for its owner and closed to everyone else (checked on the mode bits: root, as in
+    # CI, may write anyway): files 0o400, the snapshot directory 0o500, the ones above it 0o700.
+    assert {f.stat().st_mode & 0o777 for f in snap.path.iterdir()} == {0o400}
+    assert snap.path.stat().st_mode & 0o777 == 0o500
+    assert {p.stat().st_mode & 0o777 for p in (snap.path.parent, snap.path.parent.parent, tmp_path)} == {0o700}
     again = write_snapshot(tmp_path, request(), select(rows(), DatasetSpec()))
     assert again.path == snap.path and len(list_snapshots(tmp_path)) == 1
     import pyarrow.parquet as pq
@@ -88,3 +92,30 @@ def test_the_kubernetes_job_manifest_runs_the_finetune_command_on_the_shared_vol
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "driftwarden-datasets"
     assert launcher.launch(job) == "queued", "without kubectl the manifest is written and the job waits"
     assert json.loads((job.out_dir / "job.json").read_text()) == m
+
+
+@pytest.mark.parametrize(("app", "model_version"), [("..", ".."), ("../../etc", "v1"), ("a/b", "c"), (".", "x"),
+                                                     ("a\\b", "..\\.."), ("ok", "/abs/path")])
+def test_a_hostile_app_or_model_version_never_writes_outside_the_datasets_directory(tmp_path, app, model_version):
+    root = tmp_path / "datasets"
+    snap = write_snapshot(root, request(app, model_version), select(rows(), DatasetSpec()))
+    assert snap.path.resolve().is_relative_to(root.resolve())
+    assert snap.path.parent.parent.parent == root, "exactly <root>/<app part>/<model_version part>/<version>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["datasets"]
+    assert all(not part.startswith(".") for part in snap.path.relative_to(root).parts)
+
+
+def test_names_that_differ_get_different_directories_even_when_they_sanitize_alike(tmp_path):
+    a = write_snapshot(tmp_path, request("a/b", "c"), select(rows(), DatasetSpec()))
+    b = write_snapshot(tmp_path, request("a_b", "c"), select(rows(), DatasetSpec()))
+    assert a.path.parent != b.path.parent
+
+
+def test_a_segment_directory_that_links_outside_the_root_is_refused(tmp_path):
+    root, elsewhere = tmp_path / "datasets", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "chat").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(RetrainError, match="does not resolve under"):
+        write_snapshot(root, request("chat", "v1"), select(rows(), DatasetSpec()))
+    assert list(elsewhere.iterdir()) == []

@@ -44,6 +44,10 @@ def test_a_lora_job_on_a_tiny_model_lowers_the_held_out_loss_and_saves_the_adapt
     written = json.loads((tmp_path / "job" / "metrics.json").read_text())
     assert written["loss_before"] == metrics["loss_before"] and written["precision"] == "float32"
     assert len((tmp_path / "job" / "progress.jsonl").read_text().splitlines()) == 30
+    # The adapter learnt from prompts and responses: the owner's only, like everything the job wrote.
+    written_paths = [tmp_path / "job", *(tmp_path / "job").rglob("*")]
+    assert {p.stat().st_mode & 0o777 for p in written_paths if p.is_dir()} == {0o700}
+    assert {p.stat().st_mode & 0o777 for p in written_paths if p.is_file()} == {0o600}
 
 
 def test_a_base_model_that_is_not_there_is_a_clear_error(tmp_path):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 from driftwarden.core.schemas import DetectionResult
-from driftwarden.retrain_trigger.policy import DetectionWindows, Observation, PolicyEngine
+from driftwarden.retrain_trigger.policy import METRIC_CAP, DetectionWindows, Observation, PolicyEngine
 from driftwarden.retrain_trigger.rules import Policy
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -81,10 +83,13 @@ def test_a_rule_watches_only_its_segments():
     assert not e.observe([drift(0.0001, 0)]).alerts
 
 
-def result(event_id: str, detector: str, score: float, label: bool, **scores) -> DetectionResult:
-    return DetectionResult(event_id=event_id, detector=detector, detector_version="1", config_fingerprint="f",
-                           app="chat", model_version="v1", event_ts=T0, scored_at=T0, score=score, label=label,
-                           scores=scores)
+def result(event_id: str, detector: str, score: float, label: bool, app: str = "chat", model_version: str = "v1",
+           **scores) -> DetectionResult:
+    # model_construct: the policy must cope even with values the contract refuses (defence in depth)
+    return DetectionResult.model_construct(
+        event_id=event_id, detector=detector, detector_version="1", config_fingerprint="f", app=app,
+        model_version=model_version, event_ts=T0, scored_at=T0, score=score, label=label, scores=scores, spans=[],
+        evidence=None, error=None)
 
 
 def test_detection_windows_report_rates_means_latency_errors_and_cost():
@@ -120,3 +125,128 @@ def test_small_detection_windows_are_not_judged():
     obs = Observation(app="chat", model_version="v1", field="*", metric="detector_rate", value=0.9,
                       window_id="w", window_start=T0, window_end=T0, n=5, detector="toxicity")
     assert not e.observe([obs]).alerts
+
+
+# --- hostile values ---------------------------------------------------------------------------
+
+
+def obs_at(start: datetime, end: datetime, value: float = 0.001, app: str = "chat") -> Observation:
+    return Observation(app=app, model_version="v1", field="prompt", metric="drift_p_value", value=value,
+                       window_id=f"{app}/v1/prompt/1", window_start=start, window_end=end, n=200)
+
+
+def test_a_window_in_year_1_or_9999_still_fires_its_alert_with_a_clamped_dashboard_link():
+    e = engine(Clock(), consecutive=1)
+    (alert,) = e.observe([obs_at(datetime(1, 1, 1, tzinfo=UTC), datetime(1, 1, 1, 0, 5, tzinfo=UTC))]).alerts
+    assert alert.status == "firing" and "from=0&to=0" in alert.dashboard_url
+    (late,) = e.observe([obs_at(datetime(9999, 12, 31, 23, 50, tzinfo=UTC), datetime.max.replace(tzinfo=UTC),
+                                app="late")]).alerts
+    assert late.dashboard_url.endswith("to=253402300799999")
+
+
+def test_when_building_the_alert_fails_the_rule_is_not_left_firing_and_the_next_window_fires():
+    clock = Clock()
+    calls = []
+
+    def now():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OverflowError("date value out of range")
+        return T0
+
+    e = PolicyEngine(engine(clock).policy, clock=clock, now=now)
+    assert e.observe([drift(0.001, 1), drift(0.001, 2)]).alerts == [], "the second window's alert failed"
+    st = e.states[("prompt-drift", "chat", "v1", "prompt")]
+    assert not st.firing and st.alert_id is None and e.failures == 1
+    fired = e.observe([drift(0.001, 3)])
+    assert [a.status for a in fired.alerts] == ["firing"] and len(fired.requests) == 1
+
+
+def test_costs_of_1e308_make_a_finite_cost_per_hour_and_an_alert_without_null():
+    windows = DetectionWindows(size=2, minutes=5, clock=Clock())
+    out = []
+    for i in range(2):
+        out += windows.add([result(f"e{i}", "operational", 0.0, False, latency_ms=1.0, cost_usd=1e308,
+                                   is_error=0.0)])
+    (cost,) = [o for o in out if o.metric == "cost_per_hour"]
+    assert math.isfinite(cost.value) and cost.value == METRIC_CAP
+    e = PolicyEngine(Policy(rules=[{"name": "cost", "metric": "cost_per_hour", "threshold": 50}]), clock=Clock())
+    (alert,) = e.observe(out).alerts
+    payload = json.loads(alert.to_json_bytes())
+    assert payload["value"] == METRIC_CAP and payload["baseline"] == METRIC_CAP and "null" not in str(payload["value"])
+
+
+def test_values_that_are_not_finite_are_skipped_or_clamped_and_counted():
+    windows = DetectionWindows(size=3, minutes=5, clock=Clock())
+    out = []
+    for i, v in enumerate([float("nan"), float("inf"), 100.0]):
+        out += windows.add([result(f"e{i}", "operational", 0.0, False, latency_ms=v, cost_usd=v, is_error=0.0),
+                            result(f"e{i}", "toxicity", v, True)])
+    assert windows.nonfinite_values == 4  # two operational results, two toxicity scores
+    assert all(math.isfinite(o.value) for o in out)
+    assert {o.metric: o.n for o in out if o.detector == "toxicity"} == {"detector_rate": 1, "detector_mean": 1}
+    e = engine(Clock(), consecutive=1)
+    assert e.observe([drift(float("nan"), 0)]).alerts == [] and e.nonfinite_values == 1
+    (alert,) = e.observe([drift(float("-inf"), 1)]).alerts
+    assert alert.value == -METRIC_CAP and e.nonfinite_values == 2
+
+
+def test_dedupe_keys_and_window_ids_of_names_that_would_collide_differ():
+    e = PolicyEngine(Policy(rules=[{"name": "lat", "metric": "latency_p95_ms", "threshold": 1}]), clock=Clock())
+    keys = set()
+    for app, mv in (("a:b", "c"), ("a", "b:c")):
+        windows = DetectionWindows(size=1, minutes=5, clock=Clock())
+        observations = windows.add([result("e", "operational", None, None, app=app, model_version=mv,
+                                           latency_ms=5.0)])
+        (alert,) = e.observe(observations).alerts
+        keys.add((alert.dedupe_key, alert.window_id))
+    assert keys == {("lat:a%3Ab:c:*", "a%3Ab/c/detections/1"), ("lat:a:b%3Ac:*", "a/b%3Ac/detections/1")}
+
+
+# --- bounded state ----------------------------------------------------------------------------
+
+
+def test_idle_segments_are_dropped_but_a_firing_one_is_kept_until_it_resolves():
+    clock = Clock()
+    e = PolicyEngine(engine(clock).policy, clock=clock, idle_minutes=10)
+    e.observe([obs_at(T0, T0, 0.5, app="calm")])
+    e.observe([obs_at(T0, T0, 0.001, app="hot"), obs_at(T0, T0, 0.001, app="hot")])  # fires (2 in a row)
+    clock.t = 11 * 60
+    assert e.evict_idle() == 1 and e.live_segments == 1 and e.evicted_idle == 1
+    assert {k[1] for k in e.states} == {"hot"}
+    (resolved,) = e.observe([obs_at(T0, T0, 0.5, app="hot")]).alerts
+    assert resolved.status == "resolved", "the firing state survived the idle time"
+    clock.t = 22 * 60
+    assert e.evict_idle() == 1 and e.states == {}
+
+
+def test_at_the_cap_the_least_recent_quiet_segment_goes_and_when_all_fire_new_ones_wait(caplog):
+    clock = Clock()
+    e = PolicyEngine(engine(clock, consecutive=1).policy, clock=clock, max_segments=2)
+    e.observe([obs_at(T0, T0, 0.001, app="hot")])
+    e.observe([obs_at(T0, T0, 0.5, app="calm")])
+    with caplog.at_level("WARNING"):
+        e.observe([obs_at(T0, T0, 0.001, app="new")])
+    assert {k[1] for k in e.states} == {"hot", "new"} and e.evicted_cap == 1 and e.cap_hits == 1
+    assert "calm" in caplog.text and "DRIFTWARDEN_MAX_SEGMENTS" in caplog.text
+    assert e.observe([obs_at(T0, T0, 0.001, app="late")]).alerts == [], "every live segment is firing"
+    assert e.dropped_at_cap == 1 and e.cap_hits == 2 and e.live_segments == 2
+    e.observe([obs_at(T0, T0, 0.5, app="hot")])  # resolves; now it may go
+    assert [a.app for a in e.observe([obs_at(T0, T0, 0.001, app="late")]).alerts] == ["late"]
+
+
+def test_detection_windows_evict_the_least_recent_segment_closing_its_window_and_forget_idle_ones():
+    clock = Clock()
+    windows = DetectionWindows(size=100, minutes=60, clock=clock, idle_minutes=120, max_segments=2)
+    for app in ("a", "b"):
+        windows.add([DetectionResult(event_id="e", detector="toxicity", detector_version="1", config_fingerprint="f",
+                                     app=app, model_version="v1", event_ts=T0, scored_at=T0, score=0.1,
+                                     label=False)])
+    out = windows.add([DetectionResult(event_id="e", detector="toxicity", detector_version="1",
+                                       config_fingerprint="f", app="c", model_version="v1", event_ts=T0, scored_at=T0,
+                                       score=0.1, label=False)])
+    assert {(o.app, o.metric) for o in out} == {("a", "detector_rate"), ("a", "detector_mean")}
+    assert windows.live_segments == 2 and windows.evicted_cap == 1
+    clock.t = 121 * 60
+    windows.due()
+    assert windows.live_segments == 0 and windows.evicted_idle == 2

@@ -60,3 +60,12 @@ def test_segment_patterns_match_app_version_and_field():
     assert rule.segment.matches("chat-eu", "v3", "prompt")
     assert not rule.segment.matches("search", "v3", "prompt")
     assert not rule.segment.matches("chat-eu", "v3", "response")
+
+
+@pytest.mark.parametrize("field, value", [("threshold", ".inf"), ("threshold", ".nan"), ("clear_threshold", "-.inf"),
+                                          ("cooldown_minutes", ".inf")])
+def test_thresholds_and_cooldowns_that_are_not_finite_are_refused(tmp_path, field, value):
+    extra = "" if field == "threshold" else "    threshold: 0.5\n"
+    path = write(tmp_path, f"rules:\n  - name: e\n    metric: error_rate\n{extra}    {field}: {value}\n")
+    with pytest.raises(PolicyError, match=rf"rule 'e' field '{field}'"):
+        load_policy(path)
