@@ -131,7 +131,7 @@ class RowRejectedError(DriftwardenError):
         self.cause = cause
         from driftwarden.core.secrets import scrub
 
-        super().__init__(f"ClickHouse rejected {what} as data: {type(cause).__name__}: {scrub(str(cause)[:300])}")
+        super().__init__(f"ClickHouse rejected {what} as data: {type(cause).__name__}: {scrub(str(cause))[:300]}")
 
 
 class DetectorTimeoutError(DriftwardenError):

@@ -230,19 +230,22 @@ class PIIDetector(BaseDetector):
                  for r in self.analyze(text, deadline)]
         return redact_text(text, spans)
 
-    def redact(self, event: InferenceEvent, result: DetectionResult) -> InferenceEvent:
+    def redact(self, event: InferenceEvent, result: DetectionResult, deadline: float | None = None) -> InferenceEvent:
         """The event as it may be stored: every text field redacted, or withheld where the scan
-        failed or ran out of time (nothing unscanned is stored)."""
+        failed or ran out of time (nothing unscanned is stored). Context, metadata values and the
+        error are scanned here, within the event's budget and the batch's ``deadline`` if given."""
         if result.error is not None:
             return withheld(event, "the scan failed or ran out of time")
-        spans = self._found.get(event.event_id, list(result.spans))
+        spans = self._found.get(event.event_id)
+        if spans is None:  # not scanned by this detector's last batch: never store it unscanned
+            return withheld(event, "no scan of this event was found")
         changes: dict[str, Any] = {}
         for field in ("prompt", "response"):
             if field in self.config.fields:
                 field_spans = [s for s in spans if s.field == field]
                 if field_spans:
                     changes[field] = redact_text(getattr(event, field), field_spans)
-        deadline = self.deadline()
+        deadline = self.deadline() if deadline is None else min(deadline, self.deadline())
         for field in ("prompt", "response"):
             if field not in self.config.fields and getattr(event, field):
                 changes[field] = self._redacted_or_withheld(getattr(event, field), deadline)

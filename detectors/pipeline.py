@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -93,7 +94,8 @@ class ScoringPipeline:
                     ))
         if self.redact:
             pii = next(d for d in self.detectors if d.name == "pii")
-            out.events = [pii.redact(e, r) for e, r in zip(events, by_detector["pii"], strict=True)]
+            spent_by = time.monotonic() + pii.config.batch_budget_ms / 1000  # redaction's own batch budget
+            out.events = [pii.redact(e, r, spent_by) for e, r in zip(events, by_detector["pii"], strict=True)]
         return out
 
 

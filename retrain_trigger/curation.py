@@ -71,7 +71,11 @@ def select(rows: Sequence[Row], spec: DatasetSpec, redact: Callable[[str], str] 
     excluded = set(spec.exclude_flagged)
     for row in rows:
         if redact is not None and not row.redacted:
-            row.prompt, row.response = redact(row.prompt), redact(row.response)
+            try:
+                row.prompt, row.response = redact(row.prompt), redact(row.response)
+            except Exception:  # noqa: BLE001 - over its time budget, or failed: never trained on unredacted
+                out.counts["redaction_failed"] += 1
+                continue
             row.redacted = True
             out.counts["redacted_here"] += 1
         digest = _normalised(row)
@@ -130,15 +134,11 @@ def read_rows(client, database: str, request: RetrainRequest) -> tuple[list[Row]
 
 
 def pii_redactor(settings) -> Callable[[str], str]:
-    """Redacts what the PII detector finds (same recognizers and score threshold)."""
-    from driftwarden.detectors.pii import PIIDetector, redact_text
+    """Redacts what the PII detector finds (same recognizers, score threshold and time budget;
+    a text over the budget raises, and :func:`select` keeps such a row out of training)."""
+    from driftwarden.detectors.pii import TextRedactor
 
-    detector = PIIDetector(settings.detectors.pii)
-
-    def redact(text: str) -> str:
-        return redact_text(text, detector.find(text, "prompt")) if text else text
-
-    return redact
+    return TextRedactor(settings.detectors.pii).redact
 
 
 def curate(client, database: str, request: RetrainRequest, redact: Callable[[str], str] | None) -> Curated:

@@ -22,7 +22,7 @@ from driftwarden.core.secrets import scrub
 from driftwarden.core.settings import Settings
 from driftwarden.retrain_trigger.alerts import Dispatcher
 from driftwarden.streams.topics import TopicNames
-from driftwarden.streams.guard import guarded
+from driftwarden.streams.guard import exit_process, guarded
 from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> Dispatcher
     async def start_dispatcher():
         try:
             await dispatcher.start()
-        except Exception:  # noqa: BLE001 - logged; deliveries then fail one by one, counted
-            log.exception("the alert dispatcher did not start; alerts are recorded but not sent — look at the "
-                          "error above and restart the sink")
-        finally:
-            started.set()
+        except Exception as exc:  # noqa: BLE001 - alerts would be acknowledged unsent: restart instead
+            exit_process("starting the alert dispatcher", exc)
+        started.set()
 
     @app.agent(app.topic(topics.alerts, value_serializer="raw", key_serializer="raw"), name="alert-delivery")
     @guarded("the alert agent")

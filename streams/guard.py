@@ -5,7 +5,8 @@ record skipped), so an exception that still escapes an agent is a bug or a lost 
 (the broker, the store). faust would log it and leave a live process that consumes nothing;
 :func:`guarded` instead ends the process at once, before the batch's offsets are acknowledged,
 so its supervisor (the local stack, Kubernetes) restarts it and the messages are redelivered.
-Timers and tasks run under :func:`resilient`: they log a failure and run again next time.
+Timers catch, log and go on at their next interval; a failure that would lose what a timer
+produced (an alert whose rule already fires) calls :func:`exit_process` itself.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ EXIT_AGENT_CRASHED = 70
 
 def exit_process(what: str, exc: BaseException) -> NoReturn:
     """Log why, flush the logs and end the process without acknowledging anything more."""
+    from driftwarden.core.secrets import scrub
+
     log.critical(
         "%s failed (%s: %s); the process exits now so that its supervisor restarts it and the messages "
-        "it had not acknowledged are redelivered. If this repeats, the traceback above shows the cause.",
-        what, type(exc).__name__, str(exc)[:500], exc_info=exc,
+        "it had not acknowledged are redelivered. If this repeats, the traceback shows the cause.",
+        what, type(exc).__name__, scrub(str(exc))[:500], exc_info=exc,
     )
     for handler in logging.getLogger().handlers:
         try:
@@ -54,24 +57,5 @@ def guarded(what: str, exit: Callable[[str, BaseException], NoReturn] = exit_pro
                 exit(what, exc)
 
         return agent
-
-    return decorate
-
-
-def resilient(what: str):
-    """Decorate a timer or task: a failure is logged and the next run goes ahead."""
-
-    def decorate(fun: Callable[..., Awaitable[None]]):
-        @functools.wraps(fun)
-        async def run(*args, **kwargs):
-            try:
-                await fun(*args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a timer that dies silently stops a whole function
-                log.exception("%s failed; it runs again at its next interval. If this repeats, the traceback "
-                              "shows the cause.", what)
-
-        return run
 
     return decorate

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, EventLimits, InferenceEvent, encode_records
+from driftwarden.core.schemas import (
+    MAX_ERROR_CHARS,
+    MAX_METADATA_VALUE,
+    DetectionResult,
+    EmbeddingRecord,
+    EventLimits,
+    InferenceEvent,
+    encode_records,
+)
 
 TRUNCATED = " …<TRUNCATED by driftwarden: {n} characters>"
 #: Room for the record's key, headers and the producer's framing.
@@ -46,7 +54,8 @@ def _cut(text: str, keep: int) -> str:
 
 
 def fit_event(event: InferenceEvent, limits: EventLimits) -> tuple[InferenceEvent, bytes]:
-    """The stored form of ``event`` within the char limits of its fields and the record limit."""
+    """The stored form of ``event`` within the limits of every field (redaction lengthens texts:
+    the sink checks the stored form against the same contract) and the record limit."""
     limit = record_limit(limits)
     changes: dict = {}
     for name, most in (("prompt", limits.max_prompt_chars), ("response", limits.max_response_chars)):
@@ -56,6 +65,10 @@ def fit_event(event: InferenceEvent, limits: EventLimits) -> tuple[InferenceEven
     if event.context and sum(map(len, event.context)) > limits.max_context_chars:
         share = max(limits.max_context_chars // len(event.context) - 64, 1)
         changes["context"] = [_cut(p, share) for p in event.context]
+    if any(len(v) > MAX_METADATA_VALUE for v in event.metadata.values()):
+        changes["metadata"] = {k: _cut(v, MAX_METADATA_VALUE - 64) for k, v in event.metadata.items()}
+    if event.error is not None and len(event.error) > MAX_ERROR_CHARS:
+        changes["error"] = _cut(event.error, MAX_ERROR_CHARS - 64)
     if changes:
         event = event.model_copy(update=changes)
     raw = event.to_json_bytes()

@@ -21,7 +21,7 @@ from driftwarden.core.settings import Settings
 from driftwarden.detectors.drift.windows import join_id
 from driftwarden.retrain_trigger.policy import Decision, DetectionWindows, PolicyEngine, drift_observations
 from driftwarden.retrain_trigger.rules import load_policy
-from driftwarden.streams.guard import guarded
+from driftwarden.streams.guard import exit_process, guarded
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import parsed
 
@@ -42,18 +42,16 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[Poli
         for alert in decision.alerts:
             try:
                 await (await alerts.send(key=alert.dedupe_key.encode(), value=alert.to_json_bytes()))
-            except Exception:  # noqa: BLE001 - the next alerts still go out
-                log.error("alert %r (%s) could not be sent to %s; the receivers will not get it. Check the broker "
-                          "and the error below", alert.alert_id, alert.status, topics.alerts, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - the rule is firing now: its alert must not be lost
+                exit_process(f"sending alert {alert.alert_id!r} to {topics.alerts}", exc)
         for request in decision.requests:
             log.warning("retraining requested for %s (events %s .. %s): %r",
                         join_id(request.app, request.model_version), request.start, request.end, request.reason[:200])
             try:
                 await (await retrain.send(key=join_id(request.app, request.model_version).encode(),
                                           value=request.to_json_bytes()))
-            except Exception:  # noqa: BLE001
-                log.error("retraining request %r could not be sent to %s; no job starts for it. Check the broker "
-                          "and the error below", request.request_id, topics.retrain, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - nor its retraining request
+                exit_process(f"sending retraining request {request.request_id!r} to {topics.retrain}", exc)
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="policy-detections")
     @guarded("the policy agent (detections)")

@@ -53,6 +53,8 @@ class ScoreStats:
         self.batches = 0
         self.fallbacks = 0
         """Batches whose scoring failed whole and were scored event by event."""
+        self.duplicates = 0
+        """Events whose id came twice in one batch (stored once, as a redelivery would be)."""
 
 
 @dataclass
@@ -78,7 +80,9 @@ def score_batch(pipeline: ScoringPipeline, messages: list[RawMessage], limits: E
             dead.append(to_dead_letter(msg, exc))
             continue
         if event.event_id in source:
-            continue  # the same id twice in one batch: stored once either way
+            if stats is not None:
+                stats.duplicates += 1  # the same id twice in one batch: stored once either way
+            continue
         source[event.event_id] = msg
         events.append(event)
     outputs: list[BatchOutput] = []

@@ -36,6 +36,7 @@ from driftwarden.core.storage.queries import stats as store_stats
 from driftwarden.core.errors import RowRejectedError
 from driftwarden.core.secrets import scrub
 from driftwarden.core.storage.writer import ChaosClient, DeadLetter, Writer, insert_splitting
+from driftwarden.detectors.registry import names as detector_names
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import guarded
 from driftwarden.streams.validation import (
@@ -97,6 +98,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         return out
 
     limits = EventLimits.from_settings(settings)
+    known = set(detector_names())
+    """Detector names counted on /progress/ (a forged record's name is counted as ``other``)."""
 
     def parse_stored_event(raw: bytes) -> InferenceEvent:
         return InferenceEvent.model_validate_json(raw, context={"limits": limits})
@@ -108,11 +111,17 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         async def reject(pair, exc: RowRejectedError) -> None:
             item, event = pair
             rejected[table] += 1
+            source = (event.message.partition, event.message.offset)
+            if source in lettered:
+                return  # another row of the same record was refused already: one dead letter per record
+            lettered.add(source)
             log.error("ClickHouse refused a row of %s from %s/%d/%d as data (%s); its record is dead-lettered "
                       "with stage 'sink' and the table goes on", table, event.message.topic, event.message.partition,
                       event.message.offset, cap_reason(scrub(str(exc.cause)), 300))
             await to_dlq(event, f"ClickHouse refused the row for {table}: {type(exc.cause).__name__}: "
                                 f"{scrub(str(exc.cause))}")
+
+        lettered: set[tuple[int, int]] = set()
 
         def write_items(pairs: list) -> None:
             write([item for item, _ in pairs])
@@ -120,13 +129,15 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         @guarded(f"the sink's {table} agent")
         async def sink(stream):
             async for batch in stream.take_events(size, within=within):
+                lettered.clear()
                 pairs = await decode(batch, parse, what)
+                kept: list = []
                 await insert_splitting(write_items, pairs, what=rows, max_backoff_s=settings.sink_retry_max_s,
-                                       on_failure=count_failure, on_rejected=reject)
-                kept = [item for item, _ in pairs]
+                                       on_failure=count_failure, on_rejected=reject,
+                                       on_written=lambda chunk: kept.extend(item for item, _ in chunk))
                 written[table] += len(kept)
                 if table == "detections":
-                    written.update(f"detections/{r.detector}" for r in kept)
+                    written.update(f"detections/{r.detector if r.detector in known else 'other'}" for r in kept)
 
         app.agent(app.topic(topic, value_serializer="raw", key_serializer="raw"), name=name)(sink)
 
@@ -148,10 +159,16 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     redact_letter = dead_letter_redactor(settings) if settings.redact_pii else None
 
     def letter_of(e) -> DeadLetter:
-        letter = dead_letter_from_headers(
-            dict(e.message.headers or {}), e.message.key or b"", e.message.value or b"",
-            e.message.partition, e.message.offset, e.message.topic,
-        )
+        try:
+            letter = dead_letter_from_headers(
+                dict(e.message.headers or {}), e.message.key or b"", e.message.value or b"",
+                e.message.partition, e.message.offset, e.message.topic,
+            )
+        except Exception as exc:  # noqa: BLE001 - headers anyone may have written: keep the bytes anyway
+            letter = DeadLetter(source_topic=e.message.topic, source_partition=e.message.partition,
+                                source_offset=e.message.offset, stage="unknown",
+                                reason=f"unreadable dead-letter headers ({type(exc).__name__})",
+                                key=bytes(e.message.key or b"")[:1024], raw=bytes(e.message.value or b""))
         return redact_letter(letter) if redact_letter is not None else letter
 
     async def unstorable(letter: DeadLetter, exc: RowRejectedError) -> None:

@@ -61,7 +61,7 @@ def dead_letter_from_headers(headers: dict[str, bytes], key: bytes, value: bytes
 
     def number(name: str, default: int) -> int:
         text = h(name, "", 20)
-        return int(text) if text.isdigit() and int(text) < 2**63 else default
+        return int(text) if text.isascii() and text.isdigit() and int(text) < 2**63 else default
 
     return DeadLetter(
         source_topic=h(t.H_SOURCE_TOPIC, topic),

@@ -196,7 +196,8 @@ def is_data_error(exc: BaseException) -> bool:
 
     if isinstance(exc, ConnectionError | TimeoutError | ch.OperationalError):
         return False
-    if isinstance(exc, ch.DataError | ch.ProgrammingError | ValueError | TypeError | OverflowError | struct.error):
+    # Not ProgrammingError: the chdb backend raises it for a closed client, which is no fault of the rows.
+    if isinstance(exc, ch.DataError | ValueError | TypeError | OverflowError | struct.error):
         return True
     code = getattr(exc, "code", None)
     return isinstance(exc, ch.DatabaseError) and code in DATA_ERROR_CODES
@@ -210,6 +211,7 @@ async def insert_splitting(
     max_backoff_s: float,
     on_failure: Callable[[int, BaseException], None] | None = None,
     on_rejected: Callable[[object, RowRejectedError], Awaitable[None]],
+    on_written: Callable[[list], None] | None = None,
 ) -> int:
     """Insert ``items`` with ``write`` until ClickHouse acknowledges them; rows it refuses as data
     are split out (halving the batch) and handed one by one to ``on_rejected``, so a bad row never
@@ -222,12 +224,14 @@ async def insert_splitting(
             await until_acknowledged(partial(write, chunk), what=f"{len(chunk)} {what}", max_backoff_s=max_backoff_s,
                                      on_failure=on_failure, give_up=is_data_error)
             written += len(chunk)
+            if on_written is not None:
+                on_written(chunk)
         except RowRejectedError as exc:
             if len(chunk) == 1:
                 await on_rejected(chunk[0], exc)
             else:
                 log.warning("ClickHouse refused a batch of %d %s as data (%s); splitting it to find the bad rows",
-                            len(chunk), what, scrub(str(exc.cause)[:200]))
+                            len(chunk), what, scrub(str(exc.cause))[:200])
                 middle = len(chunk) // 2
                 pending.extend((chunk[middle:], chunk[:middle]))
     return written
@@ -261,7 +265,7 @@ async def until_acknowledged(
             log.warning(
                 "ClickHouse write of %s failed (attempt %d: %s: %s); consumption is paused and the "
                 "write is retried in %.1f s. Check that ClickHouse is up and writable.",
-                what, attempt, type(exc).__name__, scrub(str(exc)[:300]), backoff,
+                what, attempt, type(exc).__name__, scrub(str(exc))[:300], backoff,
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff_s)

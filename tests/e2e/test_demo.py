@@ -19,6 +19,9 @@ from driftwarden.tests.tiny_models import build_tiny_qa_lm
 
 pytestmark = pytest.mark.integration
 
+GRAFANA_TOKEN = "glsa_demoSecretToken1234567890"
+ROUTING_KEY = "R0UT1NGKEYdemo0000000000000000ab"
+
 
 @pytest.mark.timeout(900)
 def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everything_is(tmp_path, monkeypatch):
@@ -26,7 +29,11 @@ def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everythin
     env = {"DRIFTWARDEN_LOCAL_BROKER_PORT": str(free_port()), "DRIFTWARDEN_SINK_WEB_PORT": str(free_port()),
            "DRIFTWARDEN_DRIFT__WINDOW_SIZE": "100", "DRIFTWARDEN_DRIFT__BASELINE_SIZE": "100",
            "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500", "DRIFTWARDEN_RETRAIN__BASE_MODEL": str(model),
-           "DRIFTWARDEN_RETRAIN__MAX_STEPS": "5", "DRIFTWARDEN_RETRAIN__DEVICE": "cpu"}
+           "DRIFTWARDEN_RETRAIN__MAX_STEPS": "5", "DRIFTWARDEN_RETRAIN__DEVICE": "cpu",
+           # Secrets that must reach no output: a Grafana token, and a PagerDuty receiver that fails.
+           "DRIFTWARDEN_GRAFANA_TOKEN": GRAFANA_TOKEN, "DRIFTWARDEN_ALERTS__PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+           "DRIFTWARDEN_ALERTS__PAGERDUTY_URL": f"http://127.0.0.1:{free_port()}/v2/enqueue",
+           "DRIFTWARDEN_ALERTS__MAX_ATTEMPTS": "2", "DRIFTWARDEN_ALERTS__BACKOFF_S": "0.1"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     data_dir = tmp_path / "dw"
@@ -49,3 +56,9 @@ def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everythin
         "driftwarden-safety.json"]
     for line in ("driftwarden demo: done", "HTML report", "Grafana dashboards", "held-out loss", "snapshots"):
         assert line in out.stdout
+    # No secret in anything the demo printed or left behind (logs, job logs, report, snapshots).
+    assert "pagerduty" in (data_dir / "logs" / "sink.log").read_text()  # the failing receiver was tried
+    for secret in (GRAFANA_TOKEN, ROUTING_KEY):
+        assert secret not in out.stdout + out.stderr
+        leaked = [p for p in data_dir.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert not leaked, (secret, leaked)
