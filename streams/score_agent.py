@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import faust
 
 from driftwarden.core.errors import InvalidEventError
-from driftwarden.core.schemas import EventLimits, InferenceEvent, cap_reason
+from driftwarden.core.schemas import EventLimits, InferenceEvent, cap_reason, parse_event
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.writer import DeadLetter
 from driftwarden.detectors.pipeline import BatchOutput, ScoringPipeline
@@ -68,8 +68,6 @@ class Verdicts:
 def score_batch(pipeline: ScoringPipeline, messages: list[RawMessage], limits: EventLimits,
                 stats: ScoreStats | None = None) -> Verdicts:
     """The verdict on every message of a batch (runs in a thread). Raises nothing per message."""
-    from driftwarden.core.schemas import parse_event
-
     dead: list[DeadLetter] = []
     source: dict[str, RawMessage] = {}
     events: list[InferenceEvent] = []

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,13 +57,56 @@ def test_up_replay_stats_and_a_clean_stop_on_ctrl_c(tmp_path, monkeypatch):
         assert stats()["events"] == 150
         human = cli("stats")
         assert "events stored:  150" in human.stdout
+        # A worker that dies (an agent that crashed ends its process) is restarted by up, and scores on.
+        (worker,) = [pid for pid in children(up.pid) if b"driftwarden\x00worker" in cmdline(pid)]
+        os.kill(worker, signal.SIGKILL)
+        assert "worker-0 exited and was restarted" in read_until(up, "was restarted", 60)
+        assert cli("replay", str(data_path("halueval_qa")), "--limit", "20", "--id-prefix", "again").returncode == 0
+        deadline = time.monotonic() + 180
+        while stats()["events"] < 170 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert stats()["events"] == 170
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=90)
     assert up.returncode == 0, rest
     assert "stopped" in rest
     # With the stack down, stats opens the embedded store itself.
-    assert stats()["events"] == 150
+    assert stats()["events"] == 170
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout_s: float) -> str:
+    """Lines of ``proc``'s output until one holds ``text`` (or the time is up)."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            seen.append(line)
+            if text in line or not line:
+                break
+    return "".join(seen)
 
 
 def test_a_bad_setting_stops_the_cli_with_a_message_naming_it(monkeypatch):
