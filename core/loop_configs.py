@@ -37,6 +37,12 @@ class AlertsConfig(BaseModel):
     """Longest pause between tries."""
     timeout_s: float = Field(10.0, gt=0)
     """HTTP timeout of one try."""
+    retry_interval_s: float = Field(60.0, gt=0, le=86_400)
+    """An alert a receiver did not take within ``max_attempts`` is handed to durable retry (the
+    ``alert_deliveries`` table) and tried again this often, doubling up to an hour, until the
+    receiver takes it or ``retry_max_age_hours`` pass; it survives restarts of the sink."""
+    retry_max_age_hours: float = Field(24.0, gt=0, le=24 * 30)
+    """After this long in durable retry an alert is given up for that receiver (logged, counted)."""
 
 
 class RetrainConfig(BaseModel):

@@ -263,7 +263,15 @@ class Dispatcher:
             await self._session.close()
             self._session = None
 
-    async def _deliver(self, receiver: Receiver, alert: AlertEvent) -> bool:
+    async def deliver_to(self, name: str, alert: AlertEvent, attempts: int = 1) -> bool:
+        """One more round for one receiver (durable retry); False when it is not configured now."""
+        receiver = next((r for r in self.receivers if r.name == name), None)
+        if receiver is None:
+            return False
+        return await self._deliver(receiver, alert, attempts)
+
+    async def _deliver(self, receiver: Receiver, alert: AlertEvent, attempts: int | None = None) -> bool:
+        attempts = self.config.max_attempts if attempts is None else attempts
         try:
             body = receiver.build(alert)
         except Exception as exc:  # noqa: BLE001 - one odd alert must not stop delivery of the next
@@ -273,7 +281,7 @@ class Dispatcher:
                       receiver.scrub(f"{type(exc).__name__}: {exc}")[:300])
             return False
         delay = self.config.backoff_s
-        for attempt in range(1, self.config.max_attempts + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 try:
                     await self._post(receiver, body)
@@ -287,15 +295,15 @@ class Dispatcher:
                 return True
             except DeliveryError as exc:
                 self.counts[f"{receiver.name}_failed_attempts"] += 1
-                if not exc.retryable or attempt == self.config.max_attempts:
+                if not exc.retryable or attempt == attempts:
                     self.counts[f"{receiver.name}_undelivered"] += 1
-                    log.error("alert %r (%s) not delivered to %s after %d attempt(s): %s; it stays in llm.alerts "
-                              "and the alerts table and the stream goes on — fix the receiver's service or its "
-                              "setting (%s)", alert.alert_id, alert.status, receiver.name, attempt, exc,
+                    log.error("alert %r (%s) not delivered to %s after %d attempt(s): %s; it goes to durable retry "
+                              "(the alert_deliveries table) and the stream goes on — fix the receiver's service or "
+                              "its setting (%s)", alert.alert_id, alert.status, receiver.name, attempt, exc,
                               receiver.setting or "see the alerts table of the README")
                     return False
                 log.warning("alert %r to %s failed (attempt %d of %d): %s; retrying in %.1f s", alert.alert_id,
-                            receiver.name, attempt, self.config.max_attempts, exc, delay)
+                            receiver.name, attempt, attempts, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.max_backoff_s)
         return False

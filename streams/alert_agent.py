@@ -2,7 +2,8 @@
 
 The agent awaits :meth:`~driftwarden.retrain_trigger.alerts.Dispatcher.deliver` for each alert:
 every receiver gets it at once, with its bounded retries, and the agent moves on when each has
-it or gave up (counted as undelivered and logged). Faust acknowledges a record when the agent's
+it or gave up; a receiver that gave up gets the alert from durable retry (the ``alert_deliveries``
+table, written before the offset moves on; :mod:`driftwarden.retrain_trigger.alert_retry`). Faust acknowledges a record when the agent's
 loop asks for the next one, so an alert's offset is committed only after its delivery was
 settled: alerts in flight when the sink stops are delivered again after the restart (receivers
 deduplicate: Alertmanager on labels, PagerDuty on the dedup key; Slack may show one twice).
@@ -20,6 +21,7 @@ import faust
 from driftwarden.core.schemas import AlertEvent
 from driftwarden.core.secrets import scrub
 from driftwarden.core.settings import Settings
+from driftwarden.retrain_trigger.alert_retry import DeliveryRetries, retry_due
 from driftwarden.retrain_trigger.alerts import Dispatcher
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import exit_process, guarded
@@ -28,8 +30,10 @@ from driftwarden.streams.validation import parsed
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: TopicNames) -> Dispatcher:
+def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> Dispatcher:
+    """``client``: the store, for durable retry of what a receiver did not take (None: no retry)."""
     dispatcher = Dispatcher(settings.alerts)
+    retries = DeliveryRetries(client, settings.clickhouse_database, settings.alerts) if client is not None else None
     started = asyncio.Event()
 
     @app.task
@@ -44,15 +48,34 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> Dispatcher
     @guarded("the alert agent")
     async def deliver(stream):
         async for alert in parsed(stream, AlertEvent.model_validate_json, "alert delivery"):
+            await started.wait()
             try:
-                await started.wait()
-                await dispatcher.deliver(alert)
+                outcomes = await dispatcher.deliver(alert)
             except Exception as exc:  # noqa: BLE001 - one alert's failure must not stop the stream
                 dispatcher.counts["errors"] += 1
-                log.error("delivering alert %r failed unexpectedly (%s: %s); it is skipped (it stays in llm.alerts "
-                          "and the alerts table) and the next alert follows — report this as a bug",
-                          alert.alert_id, type(exc).__name__,
+                log.error("delivering alert %r failed unexpectedly (%s: %s); it goes to durable retry for every "
+                          "receiver — report this as a bug", alert.alert_id, type(exc).__name__,
                           scrub(str(exc), [s for r in dispatcher.receivers for s in (r.url, *r.secrets)])[:300])
+                outcomes = {r.name: False for r in dispatcher.receivers}
+            missed = [name for name, ok in outcomes.items() if not ok]
+            if missed and retries is not None:
+                # Durable before the offset moves on: a store failure here ends the process (guarded),
+                # and the alert is redelivered after the restart.
+                await asyncio.to_thread(retries.park, alert, missed)
+                dispatcher.counts["parked"] += len(missed)
+
+    @app.timer(interval=settings.alerts.retry_interval_s)
+    async def retry_parked():
+        """Deliveries in durable retry that are due get one more try each."""
+        if retries is None or not dispatcher.receivers:
+            return
+        await started.wait()
+        try:
+            await retry_due(retries, dispatcher, asyncio.to_thread)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.error("a round of alert retries failed (%s: %s); the deliveries stay pending and the next round, in "
+                      "%.0f s, tries again — check the store", type(exc).__name__, scrub(str(exc))[:300],
+                      settings.alerts.retry_interval_s)
 
     if app.conf.web_enabled:
 

@@ -92,7 +92,7 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
 
             engine, detection_windows = policy_agent.attach(app, settings, topics)
             progress.extend((engine.counters, detection_windows.counters))
-            alert_agent.attach(app, settings, topics)
+            alert_agent.attach(app, settings, topics, client)
         if settings.retrain.enabled:
             from driftwarden.streams import retrain_agent
 

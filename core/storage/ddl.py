@@ -225,6 +225,28 @@ MIGRATIONS += (
             """,
         ),
     ),
+    Migration(
+        5,
+        "durable retry of alert deliveries",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.alert_deliveries (
+                alert_id     String,
+                status       LowCardinality(String),
+                receiver     LowCardinality(String),
+                state        LowCardinality(String),
+                attempts     UInt32,
+                parked_at    DateTime64(3, 'UTC'),
+                next_try_at  DateTime64(3, 'UTC'),
+                last_error   String,
+                alert        String,
+                updated_at   DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY (alert_id, status, receiver)
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

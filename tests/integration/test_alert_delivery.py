@@ -137,3 +137,76 @@ def test_a_failing_or_malformed_slack_webhook_is_never_logged_and_does_not_stop_
     text = caplog.text + "".join(str(r.args) for r in caplog.records)
     assert "s3cret" not in text
     assert "not delivered to slack" in text and "DRIFTWARDEN_ALERTS__SLACK_WEBHOOK_URL" in text
+
+
+class Clock:
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_an_alert_a_receiver_did_not_take_is_delivered_from_durable_retry_after_a_restart(tmp_path):
+    """The hand-over is a row in the real embedded store: a new process (a new client on the same
+    directory, after the first one closed) finds it and delivers it once the receiver is back."""
+    from datetime import timedelta
+
+    from driftwarden.core.settings import load_settings
+    from driftwarden.core.storage.client import open_client
+    from driftwarden.retrain_trigger.alert_retry import DeliveryRetries
+
+    settings = load_settings(data_dir=tmp_path)
+    with RecordingServer() as server:
+        config = AlertsConfig(alertmanager_url=server.url, max_attempts=2, backoff_s=0.01, retry_interval_s=60,
+                              retry_max_age_hours=1)
+        server.script["/api/v2/alerts"] = [503, 503, 503]  # the agent's 2 tries and the first retry round
+        clock = Clock(T0)
+        client = open_client(settings)
+        outcomes = deliver_outcomes(config, alert())
+        assert outcomes == {"alertmanager": False}
+        DeliveryRetries(client, settings.clickhouse_database, config, clock).park(alert(), ["alertmanager"])
+        client.close()
+
+        client = open_client(settings)  # the sink restarted
+        retries = DeliveryRetries(client, settings.clickhouse_database, config, clock)
+        assert retries.due() == [] and retries.pending() == 1  # not before its next try
+        clock.now = T0 + timedelta(seconds=61)
+        assert run_round(retries, config) == {"pending": 1}  # the receiver still answers 503
+        clock.now = T0 + timedelta(seconds=61 + 121)
+        assert run_round(retries, config) == {"delivered": 1}
+        assert retries.pending() == 0 and len(server.received("/api/v2/alerts")) == 1
+
+        # A receiver that never comes back is given up after retry_max_age_hours, and said so.
+        server.script["/api/v2/alerts"] = [503] * 10
+        retries.park(alert("resolved"), ["alertmanager"])
+        clock.now = T0 + timedelta(hours=2)
+        assert run_round(retries, config) == {"abandoned": 1}
+        assert retries.pending() == 0
+        client.close()
+
+
+def deliver_outcomes(config: AlertsConfig, a: AlertEvent) -> dict[str, bool]:
+    async def go():
+        d = Dispatcher(config)
+        await d.start()
+        try:
+            return await d.deliver(a)
+        finally:
+            await d.stop()
+
+    return asyncio.run(go())
+
+
+def run_round(retries, config: AlertsConfig) -> dict[str, int]:
+    from driftwarden.retrain_trigger.alert_retry import retry_due
+
+    async def go():
+        d = Dispatcher(config)
+        await d.start()
+        try:
+            return await retry_due(retries, d, asyncio.to_thread)
+        finally:
+            await d.stop()
+
+    return asyncio.run(go())
