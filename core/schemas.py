@@ -284,12 +284,11 @@ def _parse_event(raw: bytes, limits: EventLimits) -> InferenceEvent:
         event = InferenceEvent.model_validate_json(text, context={"limits": limits})
     except ValidationError as exc:
         raise InvalidEventError(_describe(exc, limits.max_reason_chars), "validate") from exc
-    _check_encodable(event)
-    return event
+    return event  # pydantic's JSON parser already refuses lone surrogates ("Invalid JSON")
 
 
 def _check_encodable(event: InferenceEvent) -> None:
-    """Lone surrogates (``"\\ud800"`` is valid JSON) cannot be written as UTF-8 downstream."""
+    """Lone surrogates cannot be written as UTF-8 downstream; a dict built in Python may hold them."""
     texts = [event.prompt, event.response, event.error or "", event.user_id or "", event.session_id or "",
              *(event.context or []), *event.metadata.keys(), *event.metadata.values()]
     for text in texts:

@@ -21,10 +21,13 @@ from datetime import datetime
 from typing import Literal
 from urllib.parse import quote
 
+from driftwarden.core.schemas import NAME_PATTERN
+
 ALL = "__all"
 PanelKind = Literal["timeseries", "table", "stat"]
-#: The event contract's safe names, as a Grafana variable regex (a second filter on the options).
-SAFE_NAME_REGEX = "/^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/"
+#: The event contract's safe names (``NAME_PATTERN``, plus "no ``..``" as a look-ahead), as a Grafana
+#: variable regex (a second filter on the options).
+SAFE_NAME_REGEX = "/^(?!.*\\.\\.)" + NAME_PATTERN.removeprefix("^") + "/"
 #: Formats Grafana applies to a custom all value (``__all``) too; others get it as it is.
 _FORMATS_APPLIED_TO_ALL = ("percentencode", "text")
 
