@@ -1,19 +1,24 @@
-"""Detector quality on the labelled public data shipped in the package, beside the shortcuts.
+"""Detector quality: in-domain cross-validated, on sources left out entirely, beside the shortcuts.
 
-- toxicity on ``surge_toxicity.jsonl``: ROC AUC, precision and recall at the threshold, and
-  profanity-check alone (the previous default) for comparison;
-- hallucination on ``halueval_qa.jsonl`` (answer against context): ROC AUC overall and on
-  answers of at most four words, beside the answer-length-only baseline on both;
-- prompt injection on ``prompt_injection.jsonl``: ROC AUC beside the length-only baseline;
-- PII on ``pii_spans.jsonl``: span precision and recall per entity type (a predicted span
-  matches a labelled one of the same type when they overlap), and the share of
-  ``halueval_general.jsonl`` prompts flagged (mostly PII-free real queries).
+Per detector, figures on rows no scoring model was fitted on:
 
-The toxicity and injection heads were fitted on these same files (``bench/train_heads.py``):
-their figures here are in-sample and optimistic; the honest figures are the 5-fold
-cross-validated ones, printed beside them (``cv_*``), recomputed here from scratch.
-Everything runs through ``driftwarden.detectors.offline`` (what ``driftwarden score`` runs).
-Last line: ``key=value`` pairs. Run: ``.venv/bin/python bench/eval_detectors.py``.
+- **toxicity** (``surge_toxicity.jsonl``, one source): 5-fold cross-validated ROC AUC of the
+  whole blend, beside profanity-check alone; precision and recall at the threshold (in-sample);
+- **hallucination** (``grounding_train.jsonl``'s four sources and ``halueval_qa.jsonl``): per
+  source and per task (summary, dialogue, QA), ROC AUC and F1 at the default threshold, 5-fold
+  cross-validated grouped by context and with the whole source left out (fitted on the
+  others), beside lexical overlap and answer length alone (``bench/train_grounding.py``);
+  then the shipped detector itself through ``driftwarden score``'s path on ``halueval_qa``;
+- **prompt injection** (``prompt_injection.jsonl``, ``halueval_general`` prompts as clean
+  queries, BIPIA's ``indirect_injection_train.jsonl``): cross-validated with folds grouped by
+  document and attack type, and with each source and each attack family left out entirely,
+  precision and flag rate at the default threshold, beside prompt+context length alone;
+- **PII** (``bench/eval_pii.py``): span precision and recall per type on ``pii_spans.jsonl``,
+  rows naming a person or a place, and the share of ``halueval_general`` prompts flagged.
+
+Ends with the README's quality table (markdown), then a ``key=value`` line. Needs
+``../shared/datasets`` (the two training files). Run: ``.venv/bin/python bench/eval_detectors.py``
+(about 15 minutes on 2 cores; ``--only`` runs one detector).
 """
 
 from __future__ import annotations
@@ -87,67 +92,90 @@ def toxicity(settings, report: dict) -> None:
     )
 
 
-def hallucination(settings, report: dict) -> None:
+def hallucination(settings, report: dict, markdown: list[str]) -> None:
+    """The shipped detector on ``halueval_qa.jsonl`` (through ``driftwarden score``'s path; in the
+    head's training data, so in-sample), then the head's cross-validated and left-out-source
+    figures per source and task beside the shortcuts (``bench/train_grounding.py``)."""
+    from driftwarden.bench.grounding_data import CACHE_DEFAULT, features, load_rows
+    from driftwarden.bench.train_grounding import evaluate, table
+
     data = list(rows("halueval_qa"))
     y = np.array([r["hallucinated"] for r in data])
     out, rate = scored("hallucination", settings, data, "answer", "context")
     s = np.array([o["score"] for o in out])
-    length = np.array([len(r["answer"]) for r in data])
     short = np.array([len(r["answer"].split()) <= 4 for r in data])
-    precision, recall = pr_at(y, s >= settings.detectors.hallucination.threshold)
-    report.update(
-        hallucination_auc=roc_auc_score(y, s), hallucination_length_baseline_auc=roc_auc_score(y, length),
-        hallucination_auc_short=roc_auc_score(y[short], s[short]),
-        hallucination_length_baseline_auc_short=roc_auc_score(y[short], length[short]),
-        hallucination_short_n=int(short.sum()), hallucination_precision=precision, hallucination_recall=recall,
-        hallucination_threshold=settings.detectors.hallucination.threshold, hallucination_texts_per_s=rate,
-    )
+    threshold = settings.detectors.hallucination.threshold
+    precision, recall = pr_at(y, s >= threshold)
+    report.update(hallucination_qa_auc_in_sample=roc_auc_score(y, s),
+                  hallucination_qa_auc_short_in_sample=roc_auc_score(y[short], s[short]),
+                  hallucination_threshold=threshold, hallucination_qa_precision_in_sample=precision,
+                  hallucination_qa_recall_in_sample=recall, hallucination_texts_per_s=rate)
+    grounding = load_rows()
+    f = features(grounding, CACHE_DEFAULT)
+    result = evaluate(grounding, f["X"].astype(np.float64), f["y"].astype(int), threshold=threshold)
+    print(table(result))
+    report.update(hallucination_cv_auc=result["cv_auc"], hallucination_cv_f1=result["cv_f1"],
+                  hallucination_cv_precision=result["cv_precision"], hallucination_cv_recall=result["cv_recall"],
+                  hallucination_cv_supported_flagged=result["cv_flagged_supported"])
+    for key, r in result["rows"].items():
+        name = key.split(":", 1)[1]
+        report[f"hallucination_{name}_loso_auc"] = r["loso_auc"]
+        report[f"hallucination_{name}_loso_f1"] = r["loso_f1"]
+        markdown.append(f"| hallucination | {key.replace(':', ' ')} ({r['n']} rows, {r['positive']:.0%} hallucinated) "
+                        f"| {r['cv_auc']:.3f} / F1 {r['cv_f1']:.2f} | {r['loso_auc']:.3f} / F1 {r['loso_f1']:.2f} "
+                        f"| overlap {r['overlap_auc']:.3f}, length {r['length_auc']:.3f} |")
 
 
-def injection(settings, report: dict) -> None:
+def injection(settings, report: dict, markdown: list[str]) -> None:
+    """The shipped detector on ``prompt_injection.jsonl`` (in-sample), then the head refitted
+    without each fold / source / attack family (``bench/train_heads.py``), beside prompt length."""
+    from driftwarden.bench import injection_data as inj
+    from driftwarden.bench.train_heads import injection_report
+    from driftwarden.detectors.embeddings import Encoder
+
     data = list(rows("prompt_injection"))
     y = np.array([r["label"] for r in data])
     out, rate = scored("prompt_injection", settings, data, "text")
     s = np.array([o["score"] for o in out])
-    precision, recall = pr_at(y, s >= settings.detectors.prompt_injection.threshold)
-    report.update(
-        injection_auc_in_sample=roc_auc_score(y, s),
-        injection_auc_cv=float(roc_auc_score(*cv_scores("prompt_injection", "text", "label")[1:])),
-        injection_length_baseline_auc=roc_auc_score(y, [len(r["text"]) for r in data]),
-        injection_precision=precision, injection_recall=recall, injection_texts_per_s=rate,
-    )
+    threshold = settings.detectors.prompt_injection.threshold
+    report.update(injection_auc_in_sample=roc_auc_score(y, s), injection_threshold=threshold,
+                  injection_texts_per_s=rate)
+    events = inj.load_events()
+    vectors = inj.embed_pieces(events, Encoder(settings.detectors.embeddings))
+    oof = inj.cross_validated(events, vectors)
+    every = events
+    keep = ~np.isnan(oof)
+    events, oof = [e for e, k in zip(events, keep, strict=True) if k], oof[keep]
+    parts = {"cv all (attack types unseen)": (events, oof)}
+    for name, pick in (("cv direct (prompt_injection.jsonl)", lambda e: e.source in ("jailbreak", "benign")),
+                       ("cv indirect (BIPIA)", lambda e: e.source.startswith("bipia")),
+                       ("cv clean user queries", lambda e: e.source == "queries")):
+        idx = [i for i, e in enumerate(events) if pick(e)]
+        parts[name] = ([events[i] for i in idx], oof[idx])
+    held = {f"left out {k.replace(':', ' ')}": v for k, v in inj.held_out(every, vectors).items()}
+    for name, (ev, sc) in {**parts, **held}.items():
+        r = injection_report(ev, sc, threshold)
+        key = "injection_" + "_".join(name.replace("(", "").replace(")", "").replace(".", "_").split())
+        report[f"{key}_auc"] = r["auc"] if r["auc"] is not None else float("nan")
+        report[f"{key}_precision"] = r["precision"]
+        report[f"{key}_flagged"] = r["flagged"]
+        auc = f"{r['auc']:.3f}" if r["auc"] is not None else "—"
+        base = f"length {r['length_auc']:.3f}" if r["length_auc"] is not None else "—"
+        markdown.append(f"| prompt injection | {name} ({r['n']} events, {r['attacks']} attacks) | {auc} "
+                        f"| precision {r['precision']:.2f}, recall {r['recall']:.2f}, flagged {r['flagged']:.1%} "
+                        f"| {base} |")
 
 
-def pii(settings, report: dict, per_type: dict) -> None:
-    detector = build_offline("pii", settings)
-    data = list(rows("pii_spans"))
-    tp: dict[str, int] = defaultdict(int)
-    fp: dict[str, int] = defaultdict(int)
-    fn: dict[str, int] = defaultdict(int)
-    started = time.perf_counter()
-    for r in data:
-        predicted = [(s.start, s.end, s.type) for s in detector.find(r["text"], "prompt")]
-        truth = [(s["start"], s["end"], s["entity_type"]) for s in r["spans"]]
-        for ps, pe, pt in predicted:
-            if any(pt == tt and ps < te and ts < pe for ts, te, tt in truth):
-                tp[pt] += 1
-            else:
-                fp[pt] += 1
-        for ts, te, tt in truth:
-            if not any(pt == tt and ps < te and ts < pe for ps, pe, pt in predicted):
-                fn[tt] += 1
-    rate = len(data) / (time.perf_counter() - started)
-    for t in sorted(set(tp) | set(fp) | set(fn)):
-        per_type[t] = {"precision": tp[t] / max(1, tp[t] + fp[t]), "recall": tp[t] / max(1, tp[t] + fn[t]),
-                       "support": tp[t] + fn[t], "predicted": tp[t] + fp[t]}
-    pattern = [t for t in PII_PATTERN_TYPES if per_type.get(t, {}).get("support")]
-    tp_p = sum(tp[t] for t in pattern)
-    report["pii_pattern_recall"] = tp_p / max(1, tp_p + sum(fn[t] for t in pattern))
-    report["pii_pattern_precision"] = tp_p / max(1, tp_p + sum(fp[t] for t in pattern))
-    clean = [r["prompt"] for r in rows("halueval_general")]
-    flagged = sum(bool(detector.find(t, "prompt")) for t in clean)
-    report["pii_clean_prompts_flagged_share"] = flagged / len(clean)
-    report["pii_texts_per_s"] = rate
+def pii(settings, report: dict, per_type: dict, markdown: list[str]) -> None:
+    from driftwarden.bench.eval_pii import evaluate
+
+    found, types = evaluate(settings)
+    per_type.update(types)
+    report.update({f"pii_{k}": v for k, v in found.items()})
+    markdown.append(f"| PII | pii_spans rows naming a person / a place (in-sample: the rules were tuned here) "
+                    f"| recall {found.get('person_row_recall', float('nan')):.3f} / "
+                    f"{found.get('location_row_recall', float('nan')):.3f} "
+                    f"| clean prompts flagged {found.get('clean_prompts_flagged_share', float('nan')):.1%} | — |")
 
 
 def main() -> None:
@@ -157,17 +185,24 @@ def main() -> None:
     settings = load_settings()
     report: dict = {}
     per_type: dict = {}
-    steps = {"toxicity": toxicity, "hallucination": hallucination, "prompt_injection": injection}
-    for name, step in steps.items():
-        if args.only in (None, name):
-            step(settings, report)
+    markdown: list[str] = ["| detector | rows | cross-validated (in-domain) | left out entirely | shortcut on the same rows |",
+                           "| --- | --- | --- | --- | --- |"]
+    if args.only in (None, "toxicity"):
+        toxicity(settings, report)
+        markdown.append(f"| toxicity | surge_toxicity.jsonl (one source: no left-out figure) "
+                        f"| {report['toxicity_auc_cv']:.3f} | — | profanity-check alone {report['toxicity_profanity_check_auc']:.3f} |")
+    if args.only in (None, "hallucination"):
+        hallucination(settings, report, markdown)
+    if args.only in (None, "prompt_injection"):
+        injection(settings, report, markdown)
     if args.only in (None, "pii"):
-        pii(settings, report, per_type)
+        pii(settings, report, per_type, markdown)
     for t, m in sorted(per_type.items()):
         print(f"pii {t:<18} precision {m['precision']:.3f} recall {m['recall']:.3f} "
               f"(labelled {m['support']}, predicted {m['predicted']})")
     for key, value in report.items():
         print(f"{key:<45} {value:.4f}" if isinstance(value, float) else f"{key:<45} {value}")
+    print("\n".join(markdown))
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.items()))
 
 

@@ -1,13 +1,18 @@
-"""Fit the linear heads that ship with driftwarden, on labelled data shipped in the package.
+"""Fit the linear heads that ship with driftwarden, and measure them on data they did not see.
 
-- ``toxicity``: ``surge_toxicity.jsonl`` (text, toxic);
-- ``prompt_injection``: ``prompt_injection.jsonl`` (text, label).
+- ``toxicity``: ``surge_toxicity.jsonl`` (text, toxic): a logistic regression (scikit-learn,
+  C=1) on the unit-norm all-MiniLM-L6-v2 embeddings; figures 5-fold stratified cross-validated.
+- ``prompt_injection``: the pieces of ``bench/injection_data.py`` (direct jailbreaks and
+  benign prompts, clean user queries, BIPIA documents with and without hidden instructions):
+  a logistic regression (C=1, balanced classes) on TF-IDF word 1-2-grams (8,000 at most)
+  beside the embedding. Figures: cross-validated with folds grouped by document and by attack
+  type (a fold's attacks are of types the head never saw), and on whole sources and attack
+  families left out. The default threshold is the lowest whose cross-validated precision is
+  at least ``--precision`` (0.9), i.e. the best recall at that precision.
 
-Each head is a logistic regression (scikit-learn, C=1, its default) on the unit-norm
-all-MiniLM-L6-v2 embeddings. The figures written beside the weights are 5-fold stratified
-cross-validated ROC AUC, so that no figure is measured on data the head was fitted on; the
-shipped weights are then fitted on all rows. Run: ``.venv/bin/python bench/train_heads.py``.
-Last line: ``key=value`` pairs.
+The shipped weights are then fitted on all rows. Deterministic (lbfgs, fixed seeds). Run:
+``.venv/bin/python bench/train_heads.py [--only prompt_injection]`` (the BIPIA file is read
+from ``../shared/datasets`` or ``--data``). Last line: ``key=value`` pairs.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from driftwarden.detectors.embeddings import Encoder
 from driftwarden.detectors.heads import LinearHead
 from driftwarden.pkg_data import rows
 
-HEADS = {"toxicity": ("surge_toxicity", "text", "toxic"), "prompt_injection": ("prompt_injection", "text", "label")}
+HEADS = {"toxicity": ("surge_toxicity", "text", "toxic")}
 OUT = Path(__file__).resolve().parents[1] / "pkg" / "data" / "heads"
 
 
@@ -49,18 +54,87 @@ def fit(name: str, encoder: Encoder, seed: int = 0) -> LinearHead:
                       encoder=encoder.version, metrics=metrics)
 
 
+def injection_report(events, s: np.ndarray, threshold: float) -> dict:
+    """AUC, precision, recall and flag rate of event scores ``s``, with the prompt-length shortcut."""
+    y = np.array([e.label for e in events])
+    flagged = s >= threshold
+    tp = int((flagged & (y == 1)).sum())
+    both = 0 < y.sum() < len(y)
+    return {"n": len(y), "attacks": int(y.sum()),
+            "auc": round(float(roc_auc_score(y, s)), 4) if both else None,
+            "precision": round(tp / max(1, int(flagged.sum())), 4), "recall": round(tp / max(1, int(y.sum())), 4),
+            "flagged": round(float(flagged.mean()), 4),
+            "length_auc": round(float(roc_auc_score(y, [len(e.prompt) + len(e.context) for e in events])), 4)
+            if both else None}
+
+
+def fit_injection(encoder: Encoder, data: Path, precision: float) -> LinearHead:
+    from driftwarden.bench import injection_data as inj
+    from driftwarden.bench.train_grounding import threshold_for_precision
+
+    events = inj.load_events(data)
+    vectors = inj.embed_pieces(events, encoder)
+    oof = inj.cross_validated(events, vectors)
+    every = events
+    keep = ~np.isnan(oof)
+    events, oof = [e for e, k in zip(events, keep, strict=True) if k], oof[keep]
+    y = np.array([e.label for e in events])
+    threshold = threshold_for_precision(y, oof, precision)
+    parts = {"cv:all": (events, oof)}
+    for name, pick in (("cv:direct", lambda e: e.source in ("jailbreak", "benign")),
+                       ("cv:indirect", lambda e: e.source.startswith("bipia")),
+                       ("cv:clean_queries", lambda e: e.source == "queries")):
+        idx = [i for i, e in enumerate(events) if pick(e)]
+        parts[name] = ([events[i] for i in idx], oof[idx])
+    for name, (test, s) in inj.held_out(every, vectors).items():
+        parts[f"left_out:{name}"] = (test, s)
+    report = {name: injection_report(ev, s, threshold) for name, (ev, s) in parts.items()}
+    _, words, model = inj.fit(every, vectors)
+    n_words = len(words.vocabulary_)
+    coef = model.coef_[0]
+    metrics = {
+        "trained_on": f"{len(events)} events ({int(y.sum())} attacks): prompt_injection.jsonl, halueval_general "
+                      f"prompts (clean), indirect_injection_train.jsonl (BIPIA, context chunks of "
+                      f"{inj.CHUNK_CHARS} characters)",
+        "threshold": threshold,
+        "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all events pooled)",
+        "figures": report,
+        "fitted_at": datetime.now(UTC).date().isoformat(),
+        "model": f"LogisticRegression(C=1, class_weight=balanced) on TF-IDF word {inj.NGRAMS} grams "
+                 f"({n_words}) + MiniLM embedding",
+    }
+    text = {"vocabulary": {k: int(v) for k, v in sorted(words.vocabulary_.items(), key=lambda kv: kv[1])},
+            "idf": [round(float(v), 6) for v in words.idf_], "ngram_range": list(inj.NGRAMS),
+            "sublinear_tf": True, "coef": [round(float(c), 6) for c in coef[:n_words]]}
+    return LinearHead(name="prompt_injection", coef=tuple(float(c) for c in coef[n_words:]),
+                      intercept=float(model.intercept_[0]), encoder=encoder.version, metrics=metrics, text=text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", choices=("toxicity", "prompt_injection"))
+    parser.add_argument("--data", type=Path, default=None, help="folder holding indirect_injection_train.jsonl")
+    parser.add_argument("--precision", type=float, default=0.9)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     encoder = Encoder()
     pairs = []
-    for name in HEADS:
-        head = fit(name, encoder)
-        (args.out / f"{name}.json").write_text(head.to_json() + "\n")
-        print(f"{name}: {head.metrics}")
-        pairs.append(f"{name}_cv_auc={head.metrics['cv_roc_auc_5fold']}")
+    if args.only in (None, "toxicity"):
+        head = fit("toxicity", encoder)
+        (args.out / "toxicity.json").write_text(head.to_json() + "\n")
+        print(f"toxicity: {head.metrics}")
+        pairs.append(f"toxicity_cv_auc={head.metrics['cv_roc_auc_5fold']}")
+    if args.only in (None, "prompt_injection"):
+        from driftwarden.bench.injection_data import DATA
+
+        head = fit_injection(encoder, args.data or DATA, args.precision)
+        (args.out / "prompt_injection.json").write_text(head.to_json() + "\n")
+        for name, r in head.metrics["figures"].items():
+            print(f"prompt_injection {name:<40} {r}")
+        cv = head.metrics["figures"]["cv:all"]
+        pairs.append(f"injection_threshold={head.metrics['threshold']} injection_cv_auc={cv['auc']} "
+                     f"injection_cv_precision={cv['precision']} injection_cv_recall={cv['recall']}")
     print(" ".join(pairs))
 
 

@@ -179,8 +179,9 @@ def score(
     detector: Annotated[str, typer.Option(help="toxicity, hallucination, pii or prompt_injection.")],
     input_file: Annotated[Path, typer.Option("--input", help="JSONL file to score.")],
     field: Annotated[str, typer.Option(help="Field of each row holding the text (the response, for hallucination).")],
-    output: Annotated[Path, typer.Option(help="JSONL written: id, score, label, detector, version per row.")],
-    context_field: Annotated[Optional[str], typer.Option(help="hallucination: field holding the context.")] = None,
+    output: Annotated[Path, typer.Option(help="JSONL written: id, score, label, detector, version (and spans) per row.")],
+    context_field: Annotated[Optional[str], typer.Option(
+        help="Field holding the context: required by hallucination; prompt_injection scans it too.")] = None,
 ) -> None:
     """Score a JSONL file offline with one detector, with a progress bar."""
     from rich.progress import Progress

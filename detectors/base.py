@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from driftwarden.core.detector_configs import DetectorConfig
 from driftwarden.core.errors import DetectorTimeoutError
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_error
+from driftwarden.detectors.loading import require
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class BatchContext:
         self.events = list(events)
         self._encode = encode
         self._cache: dict[str, Any] = {}
+        self._texts: dict[str, Any] = {}
 
     @property
     def has_encoder(self) -> bool:
@@ -42,9 +44,23 @@ class BatchContext:
             self._cache[field] = self._encode([getattr(e, field) for e in self.events])
         return self._cache[field]
 
+    def texts(self, texts: Sequence[str]) -> Any:
+        """Unit-norm embeddings of any ``texts`` (context sentences, chunks), each text encoded
+        once per batch whichever detector asks first."""
+        np = require("numpy")
+        if self._encode is None:
+            raise RuntimeError("no embedding encoder is configured for this batch")
+        todo = list(dict.fromkeys(t for t in texts if t not in self._texts))
+        if todo:
+            self._texts.update(zip(todo, self._encode(todo), strict=True))
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._texts[t] for t in texts])
+
     def subset(self, indices: Sequence[int]) -> BatchContext:
         """The context of some of the events (embeddings already computed are sliced, not redone)."""
         sub = BatchContext([self.events[i] for i in indices], self._encode)
+        sub._texts = self._texts
         for field, matrix in self._cache.items():
             sub._cache[field] = matrix[list(indices)]
         return sub

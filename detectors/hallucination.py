@@ -5,44 +5,44 @@ says so, instead of a made-up number.
 
 Backends (``DRIFTWARDEN_DETECTORS__HALLUCINATION__BACKEND``):
 
-- ``lexical`` (default, no model): extractive support. A response that is a verbatim span of
-  the context (after lower-casing and dropping punctuation) is supported (score 0). Otherwise
-  the score is 0.25 + 0.75 × the share of the response's content words (stop words dropped)
-  that the context lacks, words matching on their first ``stem_chars`` characters. It reads
-  support, not length: a long answer whose words all come from the context scores low.
+- ``grounded`` (default): each response sentence is aligned to the context sentences most like
+  it (:mod:`driftwarden.detectors.grounding`) and a shipped logistic head, fitted by
+  ``bench/train_grounding.py`` on human-judged summaries, dialogue responses and QA answers,
+  scores their support. The result's spans are the response sentences the head does not find
+  supported (``type`` ``unsupported``, offsets into the response, each with its score).
+- ``lexical`` (no model): extractive support. A response that is a verbatim span of the
+  context (after lower-casing and dropping punctuation) is supported (score 0). Otherwise the
+  score is 0.25 + 0.75 × the share of the response's content words that the context lacks.
 - ``nli``: an NLI cross-encoder from ``model_path`` (premise = context, hypothesis =
   response); score = 1 − P(entailment).
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
 from collections.abc import Sequence
 
 from driftwarden.core.detector_configs import HallucinationConfig
-from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_result
+from driftwarden.core.errors import DetectorError
+from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_result
 from driftwarden.core.settings import Settings
+from driftwarden.detectors import grounding
 from driftwarden.detectors.base import BaseDetector, BatchContext
+from driftwarden.detectors.grounding import STOP_WORDS, WORD
+from driftwarden.detectors.heads import load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
 from driftwarden.detectors.registry import register
+from driftwarden.detectors.segments import join_context
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-STOP_WORDS = frozenset(
-    "a an and are as at be been by did do does for from had has have he her his how i in is it its "
-    "me my no not of on or our she so than that the their them then there they this to was we were "
-    "what when where which who whom why will with yes you your".split()
-)
-
-
-def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+#: Named values of the ``grounded`` backend kept on each result (of the whole response).
+REPORTED = ("sim_max_mean", "unsup_words_mean", "unsup_bigrams_mean", "unsup_numbers_max", "unsup_names_max")
 
 
 def lexical_support(response: str, context: str, stem_chars: int = 6) -> tuple[float, dict[str, float]]:
     """(score, parts): 0 for a verbatim span of the context, else 0.25 + 0.75 × unsupported share."""
-    answer = _words(response)
+    answer = [w.lower() for w in WORD.findall(response)]
     norm_answer = " ".join(answer)
-    norm_context = " ".join(_words(context))
+    norm_context = " ".join(w.lower() for w in WORD.findall(context))
     if norm_answer and f" {norm_answer} " in f" {norm_context} ":
         return 0.0, {"verbatim": 1.0, "unsupported_share": 0.0}
     content = [w for w in answer if w not in STOP_WORDS]
@@ -53,9 +53,16 @@ def lexical_support(response: str, context: str, stem_chars: int = 6) -> tuple[f
         return w if w.isdigit() else w[:stem_chars]
 
     known = {stem(w) for w in norm_context.split()}
-    missing = sum(stem(w) not in known for w in content)
-    share = missing / len(content)
+    share = sum(stem(w) not in known for w in content) / len(content)
     return 0.25 + 0.75 * share, {"verbatim": 0.0, "unsupported_share": share}
+
+
+def sampled(event_id: str, rate: float) -> bool:
+    """Whether ``event_id`` falls in a ``rate`` share of ids (stable across processes)."""
+    if rate >= 1.0:
+        return True
+    digest = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    return digest / 2**64 < rate
 
 
 class HallucinationDetector(BaseDetector):
@@ -70,36 +77,82 @@ class HallucinationDetector(BaseDetector):
             self.classifier, path = SequenceClassifier.from_config(c, "the nli backend", self.name)
             self.entail = self.classifier.label_index(c.entailment_label)
             self.version = f"nli-{path.name}"
+        elif c.backend == "grounded":
+            self.head = load_head("grounding")
+            if self.head.features != grounding.FEATURES:
+                raise DetectorError(self.name, "the shipped grounding head was fitted on other features than this "
+                                               "code computes; refit it with bench/train_grounding.py")
+            if encoder is None:
+                from driftwarden.detectors.embeddings import Encoder
+
+                encoder = Encoder()
+            self.encoder = encoder
+            self.version = f"grounded-{self.head.version}"
         else:
             self.version = f"lexical-support-1.0-s{c.stem_chars}"
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
+        c = self.config
         assessable = [i for i, e in enumerate(events) if e.context and e.response.strip()]
-        scored: dict[int, tuple[float, dict[str, float]]] = {}
-        if assessable and self.config.backend == "nli":
-            premises = ["\n".join(events[i].context or []) for i in assessable]
-            hypotheses = [events[i].response for i in assessable]
-            probs = self.classifier.predict(premises, hypotheses)
-            for row, i in enumerate(assessable):
+        chosen = [i for i in assessable if sampled(events[i].event_id, c.sample_rate)]
+        scored: dict[int, tuple[float, dict[str, float], list[Span]]] = {}
+        if chosen and c.backend == "nli":
+            premises = [join_context(events[i].context) for i in chosen]
+            probs = self.classifier.predict(premises, [events[i].response for i in chosen])
+            for row, i in enumerate(chosen):
                 p = float(probs[row, self.entail])
-                scored[i] = (1.0 - p, {"p_entailment": p})
+                scored[i] = (1.0 - p, {"p_entailment": p}, [])
+        elif chosen and c.backend == "grounded":
+            embed = ctx.texts if ctx.has_encoder else self.encoder.encode
+            for i in chosen:
+                scored[i] = self._grounded(events[i], embed, self.deadline())
         else:
-            for i in assessable:
-                scored[i] = lexical_support(events[i].response, "\n".join(events[i].context or []),
-                                            self.config.stem_chars)
+            for i in chosen:
+                score, parts = lexical_support(events[i].response, join_context(events[i].context), c.stem_chars)
+                scored[i] = (score, parts, [])
         results = []
         for i, event in enumerate(events):
             if i not in scored:
-                why = "not assessable: the event has no context" if not event.context else "not assessable: empty response"
+                if not event.context:
+                    why = "not assessable: the event has no context"
+                elif not event.response.strip():
+                    why = "not assessable: empty response"
+                else:
+                    why = f"not sampled (sample_rate {c.sample_rate:g})"
                 results.append(make_result(self, event, score=None, label=None, evidence=why))
                 continue
-            score, parts = scored[i]
-            flagged = score >= self.config.threshold
+            score, parts, spans = scored[i]
+            flagged = score >= c.threshold
+            evidence = None
+            if flagged:
+                evidence = (f"{len(spans)} of {int(parts['sentences'])} response sentence(s) not supported by the context"
+                            if spans else "response not supported by the context")
             results.append(make_result(self, event, score=score, label=flagged, scores=parts,
-                                       evidence="response not supported by the context" if flagged else None))
+                                       spans=spans if flagged else [], evidence=evidence))
         return results
+
+    def _grounded(self, event: InferenceEvent, embed, deadline: float) -> tuple[float, dict[str, float], list[Span]]:
+        c = self.config
+        alignment = grounding.align(event.response, join_context(event.context), event.prompt, embed,
+                                    max_candidates=c.max_aligned, max_sentences=c.max_sentences)
+        if alignment is None:
+            return 0.0, {"sentences": 0.0}, []
+        self.check_deadline(deadline, "aligning the response to its context")
+        whole = float(self.head.predict_proba([alignment.features()])[0])
+        per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
+        spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(p), 4))
+                 for (s, e), p in zip(alignment.spans, per_sentence, strict=True) if p >= c.threshold]
+        if whole >= c.threshold and not spans:
+            n = int(per_sentence.argmax())
+            s, e = alignment.spans[n]
+            spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(per_sentence[n]), 4))]
+        named = dict(zip(grounding.FEATURES, alignment.features(), strict=True))
+        parts = {k: named[k] for k in REPORTED}
+        parts["sentences"] = float(len(alignment.spans))
+        parts["unsupported_sentences"] = float(sum(p >= c.threshold for p in per_sentence))
+        return whole, parts, spans
 
 
 @register("hallucination")
 def _build(settings: Settings, encoder=None) -> HallucinationDetector:
-    return HallucinationDetector(settings.detectors.hallucination)
+    return HallucinationDetector(settings.detectors.hallucination, encoder=encoder)

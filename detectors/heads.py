@@ -18,7 +18,7 @@ from driftwarden.core.errors import DetectorError
 from driftwarden.detectors.loading import require
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinearHead:
     name: str
     coef: tuple[float, ...]
@@ -27,21 +27,43 @@ class LinearHead:
     """The embedding model the head was fitted on (it only makes sense on that model)."""
     metrics: dict[str, Any]
     """How it was fitted and how well it did (cross-validated)."""
+    features: tuple[str, ...] = ()
+    """Names of the inputs, in order, when they are named features rather than an embedding."""
+    text: dict[str, Any] | None = None
+    """A word part beside the embedding part: scikit-learn TF-IDF settings (``vocabulary``,
+    ``idf``, ``ngram_range``, ``sublinear_tf``) and ``coef``, one weight per vocabulary entry.
+    Scoring then takes the texts as well as their embeddings."""
+
+    @functools.cached_property
+    def _vectorizer(self) -> Any:
+        text = require("sklearn.feature_extraction.text")
+        np = require("numpy")
+        spec = self.text or {}
+        vectorizer = text.TfidfVectorizer(vocabulary=spec["vocabulary"], ngram_range=tuple(spec["ngram_range"]),
+                                          sublinear_tf=bool(spec["sublinear_tf"]), lowercase=True)
+        vectorizer.idf_ = np.asarray(spec["idf"], dtype=np.float64)
+        return vectorizer
 
     @property
     def version(self) -> str:
-        blob = json.dumps([self.coef, self.intercept]).encode()
+        blob = json.dumps([self.coef, self.intercept, self.text and self.text["coef"]]).encode()
         return hashlib.sha256(blob).hexdigest()[:8]
 
-    def predict_proba(self, X: Any) -> Any:
-        """P(positive) for each row of ``X`` (numpy, unit-norm embeddings)."""
+    def predict_proba(self, X: Any, texts: list[str] | None = None) -> Any:
+        """P(positive) for each row of ``X`` (numpy: unit-norm embeddings or named features);
+        a head with a word part also needs the ``texts`` the rows embed."""
         np = require("numpy")
         z = np.asarray(X, dtype=np.float64) @ np.asarray(self.coef) + self.intercept
+        if self.text is not None:
+            if texts is None or len(texts) != len(z):
+                raise DetectorError(self.name, "this head scores words as well as embeddings: pass the texts")
+            z = z + self._vectorizer.transform(texts) @ np.asarray(self.text["coef"], dtype=np.float64)
         return 1.0 / (1.0 + np.exp(-z))
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "coef": list(self.coef), "intercept": self.intercept,
-                           "encoder": self.encoder, "metrics": self.metrics}, indent=1)
+                           "encoder": self.encoder, "features": list(self.features), "text": self.text,
+                           "metrics": self.metrics}, indent=None if self.text else 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -53,4 +75,5 @@ def load_head(name: str) -> LinearHead:
     except FileNotFoundError as exc:
         raise DetectorError(name, f"no shipped head {name}.json; run bench/train_heads.py") from exc
     return LinearHead(name=data["name"], coef=tuple(data["coef"]), intercept=float(data["intercept"]),
-                      encoder=data["encoder"], metrics=data.get("metrics", {}))
+                      encoder=data["encoder"], metrics=data.get("metrics", {}),
+                      features=tuple(data.get("features", ())), text=data.get("text"))

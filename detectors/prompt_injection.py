@@ -1,26 +1,45 @@
-"""Prompt injection and jailbreak attempts in the prompt.
+"""Prompt injection and jailbreak attempts: in the prompt, and hidden in the context.
+
+An event is scored on its prompt and, when ``scan_context`` is on, on each chunk of its
+``context`` (retrieved documents, tool output: instructions hidden there reach the model as
+surely as the prompt's). The result's score is the highest piece's; its span says where that
+piece is (``field`` prompt, or context with offsets into the passages joined by newlines), and
+``scores`` holds the prompt's and the context's highest scores apart.
 
 Backends (``DRIFTWARDEN_DETECTORS__PROMPT_INJECTION__BACKEND``):
 
-- ``builtin`` (default): a logistic head on the shipped MiniLM embedding of the prompt, fitted
-  on the shipped labelled prompts (``bench/train_heads.py``; cross-validated figures in the
-  head's metrics). It has seen in-the-wild jailbreaks and system-prompt extraction, not
-  indirect (document-borne) injections.
+- ``builtin`` (default): a logistic head on TF-IDF word n-grams beside the shipped MiniLM
+  embedding of each piece, fitted by ``bench/train_heads.py`` on direct jailbreaks and benign
+  prompts, clean user queries and BIPIA documents with and without hidden instructions; its
+  figures on attack types and sources it never saw are in the head's metrics.
 - ``classifier``: a Hugging Face sequence classifier from ``model_path`` (for example a
   fine-tuned DeBERTa injection model copied to local disk); score = P(attack class).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from driftwarden.core.detector_configs import PromptInjectionConfig
-from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_result
+from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_result
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.heads import load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
 from driftwarden.detectors.registry import register
+from driftwarden.detectors.segments import chunks, join_context
+
+
+def context_pieces(context: str, chunk_chars: int, max_chunks: int) -> tuple[list[tuple[int, int]], int]:
+    """The chunks of ``context`` to score and how many were left out: at most ``max_chunks``,
+    half from the start and half from the end (instructions are hidden at either end as often
+    as inside), every one when they fit."""
+    every = chunks(context, chunk_chars, max_chunks=10**9)
+    if len(every) <= max_chunks:
+        return every, 0
+    head = (max_chunks + 1) // 2
+    return every[:head] + every[len(every) - (max_chunks - head):], len(every) - max_chunks
 
 
 class PromptInjectionDetector(BaseDetector):
@@ -44,19 +63,56 @@ class PromptInjectionDetector(BaseDetector):
             self.encoder = encoder
             self.version = f"builtin-head-{self.head.version}"
 
-    def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
-        prompts = [e.prompt for e in events]
+    def _probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
+        if not texts:
+            return []
         if self.config.backend == "classifier":
-            probs = self.classifier.predict(prompts)[:, self.positive]
+            return [float(p) for p in self.classifier.predict(texts)[:, self.positive]]
+        if prompts and ctx.has_encoder:
+            embedded = ctx.embeddings("prompt")
         else:
-            embedded = ctx.embeddings("prompt") if ctx.has_encoder else self.encoder.encode(prompts)
-            probs = self.head.predict_proba(embedded)
+            embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
+        return [float(p) for p in self.head.predict_proba(embedded, texts if self.head.text else None)]
+
+    def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
+        c = self.config
+        prompt_p = self._probabilities([e.prompt for e in events], ctx, prompts=True)
+        pieces: list[tuple[int, int, int]] = []  # (event, start, end) into the joined context
+        texts: list[str] = []
+        skipped: dict[int, int] = {}
+        if c.scan_context:
+            for i, event in enumerate(events):
+                if not event.context:
+                    continue
+                joined = join_context(event.context)
+                spans, skipped[i] = context_pieces(joined, c.chunk_chars, c.max_chunks)
+                for s, e in spans:
+                    pieces.append((i, s, e))
+                    texts.append(joined[s:e])
+        context_p = self._probabilities(texts, ctx, prompts=False)
+        best: dict[int, tuple[float, int, int]] = {}
+        scanned = Counter(i for i, _, _ in pieces)
+        for (i, s, e), p in zip(pieces, context_p, strict=True):
+            if i not in best or p > best[i][0]:
+                best[i] = (p, s, e)
         results = []
-        for event, p in zip(events, probs, strict=True):
-            score = float(p)
-            flagged = score >= self.config.threshold
-            results.append(make_result(self, event, score=score, label=flagged,
-                                       evidence="prompt looks like an injection or jailbreak" if flagged else None))
+        for i, event in enumerate(events):
+            scores = {"prompt_score": prompt_p[i]}
+            score, span = prompt_p[i], Span(field="prompt", start=0, end=len(event.prompt), type="injection",
+                                            score=round(prompt_p[i], 4))
+            where = "the prompt"
+            if i in best:
+                p, s, e = best[i]
+                scores["context_score"] = p
+                scores["chunks_scanned"] = float(scanned[i])
+                scores["chunks_skipped"] = float(skipped.get(i, 0))
+                if p > score:
+                    score, where = p, "the context (retrieved text)"
+                    span = Span(field="context", start=s, end=e, type="injection", score=round(p, 4))
+            flagged = score >= c.threshold
+            results.append(make_result(
+                self, event, score=score, label=flagged, scores=scores, spans=[span] if flagged else [],
+                evidence=f"instructions that look like an injection or jailbreak in {where}" if flagged else None))
         return results
 
 

@@ -1,4 +1,5 @@
-"""Grounded hallucination: lexical support by default, an NLI cross-encoder from a local path."""
+"""Grounded hallucination: the grounded head by default (sentence spans), lexical support, an NLI
+cross-encoder from a local path."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 from driftwarden.core.detector_configs import HallucinationConfig
 from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import event_from_mapping
+from driftwarden.detectors import grounding
 from driftwarden.detectors.hallucination import HallucinationDetector, lexical_support
+from driftwarden.detectors.heads import load_head
 from driftwarden.tests.cases import valid_event
 from driftwarden.tests.tiny_models import build_bert_classifier
 
@@ -42,11 +45,49 @@ def test_events_without_context_are_not_assessable_never_a_made_up_score():
     assert "not assessable" in result.evidence
 
 
-def test_the_detector_flags_the_unsupported_answer_and_passes_the_supported_one():
-    detector = HallucinationDetector()
+def test_the_lexical_backend_flags_the_unsupported_answer_and_passes_the_supported_one():
+    detector = HallucinationDetector(HallucinationConfig(backend="lexical", threshold=0.3))
     good, bad = detector.detect([event("h-2", "Paris"), event("h-3", "Lyon is the capital")])
     assert good.label is False and bad.label is True
     assert good.detector_version.startswith("lexical")
+
+
+ARTICLE = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It is 330 metres tall and was "
+           "the tallest man-made structure in the world until 1930. Gustave Eiffel's engineering company "
+           "designed and built it. About seven million people visit it every year.")
+
+
+def test_the_default_names_the_unsupported_sentence_of_a_long_answer():
+    detector = HallucinationDetector()
+    assert detector.version.startswith("grounded-")
+    supported = "The Eiffel Tower was completed in 1889. It is 330 metres tall."
+    mixed = ("The Eiffel Tower was completed in 1889 for the World's Fair. "
+             "It was secretly funded by the Russian navy, which paid 40 million roubles for its steel.")
+    good, bad = detector.detect([event("g-1", supported, context=[ARTICLE]), event("g-2", mixed, context=[ARTICLE])])
+    assert good.score < bad.score
+    assert not good.label and bad.label
+    assert [mixed[sp.start:sp.end] for sp in bad.spans] == [
+        "It was secretly funded by the Russian navy, which paid 40 million roubles for its steel."]
+    assert all(sp.field == "response" and sp.type == "unsupported" for sp in bad.spans)
+    assert bad.scores["sentences"] == 2 and bad.scores["unsupported_sentences"] == 1
+    assert "1 of 2" in bad.evidence
+
+
+def test_the_shipped_grounding_head_matches_the_features_and_its_threshold_was_chosen_on_validation_data():
+    head = load_head("grounding")
+    assert head.features == grounding.FEATURES and len(head.coef) == len(grounding.FEATURES)
+    assert head.metrics["threshold"] == HallucinationConfig().threshold
+    assert head.metrics["cv_precision_at_threshold"] >= 0.8
+
+
+def test_sampling_scores_a_stable_share_and_says_which_were_left_out():
+    detector = HallucinationDetector(HallucinationConfig(backend="lexical", sample_rate=0.5))
+    results = detector.detect([event(f"s-{i}", "Paris") for i in range(200)])
+    scored = [r for r in results if r.score is not None]
+    assert 60 < len(scored) < 140
+    assert all("not sampled" in r.evidence for r in results if r.score is None)
+    again = detector.detect([event(f"s-{i}", "Paris") for i in range(200)])
+    assert [r.score is None for r in again] == [r.score is None for r in results]
 
 
 def test_the_nli_backend_loads_a_cross_encoder_from_a_local_path(tmp_path):

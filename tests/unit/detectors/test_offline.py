@@ -29,8 +29,10 @@ def test_each_row_gets_its_id_score_label_detector_and_version(tmp_path):
     counts = score_file("hallucination", load_settings(), src, "answer", tmp_path / "out.jsonl", "context")
     out = read(tmp_path / "out.jsonl")
     assert [o["id"] for o in out] == ["a", "b", "c"]
-    assert out[0]["score"] == 0.0 and out[0]["label"] is False
-    assert out[1]["score"] == 1.0 and out[1]["label"] is True
+    assert out[0]["score"] < 0.1 and out[0]["label"] is False
+    assert out[1]["score"] > 0.8 and out[1]["label"] is True
+    assert out[1]["spans"] == [{"field": "response", "start": 0, "end": 4, "type": "unsupported",
+                                "score": round(out[1]["score"], 4)}]
     assert out[2]["score"] is None and "not assessable" in out[2]["note"]
     assert {o["detector"] for o in out} == {"hallucination"} and all(o["version"] for o in out)
     assert counts == {"rows": 3, "flagged": 1, "errors": 0, "not_assessable": 1}

@@ -1,0 +1,88 @@
+"""The grounding rows the hallucination head learns from and is measured on, and their features.
+
+Sources: the five of ``grounding_train.jsonl`` (``source`` field: XSum summaries, BEGIN and
+FaithDial dialogue, SummEdits summaries) from ``../shared/datasets`` (or ``--data``), and the
+shipped ``halueval_qa.jsonl`` (QA). Only ``context``, ``question`` and ``answer`` reach the
+features; ``subset`` and ``orig_label`` carry label information and are never read.
+
+Features are computed once and cached in an ``.npz`` beside the cache path (they take minutes:
+one MiniLM embedding per response sentence and per aligned context sentence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from driftwarden.detectors import grounding
+from driftwarden.pkg_data import rows
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CACHE_DEFAULT = Path.home() / ".cache" / "driftwarden" / "grounding-features"
+TASK = {"xsum_hallucination_annotations": "summary", "summedits": "summary", "begin": "dialogue",
+        "faithdial_audit": "dialogue", "halueval_qa": "qa"}
+
+
+def load_rows(data: Path = DATA) -> list[dict]:
+    """Every row as {source, group, context, prompt, response, label}; group = the context's hash."""
+    out = []
+    path = data / "grounding_train.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: pass --data with the folder of grounding_train.jsonl")
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            out.append({"source": r["source"], "context": r["context"], "prompt": r["question"] or "",
+                        "response": r["answer"], "label": int(r["hallucinated"])})
+    for r in rows("halueval_qa"):
+        out.append({"source": "halueval_qa", "context": r["context"], "prompt": r["question"],
+                    "response": r["answer"], "label": int(r["hallucinated"])})
+    for r in out:
+        r["group"] = hashlib.sha1(r["context"].encode()).hexdigest()[:12]
+    return out
+
+
+class CachedEmbed:
+    """An embed function that remembers every sentence it has seen (contexts repeat)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if todo:
+            for t, v in zip(todo, self.encoder.encode(todo), strict=True):
+                self.cache[t] = v
+        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def features(data: list[dict], cache: Path, encoder=None, progress_every: int = 500) -> dict[str, np.ndarray]:
+    """X (whole responses), y, and per-row sentence features (for span checks), cached on disk."""
+    key = hashlib.sha1((grounding.__doc__ or "").encode() + json.dumps(grounding.FEATURES).encode()
+                       + str(len(data)).encode()).hexdigest()[:10]
+    file = cache.with_suffix(f".{key}.npz")
+    if file.exists():
+        return dict(np.load(file, allow_pickle=False))
+    if encoder is None:
+        from driftwarden.detectors.embeddings import Encoder
+
+        encoder = Encoder()
+    embed = CachedEmbed(encoder)
+    X = np.zeros((len(data), len(grounding.FEATURES)), np.float32)
+    started = time.perf_counter()
+    for i, r in enumerate(data):
+        a = grounding.align(r["response"], r["context"], r["prompt"], embed)
+        if a is not None:
+            X[i] = a.features()
+        if progress_every and (i + 1) % progress_every == 0:
+            rate = (i + 1) / (time.perf_counter() - started)
+            print(f"features: {i + 1}/{len(data)} rows, {rate:.1f} rows/s", flush=True)
+    out = {"X": X, "y": np.array([r["label"] for r in data], np.int8)}
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(file, **out)
+    return out

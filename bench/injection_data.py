@@ -1,0 +1,167 @@
+"""The rows the prompt-injection head learns from and is measured on, as pieces it scores.
+
+An event is scored on its prompt and on each chunk of its context (``segments.chunks``), and
+its score is the highest of them. So the head learns on pieces:
+
+- **direct** (``prompt_injection.jsonl``): each prompt is one piece with the row's label;
+  sources ``jailbreak`` (in-the-wild jailbreaks and system-prompt extraction, label 1) and
+  ``benign`` (Chatbot Arena and "act as" prompts, label 0);
+- **clean queries** (``halueval_general.jsonl`` prompts, source ``queries``): label 0;
+- **indirect** (``indirect_injection_train.jsonl``, BIPIA; sources ``bipia-email``,
+  ``bipia-table``, ``bipia-code``): the row's question is a benign prompt; a context chunk is
+  labelled 1 when it overlaps the inserted attack text. The ``attack`` field is read only to
+  place that label, never as an input; ``attack_type`` only to hold out whole attack types.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from driftwarden.detectors.segments import chunks
+from driftwarden.pkg_data import rows
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CACHE = Path.home() / ".cache" / "driftwarden" / "injection-pieces"
+CHUNK_CHARS = 256
+"""Context chunk size the head is fitted on (the detector's ``chunk_chars`` default)."""
+
+
+@dataclass
+class Event:
+    """One row as the detector sees it: a prompt, maybe a context, and its label."""
+
+    source: str
+    group: str
+    """Rows of one group (one document, one prompt) are never split across train and test."""
+    label: int
+    prompt: str
+    context: str = ""
+    attack_type: str = "none"
+    attack: tuple[int, int] | None = None
+    pieces: list[tuple[str, int]] = field(default_factory=list)
+    """(text, label) of the prompt and of each context chunk."""
+
+
+def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS) -> list[Event]:
+    events: list[Event] = []
+    for r in rows("prompt_injection"):
+        source = "jailbreak" if r["label"] else "benign"
+        events.append(Event(source, f"pi-{r['id']}", int(r["label"]), r["text"]))
+    for r in rows("halueval_general"):
+        events.append(Event("queries", f"hg-{r['id']}", 0, r["prompt"]))
+    path = data / "indirect_injection_train.jsonl"
+    if not path.exists():
+        raise SystemExit(f"{path} not found: pass --data with the folder of indirect_injection_train.jsonl")
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            attack = None
+            if r["label"]:
+                start = r["context"].find(r["attack"])
+                attack = (start, start + len(r["attack"]))
+            events.append(Event(f"bipia-{r['task']}", r["doc_id"], int(r["label"]), r["question"], r["context"],
+                                r["attack_type"], attack))
+    for e in events:
+        e.pieces = [(e.prompt, int(e.label and e.context == ""))]
+        for s, t in chunks(e.context, chunk_chars):
+            hit = e.attack is not None and s < e.attack[1] and e.attack[0] < t
+            e.pieces.append((e.context[s:t], int(hit)))
+    return events
+
+
+def embed_pieces(events: list[Event], encoder, cache: Path | None = CACHE) -> dict[str, np.ndarray]:
+    """One embedding per distinct piece text (kept in ``cache``: embedding them takes minutes)."""
+    import hashlib
+
+    texts = list(dict.fromkeys(t for e in events for t, _ in e.pieces))
+    key = hashlib.sha1("\x00".join([encoder.version, *texts]).encode()).hexdigest()[:12]
+    file = cache.with_suffix(f".{key}.npy") if cache is not None else None
+    if file is not None and file.exists():
+        matrix = np.load(file, allow_pickle=False)
+    else:
+        matrix = encoder.encode(texts)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            np.save(file, matrix, allow_pickle=False)
+    return dict(zip(texts, matrix, strict=True))
+
+
+NGRAMS = (1, 2)
+MAX_WORDS = 8000
+FAMILIES = ("malicious-code", "targeted", "task-irrelevant", "task-relevant")
+
+
+def fit(events: list[Event], vectors: dict[str, np.ndarray], C: float = 1.0):
+    """A logistic regression on TF-IDF word n-grams beside the embedding of each distinct piece.
+
+    Returns ``predict(texts) -> probabilities`` and the parts the shipped head is made of.
+    """
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    labels: dict[str, int] = {}
+    for e in events:
+        for t, y in e.pieces:
+            labels[t] = max(labels.get(t, 0), y)
+    texts = list(labels)
+    words = TfidfVectorizer(ngram_range=NGRAMS, min_df=3, sublinear_tf=True, max_features=MAX_WORDS, lowercase=True)
+    words.fit(texts)
+
+    def design(batch: list[str]):
+        return hstack([words.transform(batch), csr_matrix(np.stack([vectors[t] for t in batch]))]).tocsr()
+
+    model = LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
+    model.fit(design(texts), np.array([labels[t] for t in texts]))
+
+    def predict(batch: list[str]) -> np.ndarray:
+        return model.predict_proba(design(batch))[:, 1]
+
+    return predict, words, model
+
+
+def scores(events: list[Event], predict) -> np.ndarray:
+    """Each event's score: its highest piece's probability."""
+    texts = list(dict.fromkeys(t for e in events for t, _ in e.pieces))
+    p = dict(zip(texts, predict(texts), strict=True))
+    return np.array([max(p[t] for t, _ in e.pieces) for e in events])
+
+
+def cross_validated(events: list[Event], vectors: dict[str, np.ndarray], k: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold event scores, folds grouped by document or prompt AND by attack type: a fold's
+    attacks are of types the head did not see. An attacked row whose document and attack type
+    fall in different folds is never scored (NaN); every clean row is."""
+    rng = np.random.default_rng(seed)
+    groups = sorted({e.group for e in events})
+    fold = dict(zip(groups, rng.integers(k, size=len(groups)), strict=True))
+    types = sorted({e.attack_type for e in events if e.attack_type != "none"})
+    type_fold = {t: i % k for i, t in enumerate(rng.permutation(types))}
+    out = np.full(len(events), np.nan)
+    for f in range(k):
+        train = [e for e in events if fold[e.group] != f and (e.attack_type == "none" or type_fold[e.attack_type] != f)]
+        test = [i for i, e in enumerate(events)
+                if fold[e.group] == f and (e.attack_type == "none" or type_fold[e.attack_type] == f)]
+        out[test] = scores([events[i] for i in test], fit(train, vectors)[0])
+    return out
+
+
+def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, tuple[list[Event], np.ndarray]]:
+    """Scores on data entirely left out: each source (a BIPIA task; the whole of
+    ``prompt_injection.jsonl``) and each BIPIA attack family (with the clean twins of its documents)."""
+    out = {}
+    for name, test_of in (
+        *((s, lambda e, s=s: e.source == s) for s in ("bipia-email", "bipia-table", "bipia-code")),
+        ("prompt_injection.jsonl", lambda e: e.source in ("jailbreak", "benign")),
+    ):
+        test = [e for e in events if test_of(e)]
+        out[f"source:{name}"] = (test, scores(test, fit([e for e in events if not test_of(e)], vectors)[0]))
+    for family in FAMILIES:
+        docs = {e.group for e in events if e.attack_type.startswith(family)}
+        test = [e for e in events if e.group in docs and (e.attack_type == "none" or e.attack_type.startswith(family))]
+        train = [e for e in events if e.group not in docs and not e.attack_type.startswith(family)]
+        out[f"family:{family}"] = (test, scores(test, fit(train, vectors)[0]))
+    return out
