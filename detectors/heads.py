@@ -57,8 +57,15 @@ class LinearHead:
         if self.text is not None:
             if texts is None or len(texts) != len(z):
                 raise DetectorError(self.name, "this head scores words as well as embeddings: pass the texts")
-            z = z + self._vectorizer.transform(texts) @ np.asarray(self.text["coef"], dtype=np.float64)
+            z = z + self.word_logits(texts)
         return 1.0 / (1.0 + np.exp(-z))
+
+    def word_logits(self, texts: list[str]) -> Any:
+        """The word part's contribution to each text's logit (cheap: no embedding needed)."""
+        np = require("numpy")
+        if self.text is None:
+            return np.zeros(len(texts))
+        return self._vectorizer.transform(texts) @ np.asarray(self.text["coef"], dtype=np.float64)
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "coef": list(self.coef), "intercept": self.intercept,

@@ -80,9 +80,11 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], field: str,
-               context_field: str | None, chunk: int = 256,
+               context_field: str | None, chunk: int | None = None,
                on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
-    """One output dict per row, in order."""
+    """One output dict per row, in order, scored in batches of ``chunk`` (the detector's
+    ``batch_size``: its batch time budget is meant for that many)."""
+    chunk = chunk if chunk is not None else detector.config.batch_size
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
         events = [row_event(detector.name, row, number, field, context_field) for number, row in part]

@@ -674,10 +674,22 @@ class PIIDetector(BaseDetector):
                         if self.nlp_loaded else f"presidio-patterns-{presidio_version}")
         self._found: dict[str, list[Span]] = {}
         """Every span of the current batch's events (results keep at most MAX_SPANS; redaction needs all)."""
+        self._patterns_only: Any = None
 
-    def analyze(self, text: str, deadline: float | None = None) -> list[Any]:
+    @property
+    def patterns_analyzer(self) -> Any:
+        """The analyzer without the spaCy model, for texts outside ``nlp_fields`` (built once)."""
+        if not self.nlp_loaded:
+            return self.analyzer
+        if self._patterns_only is None:
+            self._patterns_only = analyzer_engine(None)
+        return self._patterns_only
+
+    def analyze(self, text: str, deadline: float | None = None, field: str = "prompt") -> list[Any]:
         """presidio's findings in ``text``, scanned in overlapping chunks with the deadline checked
-        between them (:class:`DetectorTimeoutError` when it passes); one finding per place."""
+        between them (:class:`DetectorTimeoutError` when it passes); one finding per place. The
+        spaCy model reads it only when ``field`` is one of ``nlp_fields``."""
+        analyzer = self.analyzer if field in self.config.nlp_fields else self.patterns_analyzer
         size = self.config.chunk_chars
         overlap = max(size // 10, 1)
         found: list[Any] = []
@@ -690,7 +702,7 @@ class PIIDetector(BaseDetector):
                 space = text.rfind(" ", end - overlap, end)
                 end = space if space > start else end
             chunk = text[start:end]
-            for r in self.analyzer.analyze(text=chunk, language="en", entities=list(self.config.entities),
+            for r in analyzer.analyze(text=chunk, language="en", entities=list(self.config.entities),
                                            score_threshold=self.config.threshold):
                 if r.entity_type == "URL" and r.end < len(chunk) and chunk[r.end].isalnum():
                     continue  # part of a longer token: "System.out.pr|intln", "painting.jp|g", not a URL
@@ -712,7 +724,7 @@ class PIIDetector(BaseDetector):
         if not text:
             return []
         return [Span(field=field, start=r.start, end=r.end, type=r.entity_type, score=round(float(r.score), 3))
-                for r in self.analyze(text, deadline)]
+                for r in self.analyze(text, deadline, field)]
 
     def detect(self, events: Sequence[InferenceEvent], ctx: BatchContext | None = None) -> list[DetectionResult]:
         self._found = {}
@@ -739,12 +751,12 @@ class PIIDetector(BaseDetector):
                                        evidence=f"found {', '.join(types)}" if spans else None))
         return results
 
-    def redact_text(self, text: str, deadline: float) -> str:
+    def redact_text(self, text: str, deadline: float, field: str = "context") -> str:
         """``text`` with every finding replaced by ``<TYPE>``, or DetectorTimeoutError."""
         if not text:
             return text
         spans = [Span(field="context", start=r.start, end=r.end, type=r.entity_type, score=r.score)
-                 for r in self.analyze(text, deadline)]
+                 for r in self.analyze(text, deadline, field)]
         return redact_text(text, spans)
 
     def redact(self, event: InferenceEvent, result: DetectionResult, deadline: float | None = None) -> InferenceEvent:
@@ -765,18 +777,19 @@ class PIIDetector(BaseDetector):
         deadline = self.deadline() if deadline is None else min(deadline, self.deadline())
         for field in ("prompt", "response"):
             if field not in self.config.fields and getattr(event, field):
-                changes[field] = self._redacted_or_withheld(getattr(event, field), deadline)
+                changes[field] = self._redacted_or_withheld(getattr(event, field), deadline, field)
         if event.context:
-            changes["context"] = [self._redacted_or_withheld(p, deadline) for p in event.context]
+            changes["context"] = [self._redacted_or_withheld(p, deadline, "context") for p in event.context]
         if event.metadata:
-            changes["metadata"] = {k: self._redacted_or_withheld(v, deadline) for k, v in event.metadata.items()}
+            changes["metadata"] = {k: self._redacted_or_withheld(v, deadline, "metadata")
+                                   for k, v in event.metadata.items()}
         if event.error:
-            changes["error"] = self._redacted_or_withheld(event.error, deadline)
+            changes["error"] = self._redacted_or_withheld(event.error, deadline, "error")
         return event.model_copy(update=changes) if changes else event
 
-    def _redacted_or_withheld(self, text: str, deadline: float) -> str:
+    def _redacted_or_withheld(self, text: str, deadline: float, field: str) -> str:
         try:
-            return self.redact_text(text, deadline)
+            return self.redact_text(text, deadline, field)
         except Exception as exc:  # noqa: BLE001 - withheld, never stored unscanned
             return WITHHELD.format(reason=type(exc).__name__)
 
@@ -800,7 +813,7 @@ class TextRedactor:
 
     def redact(self, text: str) -> str:
         """``text`` redacted within the detector's time budget, or DetectorTimeoutError."""
-        return self.detector.redact_text(text, self.detector.deadline())
+        return self.detector.redact_text(text, self.detector.deadline(), "prompt")
 
 
 @register("pii")

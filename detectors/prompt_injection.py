@@ -74,6 +74,19 @@ class PromptInjectionDetector(BaseDetector):
             embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
         return [float(p) for p in self.head.predict_proba(embedded, texts if self.head.text else None)]
 
+    def _shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
+                   ) -> tuple[list[tuple[int, int, int]], list[str]]:
+        """Per event, the ``embed_chunks`` context chunks whose words look most like an attack."""
+        k = self.config.embed_chunks
+        if self.config.backend == "classifier" or not self.head.text or len(texts) <= k:
+            return pieces, texts
+        logits = self.head.word_logits(texts)
+        by_event: dict[int, list[int]] = {}
+        for n, (i, _, _) in enumerate(pieces):
+            by_event.setdefault(i, []).append(n)
+        keep = sorted(n for ns in by_event.values() for n in sorted(ns, key=lambda n: -logits[n])[:k])
+        return [pieces[n] for n in keep], [texts[n] for n in keep]
+
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
         prompt_p = self._probabilities([e.prompt for e in events], ctx, prompts=True)
@@ -89,9 +102,10 @@ class PromptInjectionDetector(BaseDetector):
                 for s, e in spans:
                     pieces.append((i, s, e))
                     texts.append(joined[s:e])
+        scanned = Counter(i for i, _, _ in pieces)
+        pieces, texts = self._shortlist(pieces, texts)
         context_p = self._probabilities(texts, ctx, prompts=False)
         best: dict[int, tuple[float, int, int]] = {}
-        scanned = Counter(i for i, _, _ in pieces)
         for (i, s, e), p in zip(pieces, context_p, strict=True):
             if i not in best or p > best[i][0]:
                 best[i] = (p, s, e)
