@@ -37,10 +37,11 @@ from driftwarden.pkg_data import rows
 PII_PATTERN_TYPES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN", "URL")
 
 
-def scored(name: str, settings, data: list[dict], field: str, context_field: str | None = None) -> tuple[list[dict], float]:
+def scored(name: str, settings, data: list[dict], field: str, context_field: str | None = None,
+           prompt_field: str | None = None) -> tuple[list[dict], float]:
     detector = build_offline(name, settings)
     started = time.perf_counter()
-    out = list(score_rows(detector, list(enumerate(data, 1)), field, context_field))
+    out = list(score_rows(detector, list(enumerate(data, 1)), field, context_field, prompt_field=prompt_field))
     return out, len(data) / (time.perf_counter() - started)
 
 
@@ -101,7 +102,7 @@ def hallucination(settings, report: dict, markdown: list[str]) -> None:
 
     data = list(rows("halueval_qa"))
     y = np.array([r["hallucinated"] for r in data])
-    out, rate = scored("hallucination", settings, data, "answer", "context")
+    out, rate = scored("hallucination", settings, data, "answer", "context", prompt_field="question")
     s = np.array([o["score"] for o in out])
     short = np.array([len(r["answer"].split()) <= 4 for r in data])
     threshold = settings.detectors.hallucination.threshold
@@ -111,8 +112,7 @@ def hallucination(settings, report: dict, markdown: list[str]) -> None:
                   hallucination_threshold=threshold, hallucination_qa_precision_in_sample=precision,
                   hallucination_qa_recall_in_sample=recall, hallucination_texts_per_s=rate)
     grounding = load_rows()
-    f = features(grounding, CACHE_DEFAULT)
-    result = evaluate(grounding, f["X"].astype(np.float64), f["y"].astype(int), threshold=threshold)
+    result = evaluate(grounding, features(grounding, CACHE_DEFAULT), threshold=threshold)
     print(table(result))
     report.update(hallucination_cv_auc=result["cv_auc"], hallucination_cv_f1=result["cv_f1"],
                   hallucination_cv_precision=result["cv_precision"], hallucination_cv_recall=result["cv_recall"],

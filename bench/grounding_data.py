@@ -1,6 +1,6 @@
 """The grounding rows the hallucination head learns from and is measured on, and their features.
 
-Sources: the five of ``grounding_train.jsonl`` (``source`` field: XSum summaries, BEGIN and
+Sources: the four of ``grounding_train.jsonl`` (``source`` field: XSum summaries, BEGIN and
 FaithDial dialogue, SummEdits summaries) from ``../shared/datasets`` (or ``--data``), and the
 shipped ``halueval_qa.jsonl`` (QA). Only ``context``, ``question`` and ``answer`` reach the
 features; ``subset`` and ``orig_label`` carry label information and are never read.
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from driftwarden.detectors import grounding
+from driftwarden.detectors.grounding import WORD
 from driftwarden.pkg_data import rows
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -41,8 +42,8 @@ def load_rows(data: Path = DATA) -> list[dict]:
     for r in rows("halueval_qa"):
         out.append({"source": "halueval_qa", "context": r["context"], "prompt": r["question"],
                     "response": r["answer"], "label": int(r["hallucinated"])})
-    for r in out:
-        r["group"] = hashlib.sha1(r["context"].encode()).hexdigest()[:12]
+    for r in out:  # one group per document, whatever its case and tokenisation
+        r["group"] = hashlib.sha1(" ".join(WORD.findall(r["context"].lower())).encode()).hexdigest()[:12]
     return out
 
 
@@ -62,27 +63,46 @@ class CachedEmbed:
 
 
 def features(data: list[dict], cache: Path, encoder=None, progress_every: int = 500) -> dict[str, np.ndarray]:
-    """X (whole responses), y, and per-row sentence features (for span checks), cached on disk."""
-    key = hashlib.sha1((grounding.__doc__ or "").encode() + json.dumps(grounding.FEATURES).encode()
-                       + str(len(data)).encode()).hexdigest()[:10]
-    file = cache.with_suffix(f".{key}.npz")
-    if file.exists():
-        return dict(np.load(file, allow_pickle=False))
+    """Features of every row, cached on disk: ``X`` (whole responses), ``y``, and each response
+    sentence alone (``S``, with its row in ``S_row``), since a result is flagged when the whole
+    response or any one sentence is unsupported.
+
+    The cache key covers the feature code (``grounding`` and ``segments``), the encoder and the
+    rows, so changed code or data never reuses stale features.
+    """
+    import inspect
+
+    from driftwarden.detectors import segments
+
     if encoder is None:
         from driftwarden.detectors.embeddings import Encoder
 
         encoder = Encoder()
+    digest = hashlib.sha1()
+    for part in (inspect.getsource(grounding), inspect.getsource(segments), encoder.version):
+        digest.update(part.encode())
+    for r in data:
+        digest.update(json.dumps([r["context"], r["prompt"], r["response"], r["label"]]).encode())
+    file = cache.with_suffix(f".{digest.hexdigest()[:12]}.npz")
+    if file.exists():
+        return dict(np.load(file, allow_pickle=False))
     embed = CachedEmbed(encoder)
     X = np.zeros((len(data), len(grounding.FEATURES)), np.float32)
+    S: list[list[float]] = []
+    S_row: list[int] = []
     started = time.perf_counter()
     for i, r in enumerate(data):
         a = grounding.align(r["response"], r["context"], r["prompt"], embed)
         if a is not None:
             X[i] = a.features()
+            for n in range(len(a.rows)):
+                S.append(a.features(only=n))
+                S_row.append(i)
         if progress_every and (i + 1) % progress_every == 0:
             rate = (i + 1) / (time.perf_counter() - started)
             print(f"features: {i + 1}/{len(data)} rows, {rate:.1f} rows/s", flush=True)
-    out = {"X": X, "y": np.array([r["label"] for r in data], np.int8)}
+    out = {"X": X, "y": np.array([r["label"] for r in data], np.int8),
+           "S": np.array(S, np.float32).reshape(-1, len(grounding.FEATURES)), "S_row": np.array(S_row, np.int64)}
     file.parent.mkdir(parents=True, exist_ok=True)
     np.savez(file, **out)
     return out

@@ -62,6 +62,9 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS) -> list[Event
             attack = None
             if r["label"]:
                 start = r["context"].find(r["attack"])
+                if start < 0:
+                    raise SystemExit(f"{path}: row {r['id']} is labelled attacked but its attack text is not in "
+                                     f"its context; the file is not what this script expects")
                 attack = (start, start + len(r["attack"]))
             events.append(Event(f"bipia-{r['task']}", r["doc_id"], int(r["label"]), r["question"], r["context"],
                                 r["attack_type"], attack))
@@ -150,7 +153,8 @@ def cross_validated(events: list[Event], vectors: dict[str, np.ndarray], k: int 
 
 
 def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, tuple[list[Event], np.ndarray]]:
-    """Scores on data entirely left out: each source (a BIPIA task; the whole of
+    """Scores on data entirely left out: each source (a BIPIA task, with every attack text it
+    holds removed from training too: the tasks share attack strings; the whole of
     ``prompt_injection.jsonl``) and each BIPIA attack family (with the clean twins of its documents)."""
     out = {}
     for name, test_of in (
@@ -158,7 +162,10 @@ def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, t
         ("prompt_injection.jsonl", lambda e: e.source in ("jailbreak", "benign")),
     ):
         test = [e for e in events if test_of(e)]
-        out[f"source:{name}"] = (test, scores(test, fit([e for e in events if not test_of(e)], vectors)[0]))
+        seen = {e.context[e.attack[0]:e.attack[1]] for e in test if e.attack is not None}
+        train = [e for e in events if not test_of(e)
+                 and (e.attack is None or e.context[e.attack[0]:e.attack[1]] not in seen)]
+        out[f"source:{name}"] = (test, scores(test, fit(train, vectors)[0]))
     for family in FAMILIES:
         docs = {e.group for e in events if e.attack_type.startswith(family)}
         test = [e for e in events if e.group in docs and (e.attack_type == "none" or e.attack_type.startswith(family))]

@@ -6,11 +6,15 @@ the shipped MiniLM). Model: logistic regression on standardised features (scikit
 C=1, balanced class weights), the standardisation folded into the shipped weights; it is
 deterministic (lbfgs, no sampling).
 
-Figures, all on rows the scoring head was not fitted on:
+A response's score is the higher of the whole response's and its most unsupported sentence's
+(the head scores one sentence alone as a one-sentence response). Figures, all on rows the
+scoring head was not fitted on:
 
-- **cv**: 5-fold cross-validation grouped by context (rows sharing a document never straddle
-  train and test), per source;
-- **loso**: leave one source out: fitted on the other sources, scored on that one;
+- **cv**: 5-fold cross-validation grouped by document (rows sharing a context, whatever its case
+  or tokenisation, never straddle train and test), per source, F1 at a threshold chosen on the
+  other folds;
+- **loso**: leave one source out: fitted on the other sources (less any document the left-out
+  source shares), scored on that one, at a threshold chosen without it;
 - **shortcuts**: on the same rows, the share of response words absent from the context
   (lexical overlap) and the response length, alone.
 
@@ -34,6 +38,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 from driftwarden.bench.grounding_data import CACHE_DEFAULT, DATA, TASK, features, load_rows
+from driftwarden.bench.thresholds import threshold_for_precision
 from driftwarden.detectors import grounding
 from driftwarden.detectors.heads import LinearHead
 
@@ -53,6 +58,18 @@ def predict(coef: np.ndarray, intercept: float, X: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(X @ coef + intercept)))
 
 
+def scored(coef: np.ndarray, intercept: float, f: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """The detector's score of each row in ``rows``: the higher of the whole response's and its
+    most unsupported sentence's (so one invented sentence among copied ones still counts)."""
+    out = predict(coef, intercept, f["X"][rows])
+    position = {int(r): n for n, r in enumerate(rows)}
+    mine = np.isin(f["S_row"], rows)
+    for r, p in zip(f["S_row"][mine], predict(coef, intercept, f["S"][mine]), strict=True):
+        n = position[int(r)]
+        out[n] = max(out[n], p)
+    return out
+
+
 def folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
     """A fold number per row, the same for every row of a group."""
     rng = np.random.default_rng(seed)
@@ -61,55 +78,61 @@ def folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
     return np.array([fold[g] for g in groups])
 
 
-def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, k: int = 5) -> np.ndarray:
+def out_of_fold(f: dict[str, np.ndarray], groups: np.ndarray, k: int = 5) -> np.ndarray:
+    X, y = f["X"], f["y"]
     oof = np.zeros(len(y))
     fold = folds(groups, k)
-    for f in range(k):
-        coef, b = fit(X[fold != f], y[fold != f])
-        oof[fold == f] = predict(coef, b, X[fold == f])
+    for part in range(k):
+        coef, b = fit(X[fold != part], y[fold != part])
+        rows = np.nonzero(fold == part)[0]
+        oof[rows] = scored(coef, b, f, rows)
     return oof
 
 
-def leave_one_source_out(X: np.ndarray, y: np.ndarray, sources: np.ndarray) -> np.ndarray:
+def leave_one_source_out(f: dict[str, np.ndarray], sources: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Scores of each source by a head fitted on the others, less any row whose document the
+    left-out source also holds (BEGIN and FaithDial share Wikipedia passages)."""
+    X, y = f["X"], f["y"]
     out = np.zeros(len(y))
     for s in sorted(set(sources)):
-        coef, b = fit(X[sources != s], y[sources != s])
-        out[sources == s] = predict(coef, b, X[sources == s])
+        test = sources == s
+        train = ~test & ~np.isin(groups, groups[test])
+        coef, b = fit(X[train], y[train])
+        rows = np.nonzero(test)[0]
+        out[rows] = scored(coef, b, f, rows)
     return out
-
-
-def threshold_for_precision(y: np.ndarray, p: np.ndarray, precision: float, balanced: bool = False) -> float:
-    """The lowest threshold (best recall) whose precision on (y, p) is at least ``precision``.
-
-    ``balanced``: precision as if both classes were equally common (true and false positive
-    rates in place of counts), so that the threshold does not follow the data's class mix.
-    """
-    order = np.argsort(-p)
-    tp = np.cumsum(y[order] == 1).astype(float)
-    fp = np.cumsum(y[order] == 0).astype(float)
-    if balanced:
-        tp, fp = tp / max(1, int((y == 1).sum())), fp / max(1, int((y == 0).sum()))
-    prec = tp / np.maximum(tp + fp, 1e-12)
-    ok = np.nonzero(prec >= precision)[0]
-    if not len(ok):
-        return 1.0
-    return float(np.ceil(p[order][ok[-1]] * 1000) / 1000)
 
 
 def auc(y: np.ndarray, s: np.ndarray) -> float:
     return float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def evaluate(data: list[dict], X: np.ndarray, y: np.ndarray, threshold: float | None = None,
+def evaluate(data: list[dict], f: dict[str, np.ndarray], threshold: float | None = None,
              precision: float = 0.8) -> dict:
-    """Per source and per task: cv and loso AUC and F1 at the threshold, beside the shortcuts."""
+    """Per source and per task: cv and loso AUC and F1 beside the shortcuts.
+
+    The shipped threshold is chosen on all out-of-fold scores. Each figure at a threshold uses
+    one chosen without the rows it is measured on: for a left-out source, on the other
+    sources' out-of-fold scores; for cross-validated figures, on the other folds' (nested).
+    """
+    f = {**f, "X": f["X"].astype(np.float64), "S": f["S"].astype(np.float64)}
+    y = f["y"].astype(int)
     sources = np.array([r["source"] for r in data])
     groups = np.array([r["group"] for r in data])
-    oof = out_of_fold(X, y, groups)
-    loso = leave_one_source_out(X, y, sources)
+    oof = out_of_fold(f, groups)
+    loso = leave_one_source_out(f, sources, groups)
     if threshold is None:
         threshold = threshold_for_precision(y, oof, precision, balanced=True)
-    overlap = X[:, grounding.FEATURES.index("unsup_words_mean")]
+    fold = folds(groups)
+    nested = np.zeros(len(y), bool)
+    for part in range(5):
+        m = fold == part
+        nested[m] = oof[m] >= threshold_for_precision(y[~m], oof[~m], precision, balanced=True)
+    loso_flag = np.zeros(len(y), bool)
+    for s in set(sources):
+        m = sources == s
+        loso_flag[m] = loso[m] >= threshold_for_precision(y[~m], oof[~m], precision, balanced=True)
+    overlap = f["X"][:, grounding.FEATURES.index("unsup_words_mean")]
     length = np.array([len(r["response"].split()) for r in data], float)
     rows = {}
     tasks = np.array([TASK[s] for s in sources])
@@ -119,16 +142,15 @@ def evaluate(data: list[dict], X: np.ndarray, y: np.ndarray, threshold: float | 
             rows[f"{kind}:{key}"] = {
                 "n": int(m.sum()), "positive": round(float(y[m].mean()), 3),
                 "cv_auc": auc(y[m], oof[m]), "loso_auc": auc(y[m], loso[m]),
-                "cv_f1": float(f1_score(y[m], oof[m] >= threshold)),
-                "loso_f1": float(f1_score(y[m], loso[m] >= threshold)),
-                "loso_flagged": float((loso[m] >= threshold).mean()),
+                "cv_f1": float(f1_score(y[m], nested[m])), "loso_f1": float(f1_score(y[m], loso_flag[m])),
+                "loso_flagged": float(loso_flag[m].mean()),
                 "overlap_auc": auc(y[m], overlap[m]), "length_auc": auc(y[m], length[m]),
             }
     clean = y == 0
-    return {"threshold": threshold, "rows": rows, "cv_auc": auc(y, oof), "cv_f1": float(f1_score(y, oof >= threshold)),
-            "cv_precision": float(((oof >= threshold) & (y == 1)).sum() / max(1, (oof >= threshold).sum())),
-            "cv_recall": float(((oof >= threshold) & (y == 1)).sum() / max(1, y.sum())),
-            "cv_flagged_supported": float((oof[clean] >= threshold).mean())}
+    return {"threshold": threshold, "rows": rows, "cv_auc": auc(y, oof), "cv_f1": float(f1_score(y, nested)),
+            "cv_precision": float((nested & (y == 1)).sum() / max(1, nested.sum())),
+            "cv_recall": float((nested & (y == 1)).sum() / max(1, y.sum())),
+            "cv_flagged_supported": float(nested[clean].mean())}
 
 
 def table(report: dict) -> str:
@@ -150,7 +172,7 @@ def main() -> None:
     data = load_rows(args.data)
     f = features(data, args.cache)
     X, y = f["X"].astype(np.float64), f["y"].astype(int)
-    report = evaluate(data, X, y, precision=args.precision)
+    report = evaluate(data, f, precision=args.precision)
     print(table(report))
     coef, intercept = fit(X, y)
     metrics = {

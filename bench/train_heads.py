@@ -70,7 +70,7 @@ def injection_report(events, s: np.ndarray, threshold: float) -> dict:
 
 def fit_injection(encoder: Encoder, data: Path, precision: float) -> LinearHead:
     from driftwarden.bench import injection_data as inj
-    from driftwarden.bench.train_grounding import threshold_for_precision
+    from driftwarden.bench.thresholds import threshold_for_precision
 
     events = inj.load_events(data)
     vectors = inj.embed_pieces(events, encoder)

@@ -182,6 +182,8 @@ def score(
     output: Annotated[Path, typer.Option(help="JSONL written: id, score, label, detector, version (and spans) per row.")],
     context_field: Annotated[Optional[str], typer.Option(
         help="Field holding the context: required by hallucination; prompt_injection scans it too.")] = None,
+    prompt_field: Annotated[Optional[str], typer.Option(
+        help="hallucination: field holding the question the answer replies to (words it echoes are not unsupported).")] = None,
 ) -> None:
     """Score a JSONL file offline with one detector, with a progress bar."""
     from rich.progress import Progress
@@ -197,7 +199,7 @@ def score(
         task = progress.add_task(f"{detector} on {input_file.name}", total=None)
         counts = score_file(detector, settings, input_file, field, output, context_field,
                             on_start=lambda n: progress.update(task, total=n),
-                            on_progress=lambda n: progress.advance(task, n))
+                            on_progress=lambda n: progress.advance(task, n), prompt_field=prompt_field)
     typer.echo(f"scored {counts['rows']} rows with {detector}: {counts['flagged']} flagged, "
                f"{counts['not_assessable']} not assessable, {counts['errors']} errors -> {output}")
 

@@ -97,7 +97,7 @@ class ToxicityConfig(ModelConfig):
 class HallucinationConfig(ModelConfig):
     """How poorly the event's ``context`` supports its ``response``, 0 (supported) to 1."""
 
-    threshold: float = Field(0.603, ge=0.0, le=1.0)
+    threshold: float = Field(0.714, ge=0.0, le=1.0)
     """Flag at or above this score. The ``grounded`` default is chosen on the head's validation
     data (``bench/train_grounding.py``; the rule and the figures are in the head's metrics and
     the README's quality table)."""
@@ -116,10 +116,11 @@ class HallucinationConfig(ModelConfig):
     max_aligned: int = Field(24, ge=1, le=1_000)
     """``grounded``: context sentences embedded per event, chosen by word overlap with the
     response sentences (bounds the cost of long contexts)."""
-    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    sample_rate: float = Field(0.5, gt=0.0, le=1.0)
     """Share of assessable events scored, chosen by a hash of the event id (the same event is
     always in or out); the others get a result without a score that says they were not
-    sampled. Lower it when the detector's cost matters more than full coverage."""
+    sampled. 0.5 by default keeps the score worker at two thirds of its speed without this
+    detector on RAG traffic (``bench/detector_cost.py``); 1.0 scores every event."""
 
 
 class PIIConfig(DetectorConfig):
@@ -179,15 +180,16 @@ class PromptInjectionConfig(ModelConfig):
     instructions hidden there (indirect injection) reach the model as surely as the prompt.
     The result's score is the highest piece's; its span says where that piece is."""
     chunk_chars: int = Field(256, ge=0, le=10_000)
-    """Consecutive context sentences merge into one scored chunk while it stays within this many
-    characters (0: every sentence and line alone); must match what the head was fitted on."""
+    """Consecutive sentences of one context passage merge into one scored chunk while it stays
+    within this many characters (0: every sentence and line alone); must match what the head was
+    fitted on."""
     embed_chunks: int = Field(8, ge=1, le=10_000)
     """Context chunks per event that are embedded and fully scored: the ones whose words alone
     (the head's word part, no embedding) look most like an attack. Bounds the embedding cost
     of long contexts; a head without a word part embeds every chunk."""
     max_chunks: int = Field(64, ge=1, le=10_000)
-    """Context chunks scored per event, from the start (bounds the cost of long contexts; the
-    result counts the chunks left unscanned in ``chunks_skipped``)."""
+    """Context chunks scanned per event, half from the start and half from the end (bounds the
+    cost of long contexts; the result counts the chunks left out in ``chunks_skipped``)."""
 
 
 class DetectorsSettings(BaseModel):

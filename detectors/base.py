@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from driftwarden.core.detector_configs import DetectorConfig
-from driftwarden.core.errors import DetectorTimeoutError
+from driftwarden.core.errors import DetectorError, DetectorTimeoutError
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_error
 from driftwarden.detectors.loading import require
 
@@ -40,7 +40,7 @@ class BatchContext:
         """Unit-norm embeddings (numpy, one row per event) of ``prompt`` or ``response``."""
         if field not in self._cache:
             if self._encode is None:
-                raise RuntimeError("no embedding encoder is configured for this batch")
+                raise DetectorError("embeddings", "no embedding encoder is configured for this batch")
             self._cache[field] = self._encode([getattr(e, field) for e in self.events])
         return self._cache[field]
 
@@ -49,7 +49,7 @@ class BatchContext:
         once per batch whichever detector asks first."""
         np = require("numpy")
         if self._encode is None:
-            raise RuntimeError("no embedding encoder is configured for this batch")
+            raise DetectorError("embeddings", "no embedding encoder is configured for this batch")
         todo = list(dict.fromkeys(t for t in texts if t not in self._texts))
         if todo:
             self._texts.update(zip(todo, self._encode(todo), strict=True))

@@ -26,7 +26,9 @@ are unsupported.
 
 Context sentences embedded per event are bounded: for each response sentence only the
 ``candidates`` context sentences that share most content words with it are embedded
-(cheap word overlap first, meaning second), at most ``max_candidates`` per event.
+(cheap word overlap first, meaning second), at most ``max_candidates`` per event, handed out
+round robin (every sentence's best match before any sentence's second) so that the last
+sentences of a long answer are aligned too.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from driftwarden.detectors.segments import sentences
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _NEGATION = frozenset({"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without", "cannot",
-                       "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "won", "wouldn", "can", "couldn",
+                       "isn", "aren", "wasn", "weren", "don", "doesn", "didn", "wouldn", "couldn",
                        "shouldn", "hasn", "haven", "hadn"})
 STOP_WORDS = frozenset(
     "a an and are as at be been being by did do does for from had has have he her hers him his how i in into is it "
@@ -79,13 +81,13 @@ def _numbers(text: str) -> set[str]:
 def _names(text: str) -> list[str]:
     """Capitalised words not at a sentence start (a cheap stand-in for named entities)."""
     out = []
-    for m in re.finditer(r"(?<=[a-z0-9,;:] )[A-Z][\w'-]+", text):
-        out.append(m.group(0).lower())
+    for m in re.finditer(r"(?<=[a-z0-9,;:] )[A-Z][\w'’-]+", text):
+        out.extend(w.lower() for w in WORD.findall(re.sub(r"['’]s$", "", m.group(0))))
     return out
 
 
 def _negated(text: str) -> bool:
-    return any(w in _NEGATION for w in (m.lower() for m in WORD.findall(text))) or "n't" in text
+    return any(w in _NEGATION for w in (m.lower() for m in WORD.findall(text))) or "n't" in text or "n’t" in text
 
 
 def _share_missing(items: Sequence[str], known: set[str] | frozenset[str]) -> float:
@@ -113,9 +115,9 @@ class Alignment:
 class ContextIndex:
     """The context's sentences and words, computed once per event."""
 
-    def __init__(self, context: str, max_sentences: int = 400):
+    def __init__(self, context: str):
         self.text = context
-        self.spans = sentences(context)[:max_sentences]
+        self.spans = sentences(context)
         self.sentences = [context[s:e] for s, e in self.spans]
         self.words = [content_words(s) for s in self.sentences]
         self.word_sets = [set(w) for w in self.words]
@@ -143,15 +145,14 @@ def align(response: str, context: str, prompt: str, embed: Callable[[list[str]],
     index = ContextIndex(context)
     texts = [response[s:e] for s, e in spans]
     words = [content_words(t) for t in texts]
-    picks: list[list[int]] = []
+    ranked = [index.candidates(w, candidates) if index.sentences else [] for w in words]
+    picks: list[list[int]] = [[] for _ in words]
     chosen: dict[int, int] = {}
-    for w in words:
-        mine = []
-        for c in index.candidates(w, candidates) if index.sentences else []:
-            if c in chosen or len(chosen) < max_candidates:
-                chosen.setdefault(c, len(chosen))
-                mine.append(c)
-        picks.append(mine)
+    for rank in range(candidates):  # round robin: every sentence's best match before anyone's second
+        for n, mine in enumerate(ranked):
+            if rank < len(mine) and (mine[rank] in chosen or len(chosen) < max_candidates):
+                chosen.setdefault(mine[rank], len(chosen))
+                picks[n].append(mine[rank])
     order = sorted(chosen, key=chosen.__getitem__)
     vectors = embed(texts + [index.sentences[c] for c in order])
     prompt_words = set(content_words(prompt))

@@ -8,8 +8,9 @@ Backends (``DRIFTWARDEN_DETECTORS__HALLUCINATION__BACKEND``):
 - ``grounded`` (default): each response sentence is aligned to the context sentences most like
   it (:mod:`driftwarden.detectors.grounding`) and a shipped logistic head, fitted by
   ``bench/train_grounding.py`` on human-judged summaries, dialogue responses and QA answers,
-  scores their support. The result's spans are the response sentences the head does not find
-  supported (``type`` ``unsupported``, offsets into the response, each with its score).
+  scores their support. The score is the higher of the whole response's and its least
+  supported sentence's; the result's spans are the sentences at or above the threshold
+  (``type`` ``unsupported``, offsets into the response, each with its score).
 - ``lexical`` (no model): extractive support. A response that is a verbatim span of the
   context (after lower-casing and dropping punctuation) is supported (score 0). Otherwise the
   score is 0.25 + 0.75 × the share of the response's content words that the context lacks.
@@ -29,7 +30,7 @@ from driftwarden.core.settings import Settings
 from driftwarden.detectors import grounding
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.grounding import STOP_WORDS, WORD
-from driftwarden.detectors.heads import load_head
+from driftwarden.detectors.heads import encoder_for, load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
 from driftwarden.detectors.registry import register
 from driftwarden.detectors.segments import join_context
@@ -82,18 +83,15 @@ class HallucinationDetector(BaseDetector):
             if self.head.features != grounding.FEATURES:
                 raise DetectorError(self.name, "the shipped grounding head was fitted on other features than this "
                                                "code computes; refit it with bench/train_grounding.py")
-            if encoder is None:
-                from driftwarden.detectors.embeddings import Encoder
-
-                encoder = Encoder()
-            self.encoder = encoder
+            self.encoder = encoder_for(self.head, encoder, self.name)
             self.version = f"grounded-{self.head.version}"
         else:
             self.version = f"lexical-support-1.0-s{c.stem_chars}"
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
-        assessable = [i for i, e in enumerate(events) if e.context and e.response.strip()]
+        assessable = [i for i, e in enumerate(events)
+                      if WORD.search(join_context(e.context)) and WORD.search(e.response)]
         chosen = [i for i in assessable if sampled(events[i].event_id, c.sample_rate)]
         scored: dict[int, tuple[float, dict[str, float], list[Span]]] = {}
         if chosen and c.backend == "nli":
@@ -113,10 +111,10 @@ class HallucinationDetector(BaseDetector):
         results = []
         for i, event in enumerate(events):
             if i not in scored:
-                if not event.context:
-                    why = "not assessable: the event has no context"
-                elif not event.response.strip():
-                    why = "not assessable: empty response"
+                if not WORD.search(join_context(event.context)):
+                    why = "not assessable: the event has no context (or none with words)"
+                elif not WORD.search(event.response):
+                    why = "not assessable: the response has no words"
                 else:
                     why = f"not sampled (sample_rate {c.sample_rate:g})"
                 results.append(make_result(self, event, score=None, label=None, evidence=why))
@@ -140,9 +138,10 @@ class HallucinationDetector(BaseDetector):
         self.check_deadline(deadline, "aligning the response to its context")
         whole = float(self.head.predict_proba([alignment.features()])[0])
         per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
+        score = max(whole, float(per_sentence.max()))  # one invented sentence among copied ones still counts
         spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(p), 4))
                  for (s, e), p in zip(alignment.spans, per_sentence, strict=True) if p >= c.threshold]
-        if whole >= c.threshold and not spans:
+        if score >= c.threshold and not spans:
             n = int(per_sentence.argmax())
             s, e = alignment.spans[n]
             spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(per_sentence[n]), 4))]
@@ -150,7 +149,8 @@ class HallucinationDetector(BaseDetector):
         parts = {k: named[k] for k in REPORTED}
         parts["sentences"] = float(len(alignment.spans))
         parts["unsupported_sentences"] = float(sum(p >= c.threshold for p in per_sentence))
-        return whole, parts, spans
+        parts["whole_response_score"] = whole
+        return score, parts, spans
 
 
 @register("hallucination")

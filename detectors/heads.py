@@ -84,3 +84,18 @@ def load_head(name: str) -> LinearHead:
     return LinearHead(name=data["name"], coef=tuple(data["coef"]), intercept=float(data["intercept"]),
                       encoder=data["encoder"], metrics=data.get("metrics", {}),
                       features=tuple(data.get("features", ())), text=data.get("text"))
+
+
+def encoder_for(head: LinearHead, encoder: Any, detector: str) -> Any:
+    """The embedding encoder ``head`` reads: ``encoder`` (the shared one) or the shipped default,
+    refused when it is another model than the head was fitted on (its scores would be noise)."""
+    if encoder is None:
+        from driftwarden.detectors.embeddings import Encoder
+
+        encoder = Encoder()
+    if encoder.version.rsplit("-", 1)[0] != head.encoder.rsplit("-", 1)[0]:
+        raise DetectorError(detector, f"its head was fitted on embeddings of {head.encoder} but the configured "
+                                      f"encoder is {encoder.version}; use the shipped embedding model "
+                                      f"(unset DRIFTWARDEN_DETECTORS__EMBEDDINGS__MODEL_PATH) or choose another "
+                                      f"backend for this detector")
+    return encoder

@@ -39,6 +39,9 @@ def build_offline(name: str, settings: Settings) -> BaseDetector:
     if name in ("toxicity", "pii"):
         config = getattr(detectors, name).model_copy(update={"fields": ("prompt",)})
         settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
+    if name == "hallucination":  # a file is checked whole: no sampling
+        config = detectors.hallucination.model_copy(update={"sample_rate": 1.0})
+        settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
     encoder = None
     if uses_encoder(getattr(settings.detectors, name)):
         from driftwarden.detectors.embeddings import Encoder
@@ -47,7 +50,8 @@ def build_offline(name: str, settings: Settings) -> BaseDetector:
     return build(name, settings, encoder)
 
 
-def row_event(name: str, row: dict[str, Any], number: int, field: str, context_field: str | None) -> InferenceEvent:
+def row_event(name: str, row: dict[str, Any], number: int, field: str, context_field: str | None,
+              prompt_field: str | None = None) -> InferenceEvent:
     text = row.get(field)
     if not isinstance(text, str):
         raise ReplayError("input", number, f"field {field!r} is missing or not a string")
@@ -56,7 +60,8 @@ def row_event(name: str, row: dict[str, Any], number: int, field: str, context_f
         "model_version": "offline", "latency_ms": 0.0, "tokens_in": 0, "tokens_out": 0,
     }
     if name == "hallucination":
-        data["prompt"] = _PLACEHOLDER_PROMPT
+        question = row.get(prompt_field) if prompt_field is not None else None
+        data["prompt"] = question if isinstance(question, str) and question.strip() else _PLACEHOLDER_PROMPT
         data["response"] = text
     else:
         data["prompt"] = text if text.strip() else _PLACEHOLDER_PROMPT
@@ -80,14 +85,14 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], field: str,
-               context_field: str | None, chunk: int | None = None,
+               context_field: str | None, chunk: int | None = None, prompt_field: str | None = None,
                on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
     """One output dict per row, in order, scored in batches of ``chunk`` (the detector's
     ``batch_size``: its batch time budget is meant for that many)."""
     chunk = chunk if chunk is not None else detector.config.batch_size
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        events = [row_event(detector.name, row, number, field, context_field) for number, row in part]
+        events = [row_event(detector.name, row, number, field, context_field, prompt_field) for number, row in part]
         for (number, row), result in zip(part, detector.detect(events), strict=True):
             line = {"id": row.get("id", number), "score": result.score, "label": result.label,
                     "detector": result.detector, "version": result.detector_version}
@@ -105,6 +110,7 @@ def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], f
 
 def score_file(name: str, settings: Settings, source: Path, field: str, output: Path,
                context_field: str | None = None, on_start: Callable[[int], None] | None = None,
+               prompt_field: str | None = None,
                on_progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Score every row of ``source`` into ``output`` (JSONL); returns counts."""
     if not source.is_file():
@@ -117,7 +123,8 @@ def score_file(name: str, settings: Settings, source: Path, field: str, output: 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(output.suffix + ".partial")
     with tmp.open("w", encoding="utf-8") as out:
-        for line in score_rows(detector, rows, field, context_field, on_progress=on_progress):
+        for line in score_rows(detector, rows, field, context_field, on_progress=on_progress,
+                               prompt_field=prompt_field):
             out.write(json.dumps(line) + "\n")
             counts["rows"] += 1
             counts["flagged"] += bool(line["label"])

@@ -416,12 +416,9 @@ def _names_and_places(text: str, doc: Any) -> list[tuple[str, int, int, float]]:
     ``doc``: the spaCy document of ``text`` (None, or no entities, without a model). "Near contact
     details" means within :data:`CONTACT_REACH` characters of an e-mail address, a phone number,
     a "Phone:" label or a street address.
-    A text written all in lower case is matched as if title-cased (same offsets).
+    A text written all in lower case is not title-cased to find more: "my boss wants a report"
+    would then name "Wants"; the cues that accept lower-case names ("my name is john") still apply.
     """
-    if not any(c.isupper() for c in text):
-        titled = text.title()
-        if len(titled) == len(text) and titled != text:
-            return _names_and_places(titled, doc)
     ents = []
     for e in (doc.ents if doc is not None else ()):
         start, end = e.start_char, e.end_char

@@ -25,17 +25,22 @@ from driftwarden.core.detector_configs import PromptInjectionConfig
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_result
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
-from driftwarden.detectors.heads import load_head
+from driftwarden.detectors.heads import encoder_for, load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
 from driftwarden.detectors.registry import register
 from driftwarden.detectors.segments import chunks, join_context
 
 
-def context_pieces(context: str, chunk_chars: int, max_chunks: int) -> tuple[list[tuple[int, int]], int]:
-    """The chunks of ``context`` to score and how many were left out: at most ``max_chunks``,
-    half from the start and half from the end (instructions are hidden at either end as often
-    as inside), every one when they fit."""
-    every = chunks(context, chunk_chars, max_chunks=10**9)
+def context_pieces(passages: Sequence[str], chunk_chars: int, max_chunks: int) -> tuple[list[tuple[int, int]], int]:
+    """The chunks of the context to score, as offsets into its passages joined by newlines, and
+    how many were left out. A chunk never spans two passages. At most ``max_chunks``, half from
+    the start and half from the end (instructions are hidden at either end as often as inside),
+    every one when they fit."""
+    every: list[tuple[int, int]] = []
+    offset = 0
+    for passage in passages:
+        every.extend((offset + s, offset + e) for s, e in chunks(passage, chunk_chars, max_chunks=10**9))
+        offset += len(passage) + 1
     if len(every) <= max_chunks:
         return every, 0
     head = (max_chunks + 1) // 2
@@ -56,11 +61,7 @@ class PromptInjectionDetector(BaseDetector):
             self.version = f"classifier-{path.name}"
         else:
             self.head = load_head("prompt_injection")
-            if encoder is None:
-                from driftwarden.detectors.embeddings import Encoder
-
-                encoder = Encoder()
-            self.encoder = encoder
+            self.encoder = encoder_for(self.head, encoder, self.name)
             self.version = f"builtin-head-{self.head.version}"
 
     def _probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
@@ -98,7 +99,7 @@ class PromptInjectionDetector(BaseDetector):
                 if not event.context:
                     continue
                 joined = join_context(event.context)
-                spans, skipped[i] = context_pieces(joined, c.chunk_chars, c.max_chunks)
+                spans, skipped[i] = context_pieces(event.context, c.chunk_chars, c.max_chunks)
                 for s, e in spans:
                     pieces.append((i, s, e))
                     texts.append(joined[s:e])

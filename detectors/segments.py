@@ -37,7 +37,8 @@ def _add(text: str, start: int, end: int, max_chars: int, out: list[tuple[int, i
     while end - start > max_chars:
         cut = text.rfind(" ", start + max_chars // 2, start + max_chars)
         cut = cut if cut > start else start + max_chars
-        out.append((start, cut))
+        if _WORD.search(text, start, cut):
+            out.append((start, cut))
         start = cut
         while start < end and text[start].isspace():
             start += 1

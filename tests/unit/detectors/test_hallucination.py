@@ -39,14 +39,32 @@ def test_a_long_answer_built_from_the_context_scores_low_so_length_is_not_the_si
 
 
 def test_events_without_context_are_not_assessable_never_a_made_up_score():
-    detector = HallucinationDetector()
-    (result,) = detector.detect([event("h-1", "Paris", context=None)])
-    assert result.score is None and result.label is None
-    assert "not assessable" in result.evidence
+    detector = HallucinationDetector(HallucinationConfig(sample_rate=1.0))
+    results = detector.detect([event("h-1", "Paris", context=None), event("h-1b", "Paris", context=["", " ... "]),
+                               event("h-1c", "😀" * 1000)])
+    assert [r.score for r in results] == [None, None, None] and [r.label for r in results] == [None, None, None]
+    assert all("not assessable" in r.evidence for r in results)
+
+
+def test_one_invented_sentence_among_copied_ones_is_still_flagged():
+    detector = HallucinationDetector(HallucinationConfig(sample_rate=1.0))
+    invented = "It was secretly funded by the Russian navy, which paid 40 million roubles for its steel."
+    response = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris. " + invented +
+                " Gustave Eiffel's engineering company designed and built it.")
+    (result,) = detector.detect([event("h-9", response, context=[ARTICLE])])
+    assert result.label and [response[s.start:s.end] for s in result.spans] == [invented]
+    assert result.score >= result.scores["whole_response_score"]
+
+
+def test_the_last_sentences_of_a_long_copied_answer_are_aligned_too():
+    sentences = [f"Station {i} opened in {1900 + i} beside the river {chr(65 + i)}." for i in range(12)]
+    detector = HallucinationDetector(HallucinationConfig(sample_rate=1.0))
+    (result,) = detector.detect([event("h-10", " ".join(sentences), context=[" ".join(sentences)])])
+    assert not result.label and result.spans == []
 
 
 def test_the_lexical_backend_flags_the_unsupported_answer_and_passes_the_supported_one():
-    detector = HallucinationDetector(HallucinationConfig(backend="lexical", threshold=0.3))
+    detector = HallucinationDetector(HallucinationConfig(backend="lexical", threshold=0.3, sample_rate=1.0))
     good, bad = detector.detect([event("h-2", "Paris"), event("h-3", "Lyon is the capital")])
     assert good.label is False and bad.label is True
     assert good.detector_version.startswith("lexical")
@@ -58,7 +76,7 @@ ARTICLE = ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris
 
 
 def test_the_default_names_the_unsupported_sentence_of_a_long_answer():
-    detector = HallucinationDetector()
+    detector = HallucinationDetector(HallucinationConfig(sample_rate=1.0))
     assert detector.version.startswith("grounded-")
     supported = "The Eiffel Tower was completed in 1889. It is 330 metres tall."
     mixed = ("The Eiffel Tower was completed in 1889 for the World's Fair. "
@@ -92,7 +110,7 @@ def test_sampling_scores_a_stable_share_and_says_which_were_left_out():
 
 def test_the_nli_backend_loads_a_cross_encoder_from_a_local_path(tmp_path):
     path = build_bert_classifier(tmp_path / "nli", ["contradiction", "entailment", "neutral"])
-    detector = HallucinationDetector(HallucinationConfig(backend="nli", model_path=path))
+    detector = HallucinationDetector(HallucinationConfig(backend="nli", model_path=path, sample_rate=1.0))
     results = detector.detect([event("n-1", "Paris"), event("n-2", "Lyon"), event("n-3", "x", context=None)])
     assert [r.error for r in results] == [None, None, None]
     for r in results[:2]:
