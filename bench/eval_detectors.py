@@ -141,29 +141,23 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     report.update(injection_auc_in_sample=roc_auc_score(y, s), injection_threshold=threshold,
                   injection_texts_per_s=rate)
     events = inj.load_events()
-    vectors = inj.embed_pieces(events, Encoder(settings.detectors.embeddings))
-    oof = inj.cross_validated(events, vectors)
-    every = events
-    keep = ~np.isnan(oof)
-    events, oof = [e for e, k in zip(events, keep, strict=True) if k], oof[keep]
-    parts = {"cv all (attack types unseen)": (events, oof)}
-    for name, pick in (("cv direct (prompt_injection.jsonl)", lambda e: e.source in ("jailbreak", "benign")),
-                       ("cv indirect (BIPIA)", lambda e: e.source.startswith("bipia")),
-                       ("cv clean user queries", lambda e: e.source == "queries")):
-        idx = [i for i, e in enumerate(events) if pick(e)]
-        parts[name] = ([events[i] for i in idx], oof[idx])
-    held = {f"left out {k.replace(':', ' ')}": v for k, v in inj.held_out(every, vectors).items()}
-    for name, (ev, sc) in {**parts, **held}.items():
-        r = injection_report(ev, sc, threshold)
-        key = "injection_" + "_".join(name.replace("(", "").replace(")", "").replace(".", "_").split())
+    judged = inj.figures(events, inj.embed_pieces(events, Encoder(settings.detectors.embeddings)), 0.9)
+    labels = {"cv:all": "all, attack types unseen", "cv:direct": "direct (prompt_injection.jsonl)",
+              "cv:indirect": "indirect (BIPIA documents)", "cv:clean_queries": "clean user queries"}
+    for name, (ev, sc, t) in judged["parts"].items():
+        r = injection_report(ev, sc, t)
+        key = "injection_" + "_".join(name.replace(":", " ").replace(".", "_").replace("-", "_").split())
         report[f"{key}_auc"] = r["auc"] if r["auc"] is not None else float("nan")
         report[f"{key}_precision"] = r["precision"]
         report[f"{key}_flagged"] = r["flagged"]
         auc = f"{r['auc']:.3f}" if r["auc"] is not None else "—"
+        at = f"precision {r['precision']:.2f}, recall {r['recall']:.2f}, flagged {r['flagged']:.1%}"
         base = f"length {r['length_auc']:.3f}" if r["length_auc"] is not None else "—"
-        markdown.append(f"| prompt injection | {name} ({r['n']} events, {r['attacks']} attacks) | {auc} "
-                        f"| precision {r['precision']:.2f}, recall {r['recall']:.2f}, flagged {r['flagged']:.1%} "
-                        f"| {base} |")
+        if name.startswith("cv:"):
+            cells = f"{labels[name]} ({r['n']} events, {r['attacks']} attacks) | {auc}; {at} | —"
+        else:
+            cells = f"{name.split(':', 1)[1].replace(':', ' ')} ({r['n']} events, {r['attacks']} attacks) | — | {auc}; {at}"
+        markdown.append(f"| prompt injection | {cells} | {base} |")
 
 
 def pii(settings, report: dict, per_type: dict, markdown: list[str]) -> None:
@@ -172,10 +166,12 @@ def pii(settings, report: dict, per_type: dict, markdown: list[str]) -> None:
     found, types = evaluate(settings)
     per_type.update(types)
     report.update({f"pii_{k}": v for k, v in found.items()})
-    markdown.append(f"| PII | pii_spans rows naming a person / a place (in-sample: the rules were tuned here) "
-                    f"| recall {found.get('person_row_recall', float('nan')):.3f} / "
-                    f"{found.get('location_row_recall', float('nan')):.3f} "
-                    f"| clean prompts flagged {found.get('clean_prompts_flagged_share', float('nan')):.1%} | — |")
+    markdown.append(f"| PII | pii_spans.jsonl + halueval_general prompts (the name and place rules were tuned on "
+                    f"these: in-sample) | rows naming a person {found.get('person_row_recall', float('nan')):.3f}, "
+                    f"a place {found.get('location_row_recall', float('nan')):.3f}, a street address "
+                    f"{found.get('address_row_recall', float('nan')):.3f} (recall); pattern types recall "
+                    f"{found.get('pattern_recall', float('nan')):.3f}; clean prompts flagged "
+                    f"{found.get('clean_prompts_flagged_share', float('nan')):.1%} | — | — |")
 
 
 def main() -> None:

@@ -172,3 +172,29 @@ def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, t
         train = [e for e in events if e.group not in docs and not e.attack_type.startswith(family)]
         out[f"family:{family}"] = (test, scores(test, fit(train, vectors)[0]))
     return out
+
+
+def figures(events: list[Event], vectors: dict[str, np.ndarray], precision: float) -> dict:
+    """Everything the head is judged by: ``threshold`` (the lowest whose cross-validated
+    precision is at least ``precision``, all events pooled) and ``parts``, name -> (events,
+    scores, threshold used), where each left-out part's threshold is chosen on the other events'
+    cross-validated scores only."""
+    from driftwarden.bench.thresholds import threshold_for_precision
+
+    oof = cross_validated(events, vectors)
+    keep = ~np.isnan(oof)
+    scored = [e for e, k in zip(events, keep, strict=True) if k]
+    oof = oof[keep]
+    y = np.array([e.label for e in scored])
+    threshold = threshold_for_precision(y, oof, precision)
+    parts: dict[str, tuple[list[Event], np.ndarray, float]] = {"cv:all": (scored, oof, threshold)}
+    for name, pick in (("cv:direct", lambda e: e.source in ("jailbreak", "benign")),
+                       ("cv:indirect", lambda e: e.source.startswith("bipia")),
+                       ("cv:clean_queries", lambda e: e.source == "queries")):
+        idx = [i for i, e in enumerate(scored) if pick(e)]
+        parts[name] = ([scored[i] for i in idx], oof[idx], threshold)
+    for name, (test, s) in held_out(events, vectors).items():
+        inside = {id(e) for e in test}
+        others = np.array([id(e) not in inside for e in scored])
+        parts[f"left_out:{name}"] = (test, s, threshold_for_precision(y[others], oof[others], precision))
+    return {"threshold": threshold, "parts": parts}

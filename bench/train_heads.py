@@ -70,26 +70,14 @@ def injection_report(events, s: np.ndarray, threshold: float) -> dict:
 
 def fit_injection(encoder: Encoder, data: Path, precision: float) -> LinearHead:
     from driftwarden.bench import injection_data as inj
-    from driftwarden.bench.thresholds import threshold_for_precision
 
     events = inj.load_events(data)
     vectors = inj.embed_pieces(events, encoder)
-    oof = inj.cross_validated(events, vectors)
-    every = events
-    keep = ~np.isnan(oof)
-    events, oof = [e for e, k in zip(events, keep, strict=True) if k], oof[keep]
+    judged = inj.figures(events, vectors, precision)
+    threshold = judged["threshold"]
+    report = {name: injection_report(ev, s, t) for name, (ev, s, t) in judged["parts"].items()}
     y = np.array([e.label for e in events])
-    threshold = threshold_for_precision(y, oof, precision)
-    parts = {"cv:all": (events, oof)}
-    for name, pick in (("cv:direct", lambda e: e.source in ("jailbreak", "benign")),
-                       ("cv:indirect", lambda e: e.source.startswith("bipia")),
-                       ("cv:clean_queries", lambda e: e.source == "queries")):
-        idx = [i for i, e in enumerate(events) if pick(e)]
-        parts[name] = ([events[i] for i in idx], oof[idx])
-    for name, (test, s) in inj.held_out(every, vectors).items():
-        parts[f"left_out:{name}"] = (test, s)
-    report = {name: injection_report(ev, s, threshold) for name, (ev, s) in parts.items()}
-    _, words, model = inj.fit(every, vectors)
+    _, words, model = inj.fit(events, vectors)
     n_words = len(words.vocabulary_)
     coef = model.coef_[0]
     metrics = {
@@ -97,7 +85,8 @@ def fit_injection(encoder: Encoder, data: Path, precision: float) -> LinearHead:
                       f"prompts (clean), indirect_injection_train.jsonl (BIPIA, context chunks of "
                       f"{inj.CHUNK_CHARS} characters)",
         "threshold": threshold,
-        "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all events pooled)",
+        "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all events pooled); "
+                          f"each left-out figure at a threshold chosen without the rows left out",
         "figures": report,
         "fitted_at": datetime.now(UTC).date().isoformat(),
         "model": f"LogisticRegression(C=1, class_weight=balanced) on TF-IDF word {inj.NGRAMS} grams "
