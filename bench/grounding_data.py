@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from driftwarden.bench.datasets import DATA, read_rows
 from driftwarden.detectors import grounding
 from driftwarden.detectors.grounding import WORD
 from driftwarden.pkg_data import rows
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CACHE_DEFAULT = Path.home() / ".cache" / "driftwarden" / "grounding-features"
 TASK = {"xsum_hallucination_annotations": "summary", "summedits": "summary", "begin": "dialogue",
         "faithdial_audit": "dialogue", "halueval_qa": "qa"}
@@ -30,15 +30,8 @@ TASK = {"xsum_hallucination_annotations": "summary", "summedits": "summary", "be
 
 def load_rows(data: Path = DATA) -> list[dict]:
     """Every row as {source, group, context, prompt, response, label}; group = the context's hash."""
-    out = []
-    path = data / "grounding_train.jsonl"
-    if not path.exists():
-        raise SystemExit(f"{path} not found: pass --data with the folder of grounding_train.jsonl")
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            out.append({"source": r["source"], "context": r["context"], "prompt": r["question"] or "",
-                        "response": r["answer"], "label": int(r["hallucinated"])})
+    out = [{"source": r["source"], "context": r["context"], "prompt": r["question"] or "", "response": r["answer"],
+            "label": int(r["hallucinated"])} for r in read_rows(data, "grounding_train.jsonl")]
     for r in rows("halueval_qa"):
         out.append({"source": "halueval_qa", "context": r["context"], "prompt": r["question"],
                     "response": r["answer"], "label": int(r["hallucinated"])})

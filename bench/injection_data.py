@@ -15,16 +15,15 @@ its score is the highest of them. So the head learns on pieces:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from driftwarden.bench.datasets import DATA, read_rows
 from driftwarden.detectors.segments import chunks
 from driftwarden.pkg_data import rows
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CACHE = Path.home() / ".cache" / "driftwarden" / "injection-pieces"
 CHUNK_CHARS = 256
 """Context chunk size the head is fitted on (the detector's ``chunk_chars`` default)."""
@@ -54,20 +53,16 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS) -> list[Event
     for r in rows("halueval_general"):
         events.append(Event("queries", f"hg-{r['id']}", 0, r["prompt"]))
     path = data / "indirect_injection_train.jsonl"
-    if not path.exists():
-        raise SystemExit(f"{path} not found: pass --data with the folder of indirect_injection_train.jsonl")
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            r = json.loads(line)
-            attack = None
-            if r["label"]:
-                start = r["context"].find(r["attack"])
-                if start < 0:
-                    raise SystemExit(f"{path}: row {r['id']} is labelled attacked but its attack text is not in "
-                                     f"its context; the file is not what this script expects")
-                attack = (start, start + len(r["attack"]))
-            events.append(Event(f"bipia-{r['task']}", r["doc_id"], int(r["label"]), r["question"], r["context"],
-                                r["attack_type"], attack))
+    for r in read_rows(data, "indirect_injection_train.jsonl"):
+        attack = None
+        if r["label"]:
+            start = r["context"].find(r["attack"])
+            if start < 0:
+                raise SystemExit(f"{path}: row {r['id']} is labelled attacked but its attack text is not in "
+                                 f"its context; the file is not what this script expects")
+            attack = (start, start + len(r["attack"]))
+        events.append(Event(f"bipia-{r['task']}", r["doc_id"], int(r["label"]), r["question"], r["context"],
+                            r["attack_type"], attack))
     for e in events:
         e.pieces = [(e.prompt, int(e.label and e.context == ""))]
         for s, t in chunks(e.context, chunk_chars):
