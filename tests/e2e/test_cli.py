@@ -146,7 +146,8 @@ def test_score_of_prompt_injection_scans_the_context_and_locates_the_hidden_inst
     attacked, clean = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert attacked["label"] is True and clean["label"] is False
     (span,) = attacked["spans"]
-    assert span["field"] == "context" and (doc + "\n" + hidden)[span["start"]:span["end"]] == hidden
+    text = doc + "\n" + hidden  # one passage: its short lines form one chunk, which holds the attack
+    assert span["field"] == "context" and hidden in text[span["start"]:span["end"]] and span["end"] == len(text)
 
 
 def test_score_of_hallucination_without_a_context_field_says_what_is_missing(tmp_path):
