@@ -212,23 +212,38 @@ def drift_test(
     permutations: Annotated[int, typer.Option(min=1, max=100_000, help="Permutations for the p-value.")] = 1000,
     limit: Annotated[Optional[int], typer.Option(min=2, help="Use at most this many rows of each file.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the permutations.")] = 0,
+    method: Annotated[Optional[str], typer.Option(
+        help="aggregate, novelty or mmd (default: DRIFTWARDEN_DRIFT__METHOD, aggregate).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Test offline whether two JSONL files' texts come from one population (MMD, permutation p-value)."""
+    """Test offline whether two JSONL files' texts come from one population (permutation p-value),
+    and show what is new in the current one."""
     from driftwarden.detectors.drift.offline import drift_test_files
 
     settings = _settings()
     for path, name in ((reference, "--reference"), (current, "--current")):
         if not path.is_file():
             raise typer.BadParameter(f"{path} is not a file", param_hint=name)
-    result = drift_test_files(settings, reference, current, field, permutations=permutations, limit=limit, seed=seed)
+    from driftwarden.detectors.drift.methods import METHODS
+
+    if method is not None and method not in METHODS:
+        raise typer.BadParameter(f"{method!r} is not one of {', '.join(METHODS)}", param_hint="--method")
+    result = drift_test_files(settings, reference, current, field, permutations=permutations, limit=limit, seed=seed,
+                              method=method)
     if as_json:
         typer.echo(json.dumps(result))
         return
-    verdict = "DRIFT" if result["p_value"] < 0.05 else "no drift detected"
-    typer.echo(f"{verdict}: {result['method']} on {field}, MMD² {result['statistic']:.5f}, p = {result['p_value']:.4f} "
-               f"({result['n_reference']} reference vs {result['n_current']} current, "
-               f"{result['permutations']} permutations)")
+    alpha = settings.drift.alpha
+    verdict = "DRIFT" if result["p_value"] < alpha else "no drift detected"
+    typer.echo(f"{verdict}: {result['method']} on {field}, statistic {result['statistic']:.4g}, "
+               f"p = {result['p_value']:.4f} ({result['n_reference']} reference vs {result['n_current']} current, "
+               f"{result['permutations']} permutations, level {alpha:g})")
+    typer.echo(f"{result['novel_share']:.0%} of the current rows are further from the reference than all but "
+               f"{alpha:.0%} of its own rows")
+    for c in result["clusters"]:
+        typer.echo(f"- a group of {c['size']} rows ({c['share']:.0%}), for example:")
+        for i, text in zip(c["example_ids"], c["examples"], strict=True):
+            typer.echo(f"    {i}: {scrub(' '.join(text.split()))}")
     typer.echo(f"most changed current rows: {', '.join(map(str, result['most_changed_current_ids']))}")
 
 

@@ -235,8 +235,13 @@ class DriftConfig(BaseModel):
     """``pinned``: latest event time of the reference (inclusive)."""
     baseline_size: int = Field(200, ge=10, le=100_000)
     """Events of a new model version that form its baseline reference."""
+    method: Literal["aggregate", "novelty", "mmd"] = "aggregate"
+    """The two-sample test (``detectors/drift/methods.py``): ``aggregate`` (MMD and the novelty
+    tails on the same permutations; catches a new group at 10 % of a window of 200), ``novelty``
+    (nearest-reference distance tails alone: most power on a small new group), ``mmd`` (one
+    Gaussian bandwidth: a change of the whole population only)."""
     permutations: int = Field(1000, ge=10, le=100_000)
-    """Permutations of the MMD test (the p-value's resolution is 1 / (permutations + 1))."""
+    """Permutations of the test (the p-value's resolution is 1 / (permutations + 1))."""
     alpha: float = Field(0.05, gt=0, lt=1)
     """Level at which a window counts as drifted (the policy decides what to do about it)."""
     fields: tuple[TextField, ...] = ("prompt", "response")

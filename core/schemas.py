@@ -483,6 +483,17 @@ def parse_embeddings(raw: bytes) -> list[EmbeddingRecord]:
     return _EMBEDDINGS.validate_json(raw)
 
 
+class DriftCluster(BaseModel):
+    """A group of current events that the drift test found unlike the reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: int = Field(ge=0)
+    """Events of the window in the group."""
+    example_event_ids: list[str] = Field(default_factory=list, max_length=3)
+    """The events nearest the group's centre, at most three."""
+
+
 class DriftResult(BaseModel):
     """One closed drift window of a segment, tested against its reference."""
 
@@ -510,6 +521,13 @@ class DriftResult(BaseModel):
     """Current events nearest the largest change (lowest witness)."""
     descriptor_p_values: dict[str, float] = Field(default_factory=dict)
     """Univariate drift p-value (Evidently, KS) of each scalar descriptor, reference against current."""
+    novel_share: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of the current events further from the reference than all but ``alpha`` of the
+    reference's own (about ``alpha`` when nothing is new)."""
+    clusters: list[DriftCluster] = Field(default_factory=list, max_length=3)
+    """What is new: the novel events grouped, largest first (``detectors/drift/clusters.py``)."""
+    part_p_values: dict[str, float] = Field(default_factory=dict)
+    """p-value of each part of an aggregated test (``mmd``, ``tail_0.1``, ...)."""
     encoder: str
     """Embedding model of the vectors (windows of different encoders are not compared)."""
     detector_version: str

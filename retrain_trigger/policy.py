@@ -91,6 +91,8 @@ class Observation:
     n: int
     detector: str | None = None
     examples: tuple[str, ...] = ()
+    detail: str = ""
+    """What the alert's summary adds about the window (a drift window: what is new)."""
 
 
 # ------------------------------------------------------------------------------------------
@@ -265,11 +267,26 @@ def _clamp(value: float) -> float:
     return 0.0 if v is None else v
 
 
+def drift_detail(result: DriftResult) -> str:
+    """What is new in a drift window, in words: its largest groups of events unlike the reference."""
+    if not result.clusters:
+        return ""
+    first, *rest = result.clusters
+    share = first.size / max(1, result.n_current)
+    text = (f"What is new: a group of {first.size} events ({share:.0%} of the window) unlike the reference, "
+            f"for example {', '.join(first.example_event_ids)}")
+    if rest:
+        text += f"; {len(rest)} smaller group(s) of {', '.join(str(c.size) for c in rest)}"
+    return text + f" ({result.novel_share:.0%} of the window is further from the reference than its own outliers)."
+
+
 def drift_observations(result: DriftResult) -> list[Observation]:
     """The p-value and statistic of a closed drift window."""
     common = {"app": result.app, "model_version": result.model_version, "field": result.field,
               "window_id": result.window_id, "window_start": result.window_start, "window_end": result.window_end,
-              "n": result.n_current, "examples": tuple(result.top_event_ids[:EXAMPLES])}
+              "n": result.n_current, "detail": drift_detail(result),
+              "examples": tuple((result.clusters[0].example_event_ids if result.clusters
+                                 else result.top_event_ids)[:EXAMPLES])}
     return [Observation(metric="drift_p_value", value=result.p_value, **common),
             Observation(metric="drift_statistic", value=result.statistic, **common)]
 
@@ -538,9 +555,10 @@ class PolicyEngine:
                     f"threshold {rule.clear:.4g}.")
         follow = (" A retraining request for this segment follows, on its events since the first breaching window."
                   if rule.retrain else "")
+        detail = f" {obs.detail}" if obs.detail else ""
         return (f"{head}{what[:1].upper()}{what[1:]} of {segment} is {obs.value:.4g} in {window}, "
                 f"{rule.worse_when} the threshold {rule.threshold:.4g} for {st.streak} window(s) in a row{moved}."
-                f"{follow}")
+                f"{detail}{follow}")
 
     def _link(self, obs: Observation) -> str:
         """The dashboard of the metric, on the segment, from 30 minutes before the window to 30

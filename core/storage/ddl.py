@@ -249,6 +249,18 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        6,
+        "drift windows say what is new: novel share, clusters, part p-values",
+        (
+            "ALTER TABLE {db}.drift_windows ADD COLUMN IF NOT EXISTS novel_share Float64 DEFAULT 0 AFTER descriptor_p_values",
+            "ALTER TABLE {db}.drift_windows ADD COLUMN IF NOT EXISTS clusters String DEFAULT '[]' AFTER novel_share",
+            "ALTER TABLE {db}.drift_windows ADD COLUMN IF NOT EXISTS part_p_values Map(String, Float64) AFTER clusters",
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

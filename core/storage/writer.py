@@ -44,7 +44,7 @@ EMBEDDING_COLUMNS = ["event_id", "field", "app", "model_version", "event_ts", "e
 DRIFT_COLUMNS = [
     "window_id", "app", "model_version", "field", "window_start", "window_end", "n_reference", "n_current",
     "method", "statistic", "p_value", "reference_policy", "reference_id", "top_event_ids", "descriptor_p_values",
-    "encoder",
+    "novel_share", "clusters", "part_p_values", "encoder",
     "detector_version", "config_fingerprint", "computed_at",
 ]
 ALERT_COLUMNS = [
@@ -103,6 +103,13 @@ def dead_letter_row(d: DeadLetter) -> list:
         d.dlq_id, d.received_at, d.source_topic, d.source_partition, d.source_offset, d.stage,
         d.reason, d.key, d.raw,
     ]
+
+
+def _drift_value(r: DriftResult, column: str):
+    """A drift_windows cell: the clusters as one JSON text, everything else as it is."""
+    if column == "clusters":
+        return json.dumps([c.model_dump() for c in r.clusters])
+    return getattr(r, column)
 
 
 def dedup_token(table: str, ids: Sequence[str]) -> str:
@@ -164,7 +171,7 @@ class Writer:
         self.insert("embeddings", EMBEDDING_COLUMNS, rows, [f"{r.event_id}/{r.field}" for r in records])
 
     def insert_drift(self, results: Sequence[DriftResult]) -> None:
-        rows = [[getattr(r, c) for c in DRIFT_COLUMNS] for r in results]
+        rows = [[_drift_value(r, c) for c in DRIFT_COLUMNS] for r in results]
         self.insert("drift_windows", DRIFT_COLUMNS, rows, [r.window_id for r in results])
 
     def insert_alerts(self, alerts: Sequence[AlertEvent]) -> None:

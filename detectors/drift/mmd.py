@@ -95,6 +95,25 @@ def mmd_permutation_test(reference: Any, current: Any, *, permutations: int = 10
     w[:, 1:] = base[perm_idx]
     w = w.to(device)
 
+    stats, witness = mmd_statistics(z, w, gamma, memory_budget_bytes)
+    observed = stats[0].item()
+    exceed = int((stats[1:] >= observed - 1e-12 * abs(observed)).sum().item())
+    p_value = (1 + exceed) / (1 + permutations)
+    # The witness function at a point is (mean kernel to reference) - (mean kernel to current);
+    # the current rows where it is lowest sit where the reference has no mass.
+    current_witness = witness[n:]
+    k = min(top_k, m)
+    top = torch.topk(-current_witness, k).indices.tolist() if k else []
+    return MMDResult(statistic=float(observed), p_value=float(p_value), bandwidth=float(sigma), n_reference=n,
+                     n_current=m, permutations=permutations, witness_top=tuple(int(i) for i in top))
+
+
+def mmd_statistics(z, w, gamma: float, memory_budget_bytes: int = 2 << 30):
+    """(``wᵀ K w`` for each column of ``w``, the witness ``K w[:, 0]``) with the Gaussian kernel
+    ``exp(-γ‖a-b‖²)`` over the rows of ``z``, built a block at a time, never whole."""
+    torch = require("torch")
+    device = z.device
+    total, permutations = z.shape[0], w.shape[1] - 1
     sq = (z * z).sum(dim=1)
     # K is symmetric: only blocks on and above the diagonal are built, each off-diagonal block
     # counted twice. Blocks are small enough for the memory budget and, for large samples, an
@@ -118,13 +137,4 @@ def mmd_permutation_test(reference: Any, current: Any, *, permutations: int = 10
             else:
                 stats += 2.0 * part
                 witness[j0:j1] += k.T @ w[i0:i1, 0]
-    observed = stats[0].item()
-    exceed = int((stats[1:] >= observed - 1e-12 * abs(observed)).sum().item())
-    p_value = (1 + exceed) / (1 + permutations)
-    # The witness function at a point is (mean kernel to reference) - (mean kernel to current);
-    # the current rows where it is lowest sit where the reference has no mass.
-    current_witness = witness[n:]
-    k = min(top_k, m)
-    top = torch.topk(-current_witness, k).indices.tolist() if k else []
-    return MMDResult(statistic=float(observed), p_value=float(p_value), bandwidth=float(sigma), n_reference=n,
-                     n_current=m, permutations=permutations, witness_top=tuple(int(i) for i in top))
+    return stats, witness

@@ -28,8 +28,9 @@ from urllib.parse import quote
 import numpy as np
 
 from driftwarden.core.detector_configs import DriftConfig
-from driftwarden.core.schemas import DriftResult, EmbeddingRecord
-from driftwarden.detectors.drift.mmd import mmd_permutation_test
+from driftwarden.core.schemas import DriftCluster, DriftResult, EmbeddingRecord
+from driftwarden.detectors.drift.clusters import group
+from driftwarden.detectors.drift.methods import run as run_test
 from driftwarden.detectors.drift.univariate import descriptor_drift
 
 log = logging.getLogger(__name__)
@@ -413,8 +414,9 @@ class DriftWindows:
 
     def test(self, closed: ClosedWindow, seed: int | None = None) -> DriftResult:
         c = self.config
-        result = mmd_permutation_test(closed.reference.matrix(), closed.current.matrix(), permutations=c.permutations,
-                                      seed=closed.segment.sequence if seed is None else seed, device=c.device)
+        reference, current = closed.reference.matrix(), closed.current.matrix()
+        result = run_test(c.method, reference, current, permutations=c.permutations,
+                          seed=closed.segment.sequence if seed is None else seed, device=c.device, alpha=c.alpha)
         seg = closed.segment
         descriptor_p_values: dict[str, float] = {}
         if closed.reference.descriptors and closed.current.descriptors:
@@ -429,7 +431,10 @@ class DriftWindows:
             n_reference=result.n_reference, n_current=result.n_current, method=result.method,
             statistic=result.statistic, p_value=result.p_value, reference_policy=c.reference,
             reference_id=closed.reference_id, top_event_ids=[closed.current.ids[i] for i in result.witness_top],
-            descriptor_p_values=descriptor_p_values,
+            descriptor_p_values=descriptor_p_values, novel_share=len(result.novel) / max(1, result.n_current),
+            clusters=[DriftCluster(size=g.size, example_event_ids=[closed.current.ids[i] for i in g.rows[:3]])
+                      for g in group(current, result.novel, reference.mean(axis=0))],
+            part_p_values=result.parts,
             encoder=seg.encoder, detector_version=VERSION, config_fingerprint=c.fingerprint(),
             computed_at=datetime.now(UTC),
         )
