@@ -4,9 +4,16 @@ Data: 384-d unit vectors. For n ≤ 2,000 they are real MiniLM embeddings of the
 (halueval_general as reference, a random half mixed with halueval_qa questions as current); for
 larger n (more rows than ship) the rows are drawn from a Gaussian fitted to the real embeddings.
 Each run uses 1,000 permutations and prints seconds and peak memory (CPU: what the test adds to
-the peak RSS of a fresh process holding the data; GPU: torch's peak allocation). With
-``--power`` it also finds the smallest window per side at which halueval_general prompts
-against halueval_qa questions give p < 0.05 in at least 95 % of 100 draws.
+the peak RSS of a fresh process holding the data; GPU: torch's peak allocation), for the MMD
+test and for the default (``aggregate``) test.
+
+With ``--power``: the power curve. For each method of ``detectors/drift/methods.py``, windows of
+100, 200 and 500 per side, and a share of 0, 2, 5, 10, 20 and 50 % of the current window drawn
+from ``halueval_qa`` questions (a new intent; the rest and the reference are disjoint draws of
+``halueval_general`` prompts), the share of ``--draws`` draws with p < 0.05 (0 %: the false-alarm
+rate), as a markdown table for the README; with ``--alibi`` alibi-detect's ``MMDDrift`` on the
+same draws beside them. Then, for the 10 % draws, how many of the new rows the default test calls
+novel and how pure the largest group of "what is new" is.
 
 alibi-detect is a benchmark-only peer (BSL licence since 2024; it pins numpy < 2 and
 transformers < 5): with ``--alibi`` it is installed into ``bench/.venv-alibi`` (once) and run
@@ -96,21 +103,71 @@ def peak_in_fresh_process(ref: np.ndarray, cur: np.ndarray, permutations: int) -
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def smallest_powerful_window(general: np.ndarray, questions: np.ndarray, rng, draws: int = 100,
-                             sizes=(4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200)) -> tuple[int | None, dict[int, float]]:
-    """Smallest window (per side) where general-vs-QA gives p < 0.05 in at least 95 % of draws."""
-    power = {}
-    for n in sizes:
-        hits = sum(
-            mmd_permutation_test(general[rng.choice(len(general), n, replace=False)],
-                                 questions[rng.choice(len(questions), n, replace=False)],
-                                 permutations=500, seed=i).p_value < 0.05
-            for i in range(draws)
-        )
-        power[n] = hits / draws
-        if power[n] >= 0.95:
-            return n, power
-    return None, power
+SHARES = (0.0, 0.02, 0.05, 0.10, 0.20, 0.50)
+WINDOWS = (100, 200, 500)
+
+
+def contaminated_draw(general: np.ndarray, questions: np.ndarray, n: int, share: float, rng):
+    """(reference, current, number of new rows): disjoint draws of ``general``, with the last
+    ``round(share·n)`` current rows drawn from ``questions``."""
+    k = round(share * n)
+    idx = rng.choice(len(general), 2 * n - k, replace=False)
+    cur = np.concatenate([general[idx[n:]], questions[rng.choice(len(questions), k, replace=False)]])
+    return general[idx[:n]], cur, k
+
+
+def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutations: int,
+                alibi_python: Path | None = None) -> tuple[dict, dict]:
+    """({(method, window, share): detection rate}, what-is-new figures of the default test at 10 %)."""
+    from driftwarden.detectors.drift.clusters import group
+    from driftwarden.detectors.drift.methods import METHODS, run
+
+    rates: dict[tuple[str, int, float], float] = {}
+    named = {"novel_recall": [], "novel_precision": [], "group_size": [], "group_purity": []}
+    for n in WINDOWS:
+        for share in SHARES:
+            hits: dict[str, int] = {}
+            for i in range(draws):
+                rng = np.random.default_rng([n, round(share * 100), i])
+                ref, cur, k = contaminated_draw(general, questions, n, share, rng)
+                for method in METHODS:
+                    result = run(method, ref, cur, permutations=permutations, seed=i)
+                    hits[method] = hits.get(method, 0) + (result.p_value < 0.05)
+                    if method == "aggregate" and share == 0.10 and n == 200 and result.novel:
+                        new = set(range(len(cur) - k, len(cur)))
+                        named["novel_recall"].append(len(new & set(result.novel)) / k)
+                        named["novel_precision"].append(len(new & set(result.novel)) / len(result.novel))
+                        groups = group(cur, result.novel, ref.mean(axis=0))
+                        if groups:
+                            named["group_size"].append(groups[0].size)
+                            named["group_purity"].append(len(new & set(groups[0].rows)) / groups[0].size)
+                if alibi_python is not None:
+                    hits["alibi-detect MMDDrift"] = hits.get("alibi-detect MMDDrift", 0) + (
+                        alibi_p_value(alibi_python, ref, cur, permutations) < 0.05)
+            for method, h in hits.items():
+                rates[(method, n, share)] = h / draws
+            print(f"window {n}, share {share:.0%}: " + ", ".join(f"{m} {h / draws:.2f}" for m, h in hits.items()),
+                  flush=True)
+    return rates, {key: float(np.mean(v)) if v else float("nan") for key, v in named.items()}
+
+
+def alibi_p_value(python: Path, ref: np.ndarray, cur: np.ndarray, permutations: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(f"{tmp}/x.npy", ref)
+        np.save(f"{tmp}/y.npy", cur)
+        out = subprocess.run([str(python), "-c", ALIBI_SCRIPT, f"{tmp}/x.npy", f"{tmp}/y.npy", str(permutations)],
+                             capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["p_value"]
+
+
+def power_table(rates: dict, draws: int) -> str:
+    methods = list(dict.fromkeys(m for m, _, _ in rates))
+    lines = ["| method | window | " + " | ".join(f"{s:.0%}" for s in SHARES) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in SHARES) + " |"]
+    for method in methods:
+        for n in WINDOWS:
+            lines.append(f"| {method} | {n} | " + " | ".join(f"{rates[(method, n, s)]:.2f}" for s in SHARES) + " |")
+    return "\n".join(lines) + f"\n\n(share of {draws} draws with p < 0.05; the 0 % column is the false-alarm rate)"
 
 
 def main() -> None:
@@ -119,7 +176,9 @@ def main() -> None:
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--alibi", action="store_true", help="also run alibi-detect's MMDDrift (its own venv)")
     parser.add_argument("--alibi-max-n", type=int, default=2000, help="largest n to give alibi-detect")
-    parser.add_argument("--power", action="store_true", help="also find the smallest window with 95 %% power")
+    parser.add_argument("--power", action="store_true", help="also the power curve of every method")
+    parser.add_argument("--draws", type=int, default=40, help="draws per cell of the power curve")
+    parser.add_argument("--power-permutations", type=int, default=500)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     general, questions = real_embeddings()
@@ -146,10 +205,18 @@ def main() -> None:
         seconds = time.perf_counter() - t
         peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else peak_in_fresh_process(
             ref, cur, args.permutations)
+        from driftwarden.detectors.drift.methods import run
+
+        t = time.perf_counter()
+        default = run("aggregate", ref, cur, permutations=args.permutations)
+        aggregate_seconds = time.perf_counter() - t
+        report[f"{tag}_aggregate_seconds"] = aggregate_seconds
+        report[f"{tag}_aggregate_p_value"] = default.p_value
         report[f"{tag}_seconds"] = seconds
         report[f"{tag}_p_value"] = ours.p_value
         report[f"{tag}_peak_mb"] = peak
-        line = f"n={n} ({kind}): ours {seconds:.2f} s, p={ours.p_value:.4f}, MMD²={ours.statistic:.5f}, peak +{peak:.0f} MB"
+        line = (f"n={n} ({kind}): ours {seconds:.2f} s, p={ours.p_value:.4f}, MMD²={ours.statistic:.5f}, peak +{peak:.0f} MB;"
+                f" aggregate (default) {aggregate_seconds:.2f} s, p={default.p_value:.4f}")
         if alibi_python is not None and n <= args.alibi_max_n:
             with tempfile.TemporaryDirectory() as tmp:
                 np.save(f"{tmp}/x.npy", ref)
@@ -164,10 +231,14 @@ def main() -> None:
                      f"(×{alibi['seconds'] / seconds:.1f} faster, |Δp|={abs(alibi['p_value'] - ours.p_value):.4f})")
         print(line, flush=True)
     if args.power:
-        window, power = smallest_powerful_window(general, questions, rng)
-        print("power, halueval_general vs halueval_qa questions, 100 draws per window size: "
-              + ", ".join(f"{n}: {p:.2f}" for n, p in power.items()))
-        report["smallest_window_95pct_power"] = window if window is not None else "none"
+        rates, named = power_curve(general, questions, args.draws, args.power_permutations, alibi_python)
+        print(power_table(rates, args.draws))
+        print("what is new, default test, windows of 200 with 10 % new: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in named.items()))
+        for (method, n, share), rate in rates.items():
+            if n == 200 and share in (0.0, 0.05, 0.10):
+                report[f"power_{method.split()[0]}_n{n}_{round(share * 100)}pct"] = rate
+        report.update({f"aggregate_n200_10pct_{k}": v for k, v in named.items()})
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.items()))
 
 

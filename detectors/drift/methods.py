@@ -1,9 +1,9 @@
 """The drift tests, by name: every one takes (reference, current) embeddings and returns a
 :class:`~driftwarden.detectors.drift.novelty.TwoSampleResult` naming its method.
 
-- ``aggregate`` (default): the MMD statistic and the novelty tail statistics
-  (``novelty.py``) computed on the same relabelings of the pooled sample, each standardised by
-  its permutation distribution; the statistic is the largest. Exact like each part, with the
+- ``aggregate`` (default; sides over 2,000 rows are tested on a random 2,000 of them): the MMD statistic and the novelty tail statistics
+  (``novelty.py``) computed on the same relabelings of the pooled sample, combined by the smallest of their
+  permutation p-values (min-p); the statistic is minus that smallest p-value. Exact like each part, with the
   novelty test's power on a new group at a small share of traffic and MMD's on a change of the
   whole population.
 - ``novelty``: the nearest-reference-distance tails alone.
@@ -45,12 +45,13 @@ def novelty(reference: Any, current: Any, *, permutations: int = 1000, seed: int
 
 
 def aggregate(reference: Any, current: Any, *, permutations: int = 1000, seed: int = 0, device: str = "auto",
-              alpha: float = 0.05, k: int = 5, depth: int = 48, top_k: int = 5) -> TwoSampleResult:
+              alpha: float = 0.05, k: int = 5, depth: int = 24, top_k: int = 5,
+              max_rows: int = nv.MAX_ROWS) -> TwoSampleResult:
     torch = require("torch")
     if permutations < 1:
         raise ValueError("permutations must be at least 1")
     device = pick_device(device)
-    z, n, m = nv.prepare(reference, current, device)
+    z, n, m, kept = nv.prepare(reference, current, device, max_rows, seed)
     with torch.no_grad():
         labels = nv.relabelings(n, m, permutations, seed, device)
         sigma = median_bandwidth(z, seed=seed)
@@ -58,14 +59,15 @@ def aggregate(reference: Any, current: Any, *, permutations: int = 1000, seed: i
         mmd_stats, _ = mmd_statistics(z, weights, 1.0 / (2.0 * sigma * sigma))
         dist, idx = nv.neighbours(z, depth)
         k = max(1, min(k, n - 1))
-        tails = nv.novelty_statistics(dist, idx, labels, m, k)
+        tails = nv.novelty_statistics(dist, idx, labels, m, k, z)
         stats = torch.cat([mmd_stats.unsqueeze(0), tails])
-        combined = nv.standardised_max(stats)
-        observed = nv.novelty(dist, idx, labels[:1], k)[0]
+        combined = nv.min_p(stats)
+        observed = nv.novelty(dist, idx, labels[:1], k, z)[0]
     novel, top = nv.novel_rows(observed, n, alpha, top_k)
     names = ("mmd", *(f"tail_{t:g}" for t in nv.TAILS))
     return TwoSampleResult(method=AGGREGATE, statistic=float(combined[0].item()), p_value=nv.p_value_of(combined),
-                           n_reference=n, n_current=m, permutations=permutations, witness_top=top, novel=novel,
+                           n_reference=n, n_current=m, permutations=permutations,
+                           witness_top=nv.original_rows(top, kept), novel=nv.original_rows(novel, kept),
                            parts={name: nv.p_value_of(row) for name, row in zip(names, stats, strict=True)})
 
 

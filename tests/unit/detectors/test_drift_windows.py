@@ -258,3 +258,37 @@ def test_an_encoder_change_starts_a_new_reference_but_keeps_the_window_numbers()
     assert [c.window_id for c in feed(w, rng, 0, 100)] == ["a/v1/prompt/1"]
     later = feed(w, rng, 100, 100, encoder="enc-2")  # a new baseline of 50, then a window
     assert [c.window_id for c in later] == ["a/v1/prompt/2"], "window 1 of the old encoder is not replaced"
+
+
+def test_a_window_with_a_new_group_names_the_method_the_new_share_and_a_group_of_its_events():
+    from driftwarden.core.schemas import DriftResult
+    from driftwarden.retrain_trigger.policy import drift_detail, drift_observations
+
+    from tests.unit.detectors.test_drift_methods import contaminated, population
+
+    rng = np.random.default_rng(9)
+    w = DriftWindows(config(window_size=100, baseline_size=100))
+    current, _ = contaminated(rng, 100, 0.12)  # rows 88..99: one new topic
+    rows = np.concatenate([population(rng, 100), current])
+    closed = [c for i, v in enumerate(rows) for c in w.add(record(i, v))]
+    (window,) = closed
+    result = w.test(window)
+    assert result.method == "aggregate_mmd_knn_novelty_permutation" and result.p_value < 0.05
+    assert result.novel_share > 0.05 and set(result.part_p_values) >= {"mmd", "tail_0.1"}
+    first = result.clusters[0]
+    assert first.size >= 5 and all(int(e[1:]) >= 188 for e in first.example_event_ids)
+    assert len(first.example_event_ids) == 3
+    assert DriftResult.model_validate_json(result.to_json_bytes()) == result
+    detail = drift_detail(result)
+    assert detail.startswith(f"What is new: a group of {first.size} events") and first.example_event_ids[0] in detail
+    assert drift_observations(result)[0].examples == tuple(first.example_event_ids)
+    assert drift_detail(result.model_copy(update={"clusters": []})) == ""
+
+
+def test_the_method_setting_picks_the_test():
+    rng = np.random.default_rng(10)
+    w = DriftWindows(config(method="mmd"))
+    feed(w, rng, 0, 50)
+    (closed,) = feed(w, rng, 50, 50)
+    result = w.test(closed)
+    assert result.method == "mmd2_gaussian_permutation" and result.clusters == [] and result.part_p_values == {}
