@@ -12,7 +12,8 @@ With ``--power``: the power curve. For each method of ``detectors/drift/methods.
 from ``halueval_qa`` questions (a new intent; the rest and the reference are disjoint draws of
 ``halueval_general`` prompts), the share of ``--draws`` draws with p < 0.05 (0 %: the false-alarm
 rate), as a markdown table for the README; with ``--alibi`` alibi-detect's ``MMDDrift`` on the
-same draws beside them. Then, for the 10 % draws, how many of the new rows the default test calls
+same draws beside them. Then a change of mix with nothing new (15 % and 30 % more of one
+k-means topic the reference already has), and, for the 10 % draws, how many of the new rows the default test calls
 novel and how pure the largest group of "what is new" is.
 
 alibi-detect is a benchmark-only peer (BSL licence since 2024; it pins numpy < 2 and
@@ -151,6 +152,33 @@ def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutat
     return rates, {key: float(np.mean(v)) if v else float("nan") for key, v in named.items()}
 
 
+def reweighting_power(general: np.ndarray, draws: int, permutations: int, shares=(0.15, 0.30)) -> dict:
+    """Detection rates when the current window holds ``share`` more of one topic that the
+    reference already has (k-means topics of the general prompts): a change of mix with nothing
+    new, where a novelty test alone is weak and MMD is not."""
+    from sklearn.cluster import KMeans
+
+    from driftwarden.detectors.drift.methods import METHODS, run
+
+    topics = KMeans(8, n_init=4, random_state=0).fit_predict(general)
+    out = {}
+    for share in shares:
+        hits = dict.fromkeys(METHODS, 0)
+        for i in range(draws):
+            rng = np.random.default_rng([7, round(share * 100), i])
+            idx = rng.permutation(len(general))
+            rest = idx[200:]
+            topic = rest[topics[rest] == i % 8]
+            k = round(share * 200)
+            cur = np.concatenate([general[rest[:200 - k]], general[rng.choice(topic, k, replace=len(topic) < k)]])
+            for method in METHODS:
+                hits[method] += run(method, general[idx[:200]], cur, permutations=permutations, seed=i).p_value < 0.05
+        out[share] = {m: h / draws for m, h in hits.items()}
+        print(f"window 200, {share:.0%} more of an existing topic: "
+              + ", ".join(f"{m} {r:.2f}" for m, r in out[share].items()), flush=True)
+    return out
+
+
 def alibi_p_value(python: Path, ref: np.ndarray, cur: np.ndarray, permutations: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/x.npy", ref)
@@ -239,6 +267,8 @@ def main() -> None:
             if n == 200 and share in (0.0, 0.05, 0.10):
                 report[f"power_{method.split()[0]}_n{n}_{round(share * 100)}pct"] = rate
         report.update({f"aggregate_n200_10pct_{k}": v for k, v in named.items()})
+        for share, by_method in reweighting_power(general, args.draws, args.power_permutations).items():
+            report.update({f"reweight_{m}_n200_{round(share * 100)}pct": r for m, r in by_method.items()})
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in report.items()))
 
 

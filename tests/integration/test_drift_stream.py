@@ -45,3 +45,4 @@ def test_a_switch_from_general_prompts_to_qa_questions_is_flagged_within_one_win
     assert all(e.startswith("after-") for e in after[4].split(","))  # nearest the change: the new population
     assert {"prompt_chars", "latency_ms", "toxicity_score", "prompt_injection_score"} <= set(after[5])
     assert after[6] < 0.05  # QA questions are much shorter than general prompts: Evidently's KS sees it too
+
