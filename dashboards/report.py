@@ -82,7 +82,29 @@ def collect(client, db: str) -> dict[str, Any]:
                                     f"WHERE d.label = 1 AND d.detector IN ('toxicity', 'prompt_injection', "
                                     f"'hallucination', 'pii') ORDER BY d.score DESC LIMIT {FLAGGED}")
     data["map"] = _drift_map(client, db)
+    data["new"] = _what_is_new(client, db)
     return data
+
+
+def _what_is_new(client, db: str) -> dict[str, Any] | None:
+    """The groups of new events of the window with the lowest p-value, with their example prompts."""
+    import json
+
+    worst = _rows(client, f"SELECT window_id, p_value, novel_share, clusters FROM {db}.drift_windows FINAL "
+                          f"ORDER BY p_value, window_end LIMIT 1")
+    if not worst:
+        return None
+    window_id, p, share, clusters = worst[0]
+    try:
+        groups = [g for g in json.loads(clusters or "[]") if isinstance(g, dict)]
+    except ValueError:
+        groups = []
+    ids = [str(e) for g in groups for e in g.get("example_event_ids", [])][:9]
+    prompts = dict(_rows(client, f"SELECT event_id, prompt FROM {db}.inference_events FINAL "
+                                 f"WHERE event_id IN {{ids:Array(String)}}", ids=ids)) if ids else {}
+    return {"window_id": window_id, "p_value": p, "novel_share": share,
+            "groups": [(int(g.get("size", 0)), [(str(e), prompts.get(str(e), "")) for e in g.get("example_event_ids", [])])
+                       for g in groups]}
 
 
 def _drift_map(client, db: str) -> dict[str, Any] | None:
@@ -165,6 +187,15 @@ def render(data: dict[str, Any], redact=None) -> str:
 
     def cut(text: str, n: int = SHOWN_CHARS) -> str:
         return esc(shown_text(text, redact, n))
+
+    new = data.get("new")
+    if new is not None and new["groups"]:
+        rows_ = "".join(
+            f"<tr><td>{size}</td><td>{'<br>'.join(f'{esc(e)}: {cut(t)}' for e, t in examples)}</td></tr>"
+            for size, examples in new["groups"])
+        parts.append(f"<h3>What is new in {esc(new['window_id'])} (p = {new['p_value']:.4g}; "
+                     f"{new['novel_share']:.0%} of its events unlike the reference)</h3>"
+                     f"<table><tr><th>events</th><th>examples (redacted)</th></tr>{rows_}</table>")
 
     flagged = "".join(
         f"<tr><td>{esc(r[0])}</td><td>{esc(r[4])} {esc(r[5])}</td><td>{esc(r[1])}</td><td>{r[2]:.3f}</td>"

@@ -10,6 +10,7 @@ import numpy as np
 from driftwarden.core.schemas import (
     AlertEvent,
     DetectionResult,
+    DriftCluster,
     DriftResult,
     EmbeddingRecord,
     RetrainRequest,
@@ -62,6 +63,9 @@ def seed(settings, n: int = 120):
             method="mmd2_gaussian_permutation", statistic=0.01 * (k + 1), p_value=0.5 if k < 3 else 0.001,
             reference_policy="baseline", reference_id="chat/v1/prompt/baseline",
             top_event_ids=[f"seed-{40 + k}"], encoder="minilm", detector_version="1", config_fingerprint="f",
+            novel_share=0.05 if k < 3 else 0.2,
+            clusters=[] if k < 3 else [DriftCluster(size=6, example_event_ids=["seed-41", "seed-42", "seed-43"])],
+            part_p_values={} if k < 3 else {"mmd": 0.2, "tail_0.1": 0.001},
             computed_at=end))
     w.insert_drift(windows)
     w.insert_dead_letters([DeadLetter("llm.inference", 0, k, "validate", "not JSON", b"", b"{oops",

@@ -31,6 +31,7 @@ def test_the_report_is_self_contained_and_renders_without_console_errors(tmp_pat
     fetched = re.findall(r"""<(?:script|link|img|iframe|source)\b[^>]*(?:src|href)=["']?(?:https?:)?//""", text)
     assert not fetched, f"the report must not fetch anything: {fetched}"
     assert "prompt-drift" in text and "job-1" in text and "20260101T000000-abc" in text
+    assert "What is new in chat/v1/prompt/4" in text and "seed-42" in text  # the drifted window's new group
     page = tmp_path / "report.html"
     page.write_text(text, encoding="utf-8")
     ARTIFACTS.mkdir(exist_ok=True)

@@ -74,7 +74,7 @@ def test_a_new_intent_at_a_tenth_of_traffic_is_flagged_named_and_alerted(stack, 
     assert len(windows) == 2
     for _, method, p_value, novel_share, clusters in windows:
         assert method == "aggregate_mmd_knn_novelty_permutation" and p_value < 0.05
-        assert novel_share >= SHARE * 0.8
+        assert novel_share > 0.05  # above the share of the reference's own rows past the cut-off
         first = json.loads(clusters)[0]
         new = [e for e in first["example_event_ids"] if "new-" in e]
         assert first["size"] >= 8 and len(new) >= 2, clusters
