@@ -11,8 +11,9 @@ With ``--power``: the power curve. For each method of ``detectors/drift/methods.
 100, 200 and 500 per side, and a share of 0, 2, 5, 10, 20 and 50 % of the current window drawn
 from ``halueval_qa`` questions (a new intent; the rest and the reference are disjoint draws of
 ``halueval_general`` prompts), the share of ``--draws`` draws with p < 0.05 (0 %: the false-alarm
-rate), as a markdown table for the README; with ``--alibi`` alibi-detect's ``MMDDrift`` on the
-same draws beside them. Then a change of mix with nothing new (15 % and 30 % more of one
+rate), as a markdown table for the README; with ``--alibi`` alibi-detect's ``MMDDrift``, with
+``--evidently`` Evidently's four embedding-drift methods (model, mmd, ratio, distance: their
+defaults; they decide drifted or not, with no p-value) on the same draws beside them. Then a change of mix with nothing new (15 % and 30 % more of one
 k-means topic the reference already has), and, for the 10 % draws, how many of the new rows the default test calls
 novel and how pure the largest group of "what is new" is.
 
@@ -117,9 +118,23 @@ def contaminated_draw(general: np.ndarray, questions: np.ndarray, n: int, share:
     return general[idx[:n]], cur, k
 
 
+def evidently_peers() -> dict:
+    """Evidently's embedding-drift methods with their defaults (its legacy API, as installed here:
+    ``evidently==0.7.*``); each returns (value, drifted, name) and no p-value."""
+    import pandas as pd
+    from evidently.legacy.metrics.data_drift import embedding_drift_methods as edm
+
+    def wrap(method):
+        return lambda ref, cur: bool(method(pd.DataFrame(cur), pd.DataFrame(ref))[1])
+
+    return {f"Evidently {name}": wrap(getattr(edm, name)()) for name in ("model", "mmd", "ratio", "distance")}
+
+
 def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutations: int,
-                alibi_python: Path | None = None) -> tuple[dict, dict]:
-    """({(method, window, share): detection rate}, what-is-new figures of the default test at 10 %)."""
+                alibi_python: Path | None = None, peers: dict | None = None,
+                peer_windows: tuple[int, ...] = (200,)) -> tuple[dict, dict]:
+    """({(method, window, share): detection rate}, what-is-new figures of the default test at 10 %).
+    ``peers``: name -> (reference, current) -> drifted, run on the same draws at ``peer_windows``."""
     from driftwarden.detectors.drift.clusters import group
     from driftwarden.detectors.drift.methods import METHODS, run
 
@@ -142,6 +157,8 @@ def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutat
                         if groups:
                             named["group_size"].append(groups[0].size)
                             named["group_purity"].append(len(new & set(groups[0].rows)) / groups[0].size)
+                for name, drifted in (peers or {}).items() if n in peer_windows else ():
+                    hits[name] = hits.get(name, 0) + drifted(ref, cur)
                 if alibi_python is not None:
                     hits["alibi-detect MMDDrift"] = hits.get("alibi-detect MMDDrift", 0) + (
                         alibi_p_value(alibi_python, ref, cur, permutations) < 0.05)
@@ -194,7 +211,9 @@ def power_table(rates: dict, draws: int) -> str:
              "| --- | --- | " + " | ".join("---" for _ in SHARES) + " |"]
     for method in methods:
         for n in WINDOWS:
-            lines.append(f"| {method} | {n} | " + " | ".join(f"{rates[(method, n, s)]:.2f}" for s in SHARES) + " |")
+            if all((method, n, s) in rates for s in SHARES):
+                lines.append(f"| {method} | {n} | " + " | ".join(f"{rates[(method, n, s)]:.2f}" for s in SHARES)
+                             + " |")
     return "\n".join(lines) + f"\n\n(share of {draws} draws with p < 0.05; the 0 % column is the false-alarm rate)"
 
 
@@ -206,6 +225,8 @@ def main() -> None:
     parser.add_argument("--alibi-max-n", type=int, default=2000, help="largest n to give alibi-detect")
     parser.add_argument("--power", action="store_true", help="also the power curve of every method")
     parser.add_argument("--draws", type=int, default=40, help="draws per cell of the power curve")
+    parser.add_argument("--evidently", action="store_true",
+                        help="also Evidently's embedding-drift methods on the same draws (windows of 200)")
     parser.add_argument("--power-permutations", type=int, default=500)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -259,7 +280,8 @@ def main() -> None:
                      f"(×{alibi['seconds'] / seconds:.1f} faster, |Δp|={abs(alibi['p_value'] - ours.p_value):.4f})")
         print(line, flush=True)
     if args.power:
-        rates, named = power_curve(general, questions, args.draws, args.power_permutations, alibi_python)
+        rates, named = power_curve(general, questions, args.draws, args.power_permutations, alibi_python,
+                                   evidently_peers() if args.evidently else None)
         print(power_table(rates, args.draws))
         print("what is new, default test, windows of 200 with 10 % new: "
               + ", ".join(f"{k} {v:.2f}" for k, v in named.items()))

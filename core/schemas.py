@@ -11,12 +11,13 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -492,6 +493,9 @@ class DriftCluster(BaseModel):
     """Events of the window in the group."""
     example_event_ids: list[str] = Field(default_factory=list, max_length=3)
     """The events nearest the group's centre, at most three."""
+    examples: list[Annotated[str, StringConstraints(max_length=300)]] = Field(default_factory=list, max_length=3)
+    """Their texts as stored (redacted when PII redaction is on), one line of at most 200
+    characters each; fewer when an event was not stored yet when the window closed."""
 
 
 class DriftResult(BaseModel):

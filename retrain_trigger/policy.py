@@ -273,8 +273,9 @@ def drift_detail(result: DriftResult) -> str:
         return ""
     first, *rest = result.clusters
     share = first.size / max(1, result.n_current)
+    shown = [f'"{t[:120]}"' for t in first.examples] or first.example_event_ids
     text = (f"What is new: a group of {first.size} events ({share:.0%} of the window) unlike the reference, "
-            f"for example {', '.join(first.example_event_ids)}")
+            f"for example {'; '.join(shown)}")
     if rest:
         text += f"; {len(rest)} smaller group(s) of {', '.join(str(c.size) for c in rest)}"
     return text + f" ({result.novel_share:.0%} of the window is further from the reference than its own outliers)."

@@ -67,10 +67,24 @@ def last_sequence_loader(client, database: str):
     return last
 
 
+def text_loader(client, database: str):
+    """Reads the stored prompts or responses of a few events (a drift window's examples of what
+    is new; stored redacted when PII redaction is on)."""
+
+    def load(field: str, event_ids: list[str]) -> dict[str, str]:
+        column = "response" if field == "response" else "prompt"
+        sql = (f"SELECT event_id, {column} FROM {database}.inference_events FINAL "
+               f"WHERE event_id IN {{ids:Array(String)}}")
+        return {str(r[0]): str(r[1]) for r in client.query(sql, parameters={"ids": event_ids}).result_rows}
+
+    return load
+
+
 def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> DriftWindows:
     db = settings.clickhouse_database
     windows = DriftWindows(settings.drift, load_reference=store_loader(client, db) if client is not None else None,
                            load_last_sequence=last_sequence_loader(client, db) if client is not None else None,
+                           load_texts=text_loader(client, db) if client is not None else None,
                            idle_minutes=settings.segment_idle_minutes, max_segments=settings.max_segments)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
     #: Records of segments whose stored state is being read, in arrival order, per segment id.

@@ -82,6 +82,20 @@ class Throttled:
         self.last, self.held_back = now, 0
 
 
+TextLoader = Callable[[str, list[str]], dict[str, str]]
+"""(field, event ids) -> {event id: the stored prompt or response}."""
+EXAMPLE_CHARS = 200
+
+
+def cut_example(text: str, limit: int = EXAMPLE_CHARS) -> str:
+    """One line of at most ``limit`` characters, cut at a space."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return head + " …"
+
+
 @dataclass
 class Window:
     ids: list[str] = field(default_factory=list)
@@ -170,6 +184,7 @@ class DriftWindows:
     def __init__(self, config: DriftConfig, clock: Callable[[], float] = time.monotonic,
                  load_reference: ReferenceLoader | None = None, *,
                  load_last_sequence: SequenceLoader | None = None,
+                 load_texts: TextLoader | None = None,
                  idle_minutes: float = 1440.0, max_segments: int = 2_000):
         if max_segments < 1 or not idle_minutes > 0:
             raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
@@ -177,6 +192,7 @@ class DriftWindows:
         self.clock = clock
         self.load_reference = load_reference
         self.load_last_sequence = load_last_sequence
+        self.load_texts = load_texts
         self.idle_seconds = idle_minutes * 60
         self.max_segments = max_segments
         #: Least recently seen first.
@@ -412,6 +428,24 @@ class DriftWindows:
         seg.seen = set(closed.current.ids) | (set(seg.reference.ids) if seg.reference else set())
         return closed
 
+    def _clusters(self, closed: ClosedWindow, current: np.ndarray, novel: tuple[int, ...],
+                  reference_mean: np.ndarray) -> list[DriftCluster]:
+        """What is new, grouped; with the example events' stored texts when a text loader is given
+        and they are stored by now (the events and their embeddings are stored side by side)."""
+        found = group(current, novel, reference_mean)
+        groups = [[closed.current.ids[i] for i in g.rows[:3]] for g in found]
+        texts: dict[str, str] = {}
+        wanted = [e for ids in groups for e in ids]
+        if self.load_texts is not None and wanted:
+            try:
+                texts = self.load_texts(closed.segment.field, wanted)
+            except Exception:  # noqa: BLE001 - the window goes out with event ids alone
+                log.warning("could not read the example texts of %s; its groups name event ids only",
+                            closed.window_id, exc_info=True)
+        return [DriftCluster(size=g.size, example_event_ids=ids,
+                             examples=[cut_example(texts[e]) for e in ids if isinstance(texts.get(e), str)])
+                for g, ids in zip(found, groups, strict=True)]
+
     def test(self, closed: ClosedWindow, seed: int | None = None) -> DriftResult:
         c = self.config
         reference, current = closed.reference.matrix(), closed.current.matrix()
@@ -432,8 +466,7 @@ class DriftWindows:
             statistic=result.statistic, p_value=result.p_value, reference_policy=c.reference,
             reference_id=closed.reference_id, top_event_ids=[closed.current.ids[i] for i in result.witness_top],
             descriptor_p_values=descriptor_p_values, novel_share=len(result.novel) / max(1, result.n_current),
-            clusters=[DriftCluster(size=g.size, example_event_ids=[closed.current.ids[i] for i in g.rows[:3]])
-                      for g in group(current, result.novel, reference.mean(axis=0))],
+            clusters=self._clusters(closed, current, result.novel, reference.mean(axis=0)),
             part_p_values=result.parts,
             encoder=seg.encoder, detector_version=VERSION, config_fingerprint=c.fingerprint(),
             computed_at=datetime.now(UTC),

@@ -78,5 +78,6 @@ def test_a_new_intent_at_a_tenth_of_traffic_is_flagged_named_and_alerted(stack, 
         first = json.loads(clusters)[0]
         new = [e for e in first["example_event_ids"] if "new-" in e]
         assert first["size"] >= 8 and len(new) >= 2, clusters
+        assert len(first["examples"]) <= 3 and all(len(t) <= 202 for t in first["examples"])
     (rule, summary, examples), = [a for a in alerts if a[0] == "prompt-drift"]
     assert "What is new: a group of" in summary and sum("new-" in e for e in examples) >= 2, summary

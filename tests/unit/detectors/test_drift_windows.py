@@ -292,3 +292,38 @@ def test_the_method_setting_picks_the_test():
     (closed,) = feed(w, rng, 50, 50)
     result = w.test(closed)
     assert result.method == "mmd2_gaussian_permutation" and result.clusters == [] and result.part_p_values == {}
+
+
+def test_what_is_new_carries_the_stored_texts_of_its_examples_and_a_failing_read_leaves_ids_alone(caplog):
+    from tests.unit.detectors.test_drift_methods import contaminated, population
+
+    from driftwarden.retrain_trigger.policy import drift_detail
+
+    def run_with(loader):
+        rng = np.random.default_rng(9)
+        w = DriftWindows(config(window_size=100, baseline_size=100), load_texts=loader)
+        current, _ = contaminated(rng, 100, 0.12)
+        rows = np.concatenate([population(rng, 100), current])
+        (window,) = [c for i, v in enumerate(rows) for c in w.add(record(i, v))]
+        return w.test(window)
+
+    asked = []
+
+    def stored(field, ids):
+        asked.append(field)
+        return {e: f"question {e}\nwith   a line break " + "x" * 300 for e in ids[:-1]}  # the last: not stored yet
+
+    result = run_with(stored)
+    first = result.clusters[0]
+    shown = [e for c in result.clusters for e in c.example_event_ids]
+    assert asked == ["prompt"] and sum(len(c.examples) for c in result.clusters) == len(shown) - 1
+    assert first.examples[0].startswith(f"question {first.example_event_ids[0]} with a line break")
+    assert len(first.examples[0]) <= 202 and first.examples[0].endswith("…")
+    assert f'"question {first.example_event_ids[0]}' in drift_detail(result)
+
+    def broken(field, ids):
+        raise ConnectionError("store down")
+
+    result = run_with(broken)
+    assert result.clusters[0].examples == [] and result.clusters[0].example_event_ids
+    assert "could not read the example texts" in caplog.text
