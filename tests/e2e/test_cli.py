@@ -170,7 +170,7 @@ def test_drift_test_prints_one_json_object_with_the_result(tmp_path):
     result = json.loads(out.stdout)
     assert {"p_value", "statistic", "n_reference", "n_current", "method"} <= set(result)
     assert result["n_reference"] == result["n_current"] == 80
-    assert result["p_value"] < 0.05 and result["method"] == "mmd2_gaussian_permutation"
+    assert result["p_value"] < 0.05 and result["method"] == "aggregate_mmd_knn_novelty_permutation" and "clusters" in result
 
 
 def test_policy_check_names_the_rule_and_field_of_a_mistake(tmp_path):
