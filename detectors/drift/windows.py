@@ -432,7 +432,12 @@ class DriftWindows:
                   reference_mean: np.ndarray) -> list[DriftCluster]:
         """What is new, grouped; with the example events' stored texts when a text loader is given
         and they are stored by now (the events and their embeddings are stored side by side)."""
-        found = group(current, novel, reference_mean)
+        try:
+            found = group(current, novel, reference_mean)
+        except Exception:  # noqa: BLE001 - the window's p-value still goes out, without groups
+            log.warning("could not group what is new in %s; the window is reported without groups",
+                        closed.window_id, exc_info=True)
+            found = []
         groups = [[closed.current.ids[i] for i in g.rows[:3]] for g in found]
         texts: dict[str, str] = {}
         wanted = [e for ids in groups for e in ids]
