@@ -166,14 +166,19 @@ def test_a_local_fine_tuning_job_runs_without_any_secret_in_its_environment(tmp_
     monkeypatch.setenv("DRIFTWARDEN_CLICKHOUSE_DSN",
                        f"http://user:{DSN_PASSWORD}@127.0.0.1:1/?password={DSN_QUERY_PASSWORD}")
     monkeypatch.setenv("HF_TOKEN", GRAFANA_TOKEN)  # an unrelated secret of the sink's environment
+    # The job's interpreter is a shell that writes the environment it was given, then runs the real
+    # Python: reading /proc/PID/environ races a job that fails at once (it reads empty once exited).
+    seen = tmp_path / "job-environ"
+    interpreter = tmp_path / "python"
+    interpreter.write_text(f'#!/bin/sh\nenv > "{seen}"\nexec "{sys.executable}" "$@"\n')
+    interpreter.chmod(0o700)
+    monkeypatch.setattr("driftwarden.retrain_trigger.launchers.sys.executable", str(interpreter))
     settings = load_settings()
     job = JobSpec(job_id="job-secrets", snapshot_dir=tmp_path / "no-snapshot", out_dir=settings.jobs_dir / "job-s")
     launcher = LocalLauncher(settings)
     launcher.launch(job)
-    try:
-        environ = Path(f"/proc/{job.handle.pid}/environ").read_bytes().decode(errors="replace")
-    finally:
-        job.handle.wait(90)
+    job.handle.wait(90)
+    environ = seen.read_text(errors="replace")
     assert "DRIFTWARDEN_RETRAIN__MAX_STEPS=" in environ and "PATH=" in environ
     state, message = launcher.poll(job)
     assert state == "failed" and "is not a dataset snapshot" in message, "the job ran with what it was given"
