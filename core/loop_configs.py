@@ -25,6 +25,10 @@ class AlertsConfig(BaseModel):
     """PagerDuty Events API v2 endpoint."""
     slack_webhook_url: SecretStr | None = None
     """Slack incoming-webhook URL (a secret: it is never logged)."""
+    example_texts: bool = True
+    """Quote example texts of what is new (a drift window's largest group) in alert summaries:
+    the texts as stored, redacted when PII redaction is on. Off: the summaries name event ids
+    only, for receivers that must never carry user text."""
     min_severity: Literal["critical", "error", "warning", "info"] = "info"
     """Alerts below this severity are recorded but not sent."""
     max_attempts: int = Field(6, ge=1, le=100)

@@ -495,7 +495,8 @@ class DriftCluster(BaseModel):
     """The events nearest the group's centre, at most three."""
     examples: list[Annotated[str, StringConstraints(max_length=300)]] = Field(default_factory=list, max_length=3)
     """Their texts as stored (redacted when PII redaction is on), one line of at most 200
-    characters each; fewer when an event was not stored yet when the window closed."""
+    characters each, in the order of ``example_event_ids``; empty where an event was not stored
+    yet when the window closed (or no text loader was given: then the list is empty)."""
 
 
 class DriftResult(BaseModel):

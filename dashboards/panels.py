@@ -143,7 +143,7 @@ SAFETY = DashboardSpec(
 
 DRIFT = DashboardSpec(
     uid="driftwarden-drift", title="driftwarden · drift",
-    description="Embedding drift per segment: permutation p-values and MMD² per window, with the policy's "
+    description="Embedding drift per segment: permutation p-values, statistics and novel shares per window, with the policy's "
                 "threshold and alert annotations.",
     alert_annotations=True,
     panels=(
@@ -152,15 +152,16 @@ DRIFT = DashboardSpec(
                   f"FROM {{db}}.drift_windows FINAL WHERE $__timeFilter(window_end) AND {SEG} ORDER BY time",
                   ("time", "segment", "p_value"), width=24, log_scale=True,
                   thresholds=(("red", None), ("orange", 0.01), ("green", 0.05))),
-        PanelSpec("MMD² per window", "timeseries",
+        PanelSpec("Drift statistic per window (MMD² under the aggregate and mmd methods)", "timeseries",
                   "SELECT window_end AS time, concat(app, ' ', model_version, ' ', field) AS segment, statistic "
                   f"FROM {{db}}.drift_windows FINAL WHERE $__timeFilter(window_end) AND {SEG} ORDER BY time",
                   ("time", "segment", "statistic")),
         PanelSpec("Latest windows", "table",
-                  "SELECT window_end AS time, window_id, n_current, n_reference, round(statistic, 5) AS statistic, "
-                  "p_value, reference_id FROM {db}.drift_windows FINAL "
+                  "SELECT window_end AS time, window_id, method, n_current, n_reference, round(statistic, 5) AS statistic, "
+                  "p_value, round(novel_share, 3) AS novel_share, reference_id FROM {db}.drift_windows FINAL "
                   f"WHERE $__timeFilter(window_end) AND {SEG} ORDER BY window_end DESC LIMIT 50",
-                  ("time", "window_id", "n_current", "n_reference", "statistic", "p_value", "reference_id")),
+                  ("time", "window_id", "method", "n_current", "n_reference", "statistic", "p_value", "novel_share",
+                   "reference_id")),
         PanelSpec("Alerts", "table",
                   "SELECT starts_at AS time, rule, severity, status, app, model_version, field, round(value, 5) "
                   "AS value, threshold, summary FROM {db}.alerts FINAL "

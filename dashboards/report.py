@@ -10,6 +10,7 @@ writes it; while the local stack runs the sink renders it (``/report/``), as it 
 from __future__ import annotations
 
 import html
+import itertools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -87,24 +88,30 @@ def collect(client, db: str) -> dict[str, Any]:
 
 
 def _what_is_new(client, db: str) -> dict[str, Any] | None:
-    """The groups of new events of the window with the lowest p-value, with their example prompts."""
+    """The groups of new events of the window with the lowest p-value, with their example texts:
+    those the window stored (as stored: redacted when PII redaction is on), else the events' own
+    text of the window's field (prompt or response)."""
     import json
 
-    worst = _rows(client, f"SELECT window_id, p_value, novel_share, clusters FROM {db}.drift_windows FINAL "
+    worst = _rows(client, f"SELECT window_id, field, p_value, novel_share, clusters FROM {db}.drift_windows FINAL "
                           f"ORDER BY p_value, window_end LIMIT 1")
     if not worst:
         return None
-    window_id, p, share, clusters = worst[0]
+    window_id, field, p, share, clusters = worst[0]
     try:
         groups = [g for g in json.loads(clusters or "[]") if isinstance(g, dict)]
     except ValueError:
         groups = []
-    ids = [str(e) for g in groups for e in g.get("example_event_ids", [])][:9]
-    prompts = dict(_rows(client, f"SELECT event_id, prompt FROM {db}.inference_events FINAL "
-                                 f"WHERE event_id IN {{ids:Array(String)}}", ids=ids)) if ids else {}
-    return {"window_id": window_id, "p_value": p, "novel_share": share,
-            "groups": [(int(g.get("size", 0)), [(str(e), prompts.get(str(e), "")) for e in g.get("example_event_ids", [])])
-                       for g in groups]}
+    pairs = [[(str(e), t if isinstance(t, str) else "")
+              for e, t in itertools.zip_longest(g.get("example_event_ids") or [], g.get("examples") or [])
+              if e is not None] for g in groups]
+    missing = [e for group_pairs in pairs for e, t in group_pairs if not t][:9]
+    column = "response" if field == "response" else "prompt"
+    stored = dict(_rows(client, f"SELECT event_id, {column} FROM {db}.inference_events FINAL "
+                                f"WHERE event_id IN {{ids:Array(String)}}", ids=missing)) if missing else {}
+    return {"window_id": window_id, "field": column, "p_value": p, "novel_share": share,
+            "groups": [(int(g.get("size", 0)), [(e, t or stored.get(e, "")) for e, t in group_pairs])
+                       for g, group_pairs in zip(groups, pairs, strict=True)]}
 
 
 def _drift_map(client, db: str) -> dict[str, Any] | None:
@@ -195,7 +202,7 @@ def render(data: dict[str, Any], redact=None) -> str:
             for size, examples in new["groups"])
         parts.append(f"<h3>What is new in {esc(new['window_id'])} (p = {new['p_value']:.4g}; "
                      f"{new['novel_share']:.0%} of its events unlike the reference)</h3>"
-                     f"<table><tr><th>events</th><th>examples (redacted)</th></tr>{rows_}</table>")
+                     f"<table><tr><th>events</th><th>example {esc(new['field'])}s (redacted)</th></tr>{rows_}</table>")
 
     flagged = "".join(
         f"<tr><td>{esc(r[0])}</td><td>{esc(r[4])} {esc(r[5])}</td><td>{esc(r[1])}</td><td>{r[2]:.3f}</td>"

@@ -67,7 +67,7 @@ METRIC_WORDS = {
     "detector_rate": "the share of events flagged by {detector}",
     "detector_mean": "the mean {detector} score",
     "drift_p_value": "the embedding drift p-value",
-    "drift_statistic": "the embedding drift statistic (MMD²)",
+    "drift_statistic": "the embedding drift statistic (MMD² under the aggregate and mmd methods, mean novelty under novelty)",
     "latency_p95_ms": "the 95th percentile latency (ms)",
     "error_rate": "the share of failed calls",
     "cost_per_hour": "the cost per hour (USD)",
@@ -267,13 +267,16 @@ def _clamp(value: float) -> float:
     return 0.0 if v is None else v
 
 
-def drift_detail(result: DriftResult) -> str:
-    """What is new in a drift window, in words: its largest groups of events unlike the reference."""
+def drift_detail(result: DriftResult, texts: bool = True) -> str:
+    """What is new in a drift window, in words: its largest groups of events unlike the reference,
+    with the first group's example texts (as stored: redacted when PII redaction is on) unless
+    ``texts`` is off, then with their event ids."""
     if not result.clusters:
         return ""
     first, *rest = result.clusters
     share = first.size / max(1, result.n_current)
-    shown = [f'"{t[:120]}"' for t in first.examples] or first.example_event_ids
+    quoted = [f'"{t[:120]}"' for t in first.examples if t] if texts else []
+    shown = quoted or first.example_event_ids
     text = (f"What is new: a group of {first.size} events ({share:.0%} of the window) unlike the reference, "
             f"for example {'; '.join(shown)}")
     if rest:
@@ -281,11 +284,11 @@ def drift_detail(result: DriftResult) -> str:
     return text + f" ({result.novel_share:.0%} of the window is further from the reference than its own outliers)."
 
 
-def drift_observations(result: DriftResult) -> list[Observation]:
-    """The p-value and statistic of a closed drift window."""
+def drift_observations(result: DriftResult, texts: bool = True) -> list[Observation]:
+    """The p-value and statistic of a closed drift window (``texts``: see :func:`drift_detail`)."""
     common = {"app": result.app, "model_version": result.model_version, "field": result.field,
               "window_id": result.window_id, "window_start": result.window_start, "window_end": result.window_end,
-              "n": result.n_current, "detail": drift_detail(result),
+              "n": result.n_current, "detail": drift_detail(result, texts),
               "examples": tuple((result.clusters[0].example_event_ids if result.clusters
                                  else result.top_event_ids)[:EXAMPLES])}
     return [Observation(metric="drift_p_value", value=result.p_value, **common),
@@ -559,7 +562,7 @@ class PolicyEngine:
         detail = f" {obs.detail}" if obs.detail else ""
         return (f"{head}{what[:1].upper()}{what[1:]} of {segment} is {obs.value:.4g} in {window}, "
                 f"{rule.worse_when} the threshold {rule.threshold:.4g} for {st.streak} window(s) in a row{moved}."
-                f"{detail}{follow}")
+                f"{follow}{detail}")
 
     def _link(self, obs: Observation) -> str:
         """The dashboard of the metric, on the segment, from 30 minutes before the window to 30

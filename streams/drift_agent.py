@@ -96,9 +96,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) 
             try:
                 result = await asyncio.to_thread(windows.test, window)
                 level = logging.WARNING if result.p_value < settings.drift.alpha else logging.INFO
-                log.log(level, "drift window %s: %d vs %d (%r), MMD² %.5f, p = %.4f", result.window_id,
-                        result.n_current, result.n_reference, result.reference_id, result.statistic,
-                        result.p_value)
+                log.log(level, "drift window %s: %d vs %d (%r), %s statistic %.5f, p = %.4f, novel share %.2f",
+                        result.window_id, result.n_current, result.n_reference, result.reference_id,
+                        result.method, result.statistic, result.p_value, result.novel_share)
                 await (await drift_topic.send(key=join_id(result.app, result.model_version).encode(),
                                               value=result.to_json_bytes()))
             except Exception:  # noqa: BLE001 - one window's failure must not stop the stream

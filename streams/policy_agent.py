@@ -71,7 +71,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[Poli
     async def policy_drift(stream):
         async for result in parsed(stream, DriftResult.model_validate_json, "policy agent"):
             try:
-                decision = engine.observe(drift_observations(result))
+                decision = engine.observe(drift_observations(result, texts=settings.alerts.example_texts))
             except Exception:  # noqa: BLE001
                 log.error("policy agent could not judge drift window %r; it is skipped and the stream goes on. If "
                           "this repeats, look at the error below", result.window_id, exc_info=True)

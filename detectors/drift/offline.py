@@ -54,7 +54,7 @@ def drift_test_files(settings: Settings, reference: Path, current: Path, field: 
         from driftwarden.retrain_trigger.curation import pii_redactor
 
         redactor = pii_redactor(settings)
-    clusters = [{"size": g.size, "share": g.size / len(cur_texts), "example_ids": [cur_ids[i] for i in g.rows[:3]],
+    clusters = [{"size": g.size, "share": g.size / max(1, result.n_current), "example_ids": [cur_ids[i] for i in g.rows[:3]],
                  "examples": [shown_text(cur_texts[i], redactor, 160) for i in g.rows[:3]]}
                 for g in group(current_vectors, result.novel, reference_vectors.mean(axis=0))]
     return {

@@ -448,7 +448,8 @@ class DriftWindows:
                 log.warning("could not read the example texts of %s; its groups name event ids only",
                             closed.window_id, exc_info=True)
         return [DriftCluster(size=g.size, example_event_ids=ids,
-                             examples=[cut_example(texts[e]) for e in ids if isinstance(texts.get(e), str)])
+                             examples=[cut_example(t) if isinstance(t := texts.get(e), str) else "" for e in ids]
+                             if texts else [])
                 for g, ids in zip(found, groups, strict=True)]
 
     def test(self, closed: ClosedWindow, seed: int | None = None) -> DriftResult:

@@ -44,3 +44,30 @@ def test_a_text_whose_redaction_fails_is_withheld():
     assert shown_text("my card is 4111 1111 1111 1111", broken) == WITHHELD
     assert shown_text("my card is 4111 1111 1111 1111", _withhold) == WITHHELD
     assert shown_text("short", None) == "short", "without redaction asked for, texts show as stored"
+
+
+class _Store:
+    """Answers the two queries of ``_what_is_new`` (pure logic: the real store is in tests/e2e)."""
+
+    def __init__(self, window, events):
+        self.window, self.events, self.asked = window, events, []
+
+    def query(self, sql, parameters=None):
+        self.asked.append(sql)
+        rows = [self.window] if "drift_windows" in sql else [
+            (e, t) for e, t in self.events.items() if e in (parameters or {}).get("ids", [])]
+        return type("Result", (), {"result_rows": rows})()
+
+
+def test_what_is_new_shows_the_stored_examples_and_reads_a_response_windows_missing_ones_from_responses():
+    import json
+
+    from driftwarden.dashboards.report import _what_is_new
+
+    clusters = json.dumps([{"size": 12, "example_event_ids": ["a", "b"], "examples": ["stored a", ""]},
+                           {"size": 3, "example_event_ids": ["c"], "examples": []}])
+    store = _Store(("chat/v1/response/4", "response", 0.001, 0.08, clusters), {"b": "response b", "c": "response c"})
+    new = _what_is_new(store, "db")
+    assert new["field"] == "response" and new["groups"] == [(12, [("a", "stored a"), ("b", "response b")]),
+                                                              (3, [("c", "response c")])]
+    assert "SELECT event_id, response FROM" in store.asked[-1]

@@ -111,3 +111,31 @@ def test_a_side_over_the_row_cap_is_tested_on_a_sample_and_rows_are_named_in_the
     new_positions = {int(i) for i in np.flatnonzero(order >= 300 - k)}
     assert set(result.witness_top) <= new_positions
     assert len(set(result.novel) & new_positions) >= 0.8 * len(set(result.novel))
+
+
+def test_a_window_much_larger_than_its_reference_is_tested_on_ten_times_the_reference():
+    rng = np.random.default_rng(12)
+    reference = population(rng, 20)
+    current, k = contaminated(rng, 1000, 0.1)
+    for method in ("aggregate", "novelty"):
+        result = run(method, reference, current, permutations=100)
+        assert result.n_reference == 20 and result.n_current == 200
+        assert all(0 <= i < 1000 for i in result.novel + result.witness_top)
+
+
+def test_the_aggregate_reports_the_mmd_statistic_and_combines_the_p_values_of_its_parts():
+    rng = np.random.default_rng(13)
+    reference, (current, _) = population(rng, 120), contaminated(rng, 120, 0.1)
+    aggregate = run("aggregate", reference, current, permutations=200)
+    mmd = run("mmd", reference, current, permutations=200)
+    assert aggregate.statistic == pytest.approx(mmd.statistic, rel=1e-4)
+    assert aggregate.parts["mmd"] == pytest.approx(mmd.p_value, abs=0.05)  # other relabelings, same test
+    assert aggregate.p_value >= min(aggregate.parts.values())  # min-p is calibrated, never the raw minimum
+
+
+def test_relabelings_drawn_in_chunks_each_name_the_window_size_of_current_rows():
+    labels = relabelings(7, 5, 23, seed=0, device="cpu", chunk=4)
+    assert labels.shape == (24, 12) and bool((labels.sum(dim=1) == 5).all())
+    assert not labels[0, :7].any() and labels[0, 7:].all()
+    assert len({tuple(row.tolist()) for row in labels[1:]}) > 15
+    assert (labels == relabelings(7, 5, 23, seed=0, device="cpu", chunk=4)).all()

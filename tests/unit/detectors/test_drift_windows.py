@@ -316,10 +316,16 @@ def test_what_is_new_carries_the_stored_texts_of_its_examples_and_a_failing_read
     result = run_with(stored)
     first = result.clusters[0]
     shown = [e for c in result.clusters for e in c.example_event_ids]
-    assert asked == ["prompt"] and sum(len(c.examples) for c in result.clusters) == len(shown) - 1
-    assert first.examples[0].startswith(f"question {first.example_event_ids[0]} with a line break")
+    assert asked == ["prompt"] and [len(c.examples) for c in result.clusters] == [len(c.example_event_ids)
+                                                                                 for c in result.clusters]
+    assert sum(1 for c in result.clusters for t in c.examples if t) == len(shown) - 1
+    assert result.clusters[-1].examples[-1] == ""  # the one not stored yet: its place stays, empty
+    for c in result.clusters:  # every text beside its own event id
+        assert all(t.startswith(f"question {e} ") for e, t in zip(c.example_event_ids, c.examples) if t)
     assert len(first.examples[0]) <= 202 and first.examples[0].endswith("…")
     assert f'"question {first.example_event_ids[0]}' in drift_detail(result)
+    quiet = drift_detail(result, texts=False)
+    assert "question" not in quiet and first.example_event_ids[0] in quiet
 
     def broken(field, ids):
         raise ConnectionError("store down")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,14 @@ def test_a_rule_fires_after_its_consecutive_windows_and_requests_retraining_once
     assert request.end == drift(0.001, 2).window_end
     more = e.observe([drift(0.0001, 3), drift(0.0001, 4)])
     assert not more.alerts and not more.requests, "a firing rule does not fire again"
+
+
+def test_what_is_new_follows_the_retraining_sentence_in_the_summary():
+    e = engine(Clock(), consecutive=1)
+    detail = "What is new: a group of 20 events (10% of the window) unlike the reference, for example \"who won\"."
+    (alert,) = e.observe([dataclasses.replace(drift(0.001, 0), detail=detail)]).alerts
+    head, _, tail = alert.summary.partition("A retraining request for this segment follows")
+    assert "threshold 0.01" in head and detail not in head and tail.endswith(detail)
 
 
 def test_hysteresis_keeps_it_firing_until_the_clear_threshold():
