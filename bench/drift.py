@@ -132,7 +132,7 @@ def evidently_peers() -> dict:
 
 def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutations: int,
                 alibi_python: Path | None = None, peers: dict | None = None,
-                peer_windows: tuple[int, ...] = (200,)) -> tuple[dict, dict]:
+                peer_windows: tuple[int, ...] = WINDOWS) -> tuple[dict, dict]:
     """({(method, window, share): detection rate}, what-is-new figures of the default test at 10 %).
     ``peers``: name -> (reference, current) -> drifted, run on the same draws at ``peer_windows``."""
     from driftwarden.detectors.drift.clusters import group
@@ -143,6 +143,7 @@ def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutat
     for n in WINDOWS:
         for share in SHARES:
             hits: dict[str, int] = {}
+            pairs = []
             for i in range(draws):
                 rng = np.random.default_rng([n, round(share * 100), i])
                 ref, cur, k = contaminated_draw(general, questions, n, share, rng)
@@ -159,9 +160,9 @@ def power_curve(general: np.ndarray, questions: np.ndarray, draws: int, permutat
                             named["group_purity"].append(len(new & set(groups[0].rows)) / groups[0].size)
                 for name, drifted in (peers or {}).items() if n in peer_windows else ():
                     hits[name] = hits.get(name, 0) + drifted(ref, cur)
-                if alibi_python is not None:
-                    hits["alibi-detect MMDDrift"] = hits.get("alibi-detect MMDDrift", 0) + (
-                        alibi_p_value(alibi_python, ref, cur, permutations) < 0.05)
+                pairs.append((ref, cur))
+            if alibi_python is not None:
+                hits["alibi-detect MMDDrift"] = sum(p < 0.05 for p in alibi_p_values(alibi_python, pairs, permutations))
             for method, h in hits.items():
                 rates[(method, n, share)] = h / draws
             print(f"window {n}, share {share:.0%}: " + ", ".join(f"{m} {h / draws:.2f}" for m, h in hits.items()),
@@ -196,13 +197,25 @@ def reweighting_power(general: np.ndarray, draws: int, permutations: int, shares
     return out
 
 
-def alibi_p_value(python: Path, ref: np.ndarray, cur: np.ndarray, permutations: int) -> float:
+ALIBI_BATCH_SCRIPT = """
+import sys, json, numpy as np
+from alibi_detect.cd import MMDDrift
+pairs = np.load(sys.argv[1]); n_perm = int(sys.argv[2]); out = []
+for i in range(len(pairs.files) // 2):
+    cd = MMDDrift(pairs[f"ref{i}"], backend="pytorch", p_val=0.05, n_permutations=n_perm, device="cpu")
+    out.append(float(cd.predict(pairs[f"cur{i}"])["data"]["p_val"]))
+print(json.dumps(out))
+"""
+
+
+def alibi_p_values(python: Path, pairs: list[tuple[np.ndarray, np.ndarray]], permutations: int) -> list[float]:
+    """alibi-detect's MMDDrift p-value of each (reference, current) pair, in one process of its own venv."""
     with tempfile.TemporaryDirectory() as tmp:
-        np.save(f"{tmp}/x.npy", ref)
-        np.save(f"{tmp}/y.npy", cur)
-        out = subprocess.run([str(python), "-c", ALIBI_SCRIPT, f"{tmp}/x.npy", f"{tmp}/y.npy", str(permutations)],
+        arrays = {f"{side}{i}": a for i, (ref, cur) in enumerate(pairs) for side, a in (("ref", ref), ("cur", cur))}
+        np.savez(f"{tmp}/pairs.npz", **arrays)
+        out = subprocess.run([str(python), "-c", ALIBI_BATCH_SCRIPT, f"{tmp}/pairs.npz", str(permutations)],
                              capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["p_value"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def power_table(rates: dict, draws: int) -> str:
@@ -226,7 +239,7 @@ def main() -> None:
     parser.add_argument("--power", action="store_true", help="also the power curve of every method")
     parser.add_argument("--draws", type=int, default=40, help="draws per cell of the power curve")
     parser.add_argument("--evidently", action="store_true",
-                        help="also Evidently's embedding-drift methods on the same draws (windows of 200)")
+                        help="also Evidently's embedding-drift methods on the same draws")
     parser.add_argument("--power-permutations", type=int, default=500)
     args = parser.parse_args()
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ from driftwarden.core.logging import setup_logging
 from driftwarden.core.schemas import EventLimits, encode_event, parse_event
 from driftwarden.core.settings import load_settings
 from driftwarden.core.storage.client import open_client
-from driftwarden.core.storage.queries import read_progress, read_stats
+from driftwarden.streams.sink_pages import read_progress, read_stats
 from driftwarden.deploy.local.broker import LocalBroker, free_port
 from driftwarden.deploy.local.stack import Stack
 from driftwarden.detectors.pipeline import ScoringPipeline

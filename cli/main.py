@@ -157,7 +157,7 @@ def stats(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Counts of stored events, detections and dead letters (works while `up` runs)."""
-    from driftwarden.core.storage.queries import read_stats
+    from driftwarden.streams.sink_pages import read_stats
 
     settings = _settings(None, data_dir)
     counts = read_stats(settings)
@@ -218,7 +218,7 @@ def drift_test(
 ) -> None:
     """Test offline whether two JSONL files' texts come from one population (permutation p-value),
     and show what is new in the current one."""
-    from driftwarden.detectors.drift.offline import drift_test_files
+    from driftwarden.cli.drift_test import drift_test_files
 
     settings = _settings()
     for path, name in ((reference, "--reference"), (current, "--current")):
@@ -253,7 +253,7 @@ def report(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Write the self-contained HTML report (works while `up` runs: the sink renders it)."""
-    from driftwarden.core.storage.queries import read_report
+    from driftwarden.streams.sink_pages import read_report
 
     settings = _settings(None, data_dir)
     text = read_report(settings)

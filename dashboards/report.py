@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from driftwarden.core.storage.queries import stats as store_stats
+from driftwarden.core.storage.store import Store
 from driftwarden.detectors.loading import require
 
 log = logging.getLogger(__name__)
@@ -57,88 +57,61 @@ def _withhold(text: str) -> str:
     raise RuntimeError("PII redaction is unavailable")
 
 
-def _rows(client, sql: str, **params) -> list[tuple]:
-    return client.query(sql, parameters=params).result_rows
-
-
-def collect(client, db: str) -> dict[str, Any]:
-    """Everything the report shows, read from the store."""
-    data: dict[str, Any] = {"stats": store_stats(client, db), "generated_at": datetime.now(UTC)}
-    data["volume"] = _rows(client, f"SELECT toStartOfFiveMinutes(ts) AS t, concat(app, ' ', model_version) AS seg, "
-                                   f"count() FROM {db}.inference_events FINAL GROUP BY t, seg ORDER BY t")
-    data["rates"] = _rows(client, f"SELECT toStartOfFiveMinutes(event_ts) AS t, detector, avg(label), count() "
-                                  f"FROM {db}.detections FINAL WHERE detector != 'operational' AND label IS NOT NULL "
-                                  f"GROUP BY t, detector ORDER BY t")
-    data["drift"] = _rows(client, f"SELECT window_end, concat(app, ' ', model_version, ' ', field), p_value, window_id, "
-                                  f"statistic FROM {db}.drift_windows FINAL ORDER BY window_end")
-    data["alerts"] = _rows(client, f"SELECT starts_at, rule, severity, status, app, model_version, field, value, "
-                                   f"threshold, summary, window_start, window_end FROM {db}.alerts FINAL "
-                                   f"ORDER BY starts_at")
-    data["jobs"] = _rows(client, f"SELECT updated_at, job_id, app, model_version, status, dataset_version, "
-                                 f"dataset_rows, metrics, message FROM {db}.retrain_jobs FINAL ORDER BY updated_at")
-    data["flagged"] = _rows(client, f"SELECT d.event_id, d.detector, d.score, d.evidence, e.app, e.model_version, "
-                                    f"e.prompt, e.response FROM {db}.detections AS d FINAL "
-                                    f"INNER JOIN (SELECT event_id, app, model_version, prompt, response FROM "
-                                    f"{db}.inference_events FINAL) AS e ON e.event_id = d.event_id "
-                                    f"WHERE d.label = 1 AND d.detector IN ('toxicity', 'prompt_injection', "
-                                    f"'hallucination', 'pii') ORDER BY d.score DESC LIMIT {FLAGGED}")
-    data["map"] = _drift_map(client, db)
-    data["new"] = _what_is_new(client, db)
+def collect(store: Store, alpha: float = 0.05, drift_thresholds: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
+    """Everything the report shows, read from the store; ``alpha`` is the drift test's level,
+    ``drift_thresholds`` the policy's (rule, p-value threshold) pairs, drawn on the drift plot."""
+    read = store.report_data(FLAGGED, alpha)
+    data: dict[str, Any] = {"stats": read.stats, "generated_at": datetime.now(UTC), "volume": read.volume,
+                            "rates": read.rates, "drift": read.drift, "alerts": read.alerts, "jobs": read.jobs,
+                            "flagged": read.flagged, "alpha": alpha, "drift_thresholds": drift_thresholds}
+    data["map"] = _drift_map(store)
+    data["new"] = _what_is_new(store)
     return data
 
 
-def _what_is_new(client, db: str) -> dict[str, Any] | None:
+def _what_is_new(store: Store) -> dict[str, Any] | None:
     """The groups of new events of the window with the lowest p-value, with their example texts:
     those the window stored (as stored: redacted when PII redaction is on), else the events' own
     text of the window's field (prompt or response)."""
     import json
 
-    worst = _rows(client, f"SELECT window_id, field, p_value, novel_share, clusters FROM {db}.drift_windows FINAL "
-                          f"ORDER BY p_value, window_end LIMIT 1")
-    if not worst:
+    worst = store.most_drifted_window()
+    if worst is None:
         return None
-    window_id, field, p, share, clusters = worst[0]
     try:
-        groups = [g for g in json.loads(clusters or "[]") if isinstance(g, dict)]
+        groups = [g for g in json.loads(worst["clusters"] or "[]") if isinstance(g, dict)]
     except ValueError:
         groups = []
     pairs = [[(str(e), t if isinstance(t, str) else "")
               for e, t in itertools.zip_longest(g.get("example_event_ids") or [], g.get("examples") or [])
               if e is not None] for g in groups]
     missing = [e for group_pairs in pairs for e, t in group_pairs if not t][:9]
-    column = "response" if field == "response" else "prompt"
-    stored = dict(_rows(client, f"SELECT event_id, {column} FROM {db}.inference_events FINAL "
-                                f"WHERE event_id IN {{ids:Array(String)}}", ids=missing)) if missing else {}
-    return {"window_id": window_id, "field": column, "p_value": p, "novel_share": share,
+    field = "response" if worst["field"] == "response" else "prompt"
+    stored = store.texts(field, missing) if missing else {}
+    return {"window_id": worst["window_id"], "field": field, "p_value": worst["p_value"],
+            "novel_share": worst["novel_share"],
             "groups": [(int(g.get("size", 0)), [(e, t or stored.get(e, "")) for e, t in group_pairs])
                        for g, group_pairs in zip(groups, pairs, strict=True)]}
 
 
-def _drift_map(client, db: str) -> dict[str, Any] | None:
+def _drift_map(store: Store) -> dict[str, Any] | None:
     """Reference (events of the segment before the window) and current prompt embeddings of the
     window with the lowest p-value, projected on their first two principal components."""
-    worst = _rows(client, f"SELECT app, model_version, field, window_start, window_end, window_id, p_value "
-                          f"FROM {db}.drift_windows FINAL WHERE field = 'prompt' ORDER BY p_value, window_end "
-                          f"LIMIT 1")
-    if not worst:
+    worst = store.most_drifted_window("prompt")
+    if worst is None:
         return None
-    app, mv, field, start, end, window_id, p = worst[0]
-    seg = "app = {a:String} AND model_version = {m:String} AND field = {f:String}"
-    params = {"a": app, "m": mv, "f": field, "s": start, "e": end, "n": MAP_POINTS}
-    current = _rows(client, f"SELECT vector FROM {db}.embeddings FINAL WHERE {seg} AND event_ts >= "
-                            f"{{s:DateTime64(3, 'UTC')}} AND event_ts <= {{e:DateTime64(3, 'UTC')}} LIMIT {{n:UInt32}}",
-                    **params)
-    reference = _rows(client, f"SELECT vector FROM {db}.embeddings FINAL WHERE {seg} AND event_ts < "
-                              f"{{s:DateTime64(3, 'UTC')}} ORDER BY event_ts LIMIT {{n:UInt32}}", **params)
+    reference, current = store.window_vectors(worst["app"], worst["model_version"], worst["field"],
+                                              worst["window_start"], worst["window_end"], MAP_POINTS)
     if len(current) < 2 or len(reference) < 2:
         return None
-    ref = np.asarray([r[0] for r in reference], dtype=np.float32)
-    cur = np.asarray([r[0] for r in current], dtype=np.float32)
+    ref = np.asarray(reference, dtype=np.float32)
+    cur = np.asarray(current, dtype=np.float32)
     both = np.vstack([ref, cur])
     centred = both - both.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     xy = centred @ vt[:2].T
-    return {"window_id": window_id, "p_value": p, "reference": xy[:len(ref)], "current": xy[len(ref):]}
+    return {"window_id": worst["window_id"], "p_value": worst["p_value"], "reference": xy[:len(ref)],
+            "current": xy[len(ref):]}
 
 
 def render(data: dict[str, Any], redact=None) -> str:
@@ -176,9 +149,12 @@ def render(data: dict[str, Any], redact=None) -> str:
         pts = [r for r in data["drift"] if r[1] == seg]
         drift.add_scatter(x=[r[0] for r in pts], y=[max(r[2], 1e-4) for r in pts], mode="lines+markers", name=seg,
                           text=[r[3] for r in pts], hovertemplate="%{text}<br>p = %{y}<extra></extra>")
-    drift.add_hline(y=0.01, line_color="orange", annotation_text="policy threshold 0.01",
-                    annotation_position="bottom left")
-    parts.append(figure(drift, "Embedding drift p-value per window (permutation MMD)", "p-value", log_y=True))
+    drift.add_hline(y=data.get("alpha", 0.05), line_color="grey", line_dash="dot",
+                    annotation_text=f"test level {data.get('alpha', 0.05):g}", annotation_position="top left")
+    for rule, threshold in data.get("drift_thresholds", ()):
+        drift.add_hline(y=threshold, line_color="orange", annotation_text=f"policy rule {rule}: {threshold:g}",
+                        annotation_position="bottom left")
+    parts.append(figure(drift, "Embedding drift p-value per window (permutation test)", "p-value", log_y=True))
     if data["map"] is not None:
         m = data["map"]
         emb = go.Figure()
@@ -257,7 +233,20 @@ def _num(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def build_report(client, db: str, settings=None) -> str:
+def drift_thresholds(settings) -> tuple[tuple[str, float], ...]:
+    """(rule, threshold) of the policy's rules on the drift p-value (none when the policy is unreadable)."""
+    from driftwarden.retrain_trigger.rules import load_policy
+
+    try:
+        rules = load_policy(settings.policy_file).rules
+    except Exception:  # noqa: BLE001 - the report goes out without the policy's lines
+        log.warning("the policy file could not be read; the report's drift plot shows no rule thresholds",
+                    exc_info=True)
+        return ()
+    return tuple((r.name, r.threshold) for r in rules if r.metric == "drift_p_value")
+
+
+def build_report(store: Store, settings=None) -> str:
     redact = None
     if settings is not None:
         try:
@@ -268,4 +257,6 @@ def build_report(client, db: str, settings=None) -> str:
             log.warning("PII redaction is unavailable for the report; flagged prompts and responses are withheld "
                         "(shown as %r). Check the PII detector's set-up (presidio)", WITHHELD, exc_info=True)
             redact = _withhold
-    return render(collect(client, db), redact)
+    if settings is None:
+        return render(collect(store), redact)
+    return render(collect(store, settings.drift.alpha, drift_thresholds(settings)), redact)

@@ -19,22 +19,20 @@ from datetime import UTC, datetime, timedelta
 
 from driftwarden.core.loop_configs import AlertsConfig
 from driftwarden.core.schemas import AlertEvent
+from driftwarden.core.storage.store import Store
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["alert_id", "status", "receiver", "state", "attempts", "parked_at", "next_try_at", "last_error", "alert",
-           "updated_at"]
 MAX_BACKOFF = timedelta(hours=1)
 BATCH = 100
 """Most due rows one round takes (the rest wait for the next round)."""
 
 
 class DeliveryRetries:
-    """Pending deliveries in ``<database>.alert_deliveries``, read and written through ``client``."""
+    """Pending deliveries, read and written through the store (``alert_deliveries``)."""
 
-    def __init__(self, client, database: str, config: AlertsConfig, clock: Callable[[], datetime] | None = None):
-        self.client = client
-        self.table = f"{database}.alert_deliveries"
+    def __init__(self, store: Store, config: AlertsConfig, clock: Callable[[], datetime] | None = None):
+        self.store = store
         self.config = config
         self.clock = clock or (lambda: datetime.now(UTC))
 
@@ -44,21 +42,17 @@ class DeliveryRetries:
             return
         now = self.clock()
         first = now + timedelta(seconds=self.config.retry_interval_s)
-        self._write([[alert.alert_id, alert.status, name, "pending", self.config.max_attempts, now, first, "",
+        self.store.insert_deliveries([[alert.alert_id, alert.status, name, "pending", self.config.max_attempts, now, first, "",
                       alert.model_dump_json(), now] for name in receivers])
         log.warning("alert %r (%s) handed to durable retry for %s; next try at %s", alert.alert_id, alert.status,
                     ", ".join(receivers), first.isoformat(timespec="seconds"))
 
     def due(self) -> list[dict]:
         """Pending rows whose next try is due, oldest first (blocking)."""
-        rows = self.client.query(
-            f"SELECT {', '.join(COLUMNS)} FROM {self.table} FINAL WHERE state = 'pending' "
-            f"AND next_try_at <= {{now:DateTime64(3, 'UTC')}} ORDER BY next_try_at LIMIT {BATCH}",
-            parameters={"now": self.clock()}).result_rows
-        return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+        return self.store.due_deliveries(self.clock(), BATCH)
 
     def pending(self) -> int:
-        return int(self.client.command(f"SELECT count() FROM {self.table} FINAL WHERE state = 'pending'") or 0)
+        return self.store.pending_deliveries()
 
     def outcome(self, row: dict, delivered: bool, error: str = "") -> str:
         """Record one more round of ``row``: ``delivered``, ``pending`` (next try later) or ``abandoned``."""
@@ -73,12 +67,9 @@ class DeliveryRetries:
             state = "pending"
         rounds = max(attempts - self.config.max_attempts, 0)
         wait = min(timedelta(seconds=self.config.retry_interval_s) * 2 ** min(rounds, 20), MAX_BACKOFF)
-        self._write([[row["alert_id"], row["status"], row["receiver"], state, attempts, parked, now + wait,
+        self.store.insert_deliveries([[row["alert_id"], row["status"], row["receiver"], state, attempts, parked, now + wait,
                       error[:1000], row["alert"], now]])
         return state
-
-    def _write(self, rows: list[list]) -> None:
-        self.client.insert(self.table, rows, column_names=COLUMNS)
 
 
 async def retry_due(retries: DeliveryRetries, dispatcher, to_thread) -> dict[str, int]:

@@ -25,6 +25,7 @@ from datetime import datetime
 import numpy as np
 
 from driftwarden.core.schemas import DatasetSpec, RetrainRequest
+from driftwarden.core.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -106,31 +107,15 @@ def select(rows: Sequence[Row], spec: DatasetSpec, redact: Callable[[str], str] 
     return out
 
 
-def read_rows(client, database: str, request: RetrainRequest) -> tuple[list[Row], dict[str, str]]:
+def read_rows(store: Store, request: RetrainRequest) -> tuple[list[Row], dict[str, str]]:
     """The segment's successful events in the request's range, with flags and prompt vectors."""
-    params = {"app": request.app, "mv": request.model_version, "start": request.start, "end": request.end,
-              "limit": request.dataset.max_rows}
-    where = ("app = {app:String} AND model_version = {mv:String} AND ts >= {start:DateTime64(3, 'UTC')} "
-             "AND ts <= {end:DateTime64(3, 'UTC')}")
-    events = client.query(
-        f"SELECT event_id, ts, prompt, response, feedback, redacted FROM {database}.inference_events FINAL "
-        f"WHERE {where} AND status = 'ok' AND response != '' ORDER BY ts, event_id LIMIT {{limit:UInt32}}",
-        parameters=params).result_rows
-    ets = where.replace("ts >=", "event_ts >=").replace("ts <=", "event_ts <=")
-    flags: dict[str, list[str]] = {}
-    versions: dict[str, str] = {}
-    for event_id, detector, label, version in client.query(
-            f"SELECT event_id, detector, label, detector_version FROM {database}.detections FINAL WHERE {ets}",
-            parameters=params).result_rows:
-        versions[detector] = version
-        if label:
-            flags.setdefault(event_id, []).append(detector)
-    vectors = {event_id: np.asarray(vector, dtype=np.float32) for event_id, vector in client.query(
-        f"SELECT event_id, vector FROM {database}.embeddings FINAL WHERE {ets} AND field = 'prompt'",
-        parameters=params).result_rows}
+    data = store.curation_data(request.app, request.model_version, request.start, request.end,
+                               request.dataset.max_rows)
     rows = [Row(event_id=e, ts=ts, prompt=p, response=r, feedback=fb, redacted=bool(red),
-                flags=tuple(flags.get(e, ())), vector=vectors.get(e)) for e, ts, p, r, fb, red in events]
-    return rows, versions
+                flags=tuple(data.flags.get(e, ())),
+                vector=np.asarray(data.vectors[e], dtype=np.float32) if e in data.vectors else None)
+            for e, ts, p, r, fb, red in data.events]
+    return rows, data.versions
 
 
 def pii_redactor(settings) -> Callable[[str], str]:
@@ -141,8 +126,8 @@ def pii_redactor(settings) -> Callable[[str], str]:
     return TextRedactor(settings.detectors.pii).redact
 
 
-def curate(client, database: str, request: RetrainRequest, redact: Callable[[str], str] | None) -> Curated:
-    rows, versions = read_rows(client, database, request)
+def curate(store: Store, request: RetrainRequest, redact: Callable[[str], str] | None) -> Curated:
+    rows, versions = read_rows(store, request)
     curated = select(rows, request.dataset, redact)
     curated.detector_versions = versions
     log.info("curated %r/%r %s..%s: %s", request.app, request.model_version, request.start, request.end,

@@ -21,6 +21,7 @@ import faust
 from driftwarden.core.schemas import AlertEvent
 from driftwarden.core.secrets import scrub
 from driftwarden.core.settings import Settings
+from driftwarden.core.storage.store import Store
 from driftwarden.retrain_trigger.alert_retry import DeliveryRetries, retry_due
 from driftwarden.retrain_trigger.alerts import Dispatcher
 from driftwarden.streams.topics import TopicNames
@@ -30,10 +31,10 @@ from driftwarden.streams.validation import parsed
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> Dispatcher:
-    """``client``: the store, for durable retry of what a receiver did not take (None: no retry)."""
+def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store | None = None) -> Dispatcher:
+    """``store``: for durable retry of what a receiver did not take (None: no retry)."""
     dispatcher = Dispatcher(settings.alerts)
-    retries = DeliveryRetries(client, settings.clickhouse_database, settings.alerts) if client is not None else None
+    retries = DeliveryRetries(store, settings.alerts) if store is not None else None
     started = asyncio.Event()
 
     @app.task

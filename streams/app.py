@@ -81,22 +81,22 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
     elif role == "sink":
         from driftwarden.streams import sink_agent
 
-        client = sink_agent.attach(app, settings, topics)
+        store = sink_agent.attach(app, settings, topics)
         progress = app.progress_sources  # type: ignore[attr-defined]  (the sink's /progress/ page reads them)
         if settings.drift.enabled:
             from driftwarden.streams import drift_agent
 
-            progress.append(drift_agent.attach(app, settings, topics, client).counters)
+            progress.append(drift_agent.attach(app, settings, topics, store).counters)
         if settings.policy_enabled:
             from driftwarden.streams import alert_agent, policy_agent
 
             engine, detection_windows = policy_agent.attach(app, settings, topics)
             progress.extend((engine.counters, detection_windows.counters))
-            alert_agent.attach(app, settings, topics, client)
+            alert_agent.attach(app, settings, topics, store)
         if settings.retrain.enabled:
             from driftwarden.streams import retrain_agent
 
-            retrain_agent.attach(app, settings, topics, client)
+            retrain_agent.attach(app, settings, topics, store)
     else:
         raise ValueError(f"unknown role {role!r}")
     return app

@@ -21,6 +21,7 @@ import faust
 
 from driftwarden.core.schemas import EmbeddingRecord, parse_embeddings
 from driftwarden.core.settings import Settings
+from driftwarden.core.storage.store import Store
 from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
 from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows, join_id
 from driftwarden.streams.guard import guarded
@@ -33,58 +34,12 @@ log = logging.getLogger(__name__)
 MAX_PENDING_SEGMENTS = 32
 
 
-def store_loader(client, database: str):
-    """Reads stored embeddings of a segment, oldest first (the drift reference after a restart,
-    or a pinned one)."""
-
-    def load(app: str, model_version: str, field: str, encoder: str, limit: int, start, end):
-        where = ["app = {app:String}", "model_version = {mv:String}", "field = {field:String}",
-                 "encoder = {enc:String}"]
-        params = {"app": app, "mv": model_version, "field": field, "enc": encoder, "limit": limit}
-        if start is not None:
-            where.append("event_ts >= {start:DateTime64(3, 'UTC')}")
-            params["start"] = start
-        if end is not None:
-            where.append("event_ts <= {end:DateTime64(3, 'UTC')}")
-            params["end"] = end
-        sql = (f"SELECT event_id, vector, event_ts FROM {database}.embeddings FINAL WHERE {' AND '.join(where)} "
-               f"ORDER BY event_ts, event_id LIMIT {{limit:UInt32}}")
-        return [(r[0], list(r[1]), r[2]) for r in client.query(sql, parameters=params).result_rows]
-
-    return load
-
-
-def last_sequence_loader(client, database: str):
-    """Reads the number of a segment's last stored drift window (0 when it has none), so that a
-    segment that starts again (evicted, or after a restart) does not replace stored windows."""
-
-    def last(app: str, model_version: str, field: str) -> int:
-        sql = (f"SELECT max(toUInt64OrZero(splitByChar('/', window_id)[-1])) FROM {database}.drift_windows "
-               f"WHERE app = {{app:String}} AND model_version = {{mv:String}} AND field = {{field:String}}")
-        rows = client.query(sql, parameters={"app": app, "mv": model_version, "field": field}).result_rows
-        return int(rows[0][0] or 0) if rows else 0
-
-    return last
-
-
-def text_loader(client, database: str):
-    """Reads the stored prompts or responses of a few events (a drift window's examples of what
-    is new; stored redacted when PII redaction is on)."""
-
-    def load(field: str, event_ids: list[str]) -> dict[str, str]:
-        column = "response" if field == "response" else "prompt"
-        sql = (f"SELECT event_id, {column} FROM {database}.inference_events FINAL "
-               f"WHERE event_id IN {{ids:Array(String)}}")
-        return {str(r[0]): str(r[1]) for r in client.query(sql, parameters={"ids": event_ids}).result_rows}
-
-    return load
-
-
-def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None) -> DriftWindows:
-    db = settings.clickhouse_database
-    windows = DriftWindows(settings.drift, load_reference=store_loader(client, db) if client is not None else None,
-                           load_last_sequence=last_sequence_loader(client, db) if client is not None else None,
-                           load_texts=text_loader(client, db) if client is not None else None,
+def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store | None = None) -> DriftWindows:
+    """``store``: where a segment's reference, last window number and example texts are read
+    back (None: nothing is, as in a test without a store)."""
+    windows = DriftWindows(settings.drift, load_reference=store.reference_embeddings if store is not None else None,
+                           load_last_sequence=store.last_window_sequence if store is not None else None,
+                           load_texts=store.texts if store is not None else None,
                            idle_minutes=settings.segment_idle_minutes, max_segments=settings.max_segments)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
     #: Records of segments whose stored state is being read, in arrival order, per segment id.

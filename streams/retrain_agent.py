@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 import faust
 
 from driftwarden.core.errors import DriftwardenError
-from driftwarden.core.schemas import DatasetSpec, RetrainRequest, RetrainStatus
+from driftwarden.core.schemas import RetrainRequest, RetrainStatus
 from driftwarden.core.secrets import scrub, url_secrets
 from driftwarden.core.settings import Settings
+from driftwarden.core.storage.store import Store
 from driftwarden.retrain_trigger.curation import curate, pii_redactor
 from driftwarden.retrain_trigger.launchers import JobSpec, build_launcher, record
 from driftwarden.retrain_trigger.snapshots import find_snapshot, write_snapshot
@@ -66,14 +67,9 @@ class _Segment:
     model_version: str
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
-
-
-def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> None:
+def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store) -> None:
     launcher = build_launcher(settings)
     status_topic = app.topic(topics.retrain_status, value_serializer="raw", key_serializer="raw")
-    db = settings.clickhouse_database
     handled: set[str] = set()
     redact = None
 
@@ -89,38 +85,11 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
                 fields.get("message", "")[:500])
         await (await status_topic.send(key=job_id.encode(), value=record_.to_json_bytes()))
 
-    def last_job(request_id: str) -> dict | None:
-        rows = client.query(
-            f"SELECT status, dataset_version, dataset_rows FROM {db}.retrain_jobs FINAL "
-            f"WHERE request_id = {{r:String}} ORDER BY updated_at DESC LIMIT 1", parameters={"r": request_id},
-        ).result_rows
-        return {"status": rows[0][0], "dataset_version": rows[0][1], "dataset_rows": int(rows[0][2])} if rows else None
-
-    def unfinished_jobs() -> list[dict]:
-        rows = client.query(
-            f"SELECT request_id, app, model_version, status, dataset_version, dataset_rows FROM {db}.retrain_jobs "
-            f"FINAL WHERE status NOT IN ('succeeded', 'failed') ORDER BY updated_at").result_rows
-        return [{"request_id": r[0], "app": r[1], "model_version": r[2], "status": r[3], "dataset_version": r[4],
-                 "dataset_rows": int(r[5])} for r in rows]
-
-    def stored_request(request_id: str) -> RetrainRequest | None:
-        rows = client.query(
-            f"SELECT request_id, alert_id, app, model_version, reason, start, end, dataset, requested_at "
-            f"FROM {db}.retrain_requests FINAL WHERE request_id = {{r:String}} LIMIT 1",
-            parameters={"r": request_id}).result_rows
-        if not rows:
-            return None
-        r = rows[0]
-        return RetrainRequest(request_id=r[0], alert_id=r[1], app=r[2], model_version=r[3], reason=r[4],
-                              start=_utc(r[5]), end=_utc(r[6]), dataset=DatasetSpec.model_validate_json(r[7]),
-                              requested_at=_utc(r[8]))
+    last_job, unfinished_jobs = store.last_job, store.unfinished_jobs
+    stored_request = store.retrain_request
 
     def stored_events(request: RetrainRequest) -> int:
-        return int(client.query(
-            f"SELECT count() FROM {db}.inference_events FINAL WHERE app = {{a:String}} AND model_version = {{m:String}} "
-            f"AND ts >= {{s:DateTime64(3, 'UTC')}} AND ts <= {{e:DateTime64(3, 'UTC')}}",
-            parameters={"a": request.app, "m": request.model_version, "s": request.start, "e": request.end},
-        ).result_rows[0][0])
+        return store.count_events(request.app, request.model_version, request.start, request.end)
 
     async def settled(request: RetrainRequest, timeout_s: float = 15.0) -> None:
         """The events of the range may still be on their way to the store: wait until the count holds."""
@@ -195,7 +164,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client) -> No
         try:
             if redact is None:
                 redact = await asyncio.to_thread(pii_redactor, settings)
-            curated = await asyncio.to_thread(curate, client, db, request, redact)
+            curated = await asyncio.to_thread(curate, store, request, redact)
             snapshot = await asyncio.to_thread(write_snapshot, settings.datasets_dir, request, curated)
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure, the stream goes on
             log.exception("curation for %r failed", request.request_id)

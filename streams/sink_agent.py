@@ -32,10 +32,10 @@ from driftwarden.core.schemas import (
 )
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.client import clear_owner, open_client, write_owner
-from driftwarden.core.storage.queries import stats as store_stats
+from driftwarden.core.storage.store import ClickHouseStore
 from driftwarden.core.errors import RowRejectedError
 from driftwarden.core.secrets import scrub
-from driftwarden.core.storage.writer import ChaosClient, DeadLetter, Writer, insert_splitting
+from driftwarden.core.storage.writer import ChaosClient, DeadLetter, insert_splitting
 from driftwarden.detectors.registry import names as detector_names
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import guarded
@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 
 def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
-    """Attach the sink agents. ``client`` overrides the store (tests inject faults this way)."""
+    """Attach the sink agents; returns the :class:`~driftwarden.core.storage.store.Store` they write
+    through. ``client`` overrides the ClickHouse client (tests inject faults this way)."""
     if client is None:
         client = open_client(settings)
     # Other processes find this sink's /stats/ page (and learn who owns an embedded store) here.
@@ -59,7 +60,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     if settings.chaos_store_down_file is not None:
         log.warning("chaos: ClickHouse writes fail while %s exists", settings.chaos_store_down_file)
         client = ChaosClient(client, settings.chaos_store_down_file)
-    writer = Writer(client, settings.clickhouse_database)
+    writer = store = ClickHouseStore(client, settings.clickhouse_database)
     app.progress_sources = []  # type: ignore[attr-defined]
     """Callables returning counters (live segments, evictions) that ``/progress/`` shows."""
     size, within = settings.sink_batch_size, settings.sink_linger_ms / 1000
@@ -189,7 +190,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
 
         @app.page("/stats/")
         async def stats_page(web, request):
-            counts = await asyncio.to_thread(store_stats, client, settings.clickhouse_database)
+            counts = await asyncio.to_thread(store.stats, settings.drift.alpha)
             counts["sink_write_failures"] = failures["writes_failed"]
             counts["sink_rows_rejected"] = dict(rejected)
             return web.json(counts)
@@ -199,7 +200,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             """The HTML report, rendered here because this process owns the store."""
             from driftwarden.dashboards.report import build_report
 
-            text = await asyncio.to_thread(build_report, client, settings.clickhouse_database, settings)
+            text = await asyncio.to_thread(build_report, store, settings)
             return web.html(text)
 
         @app.page("/progress/")
@@ -209,4 +210,4 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             return web.json({"rows_written": dict(written), "rows_rejected": dict(rejected),
                              "sink_write_failures": failures["writes_failed"], "segments": state})
 
-    return client
+    return store

@@ -16,7 +16,7 @@ import pytest
 
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.settings import Settings, get_settings, load_settings
-from driftwarden.core.storage.queries import read_stats
+from driftwarden.streams.sink_pages import read_stats
 from driftwarden.deploy.local.broker import LocalBroker, free_port
 from driftwarden.deploy.local.stack import Stack, start_stack
 from driftwarden.tests.cases import TEST_MAX_PROMPT_CHARS

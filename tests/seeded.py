@@ -1,5 +1,6 @@
 """A store seeded with a little of everything (events, detections, drift windows, alerts,
-retraining requests and jobs), written through the real writer into the embedded engine."""
+retraining requests and jobs): through the real writer into the embedded engine (:func:`seed`),
+or into any store (:func:`write_seed`, for the in-memory one)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,21 @@ from driftwarden.core.schemas import (
     RetrainStatus,
     event_from_mapping,
 )
-from driftwarden.core.storage.client import open_client
-from driftwarden.core.storage.writer import DeadLetter, Writer
+from driftwarden.core.storage.client import open_store
+from driftwarden.core.storage.writer import DeadLetter
 from driftwarden.tests.cases import valid_event
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
 
 
 def seed(settings, n: int = 120):
-    """Write the rows; returns the open client (close it)."""
-    client = open_client(settings)
-    w = Writer(client, settings.clickhouse_database)
+    """Write the rows into the settings' store; returns the open store (close it)."""
+    return write_seed(open_store(settings), n)
+
+
+def write_seed(store, n: int = 120):
+    """Write the rows into ``store``; returns it."""
+    w = store
     rng = np.random.default_rng(0)
     events, results, vectors = [], [], []
     for i in range(n):
@@ -89,4 +94,4 @@ def seed(settings, n: int = 120):
                       metrics={"loss_before": 3.2, "loss_after": 2.9} if s == "succeeded" else {},
                       updated_at=fired + timedelta(seconds=10 * i))
         for i, s in enumerate(("queued", "running", "succeeded"))])
-    return client
+    return store

@@ -41,6 +41,13 @@ def open_client(settings: Settings, *, migrate_schema: bool = True):
     return client
 
 
+def open_store(settings: Settings, *, migrate_schema: bool = True):
+    """A :class:`~driftwarden.core.storage.store.ClickHouseStore` on :func:`open_client`."""
+    from driftwarden.core.storage.store import ClickHouseStore
+
+    return ClickHouseStore(open_client(settings, migrate_schema=migrate_schema), settings.clickhouse_database)
+
+
 def scrubbed(exc: BaseException, dsn: str) -> Exception:
     """A stand-in for ``exc`` (same type name) whose message has the DSN's secrets and every URL
     masked, to be raised or logged in its place."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.settings import Settings
-from driftwarden.core.storage.queries import read_report, read_stats
+from driftwarden.streams.sink_pages import read_report, read_stats
 from driftwarden.deploy.local.receiver import AlertReceiver
 from driftwarden.deploy.local.stack import start_stack
 from driftwarden.detectors.registry import enabled_names

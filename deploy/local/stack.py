@@ -17,7 +17,7 @@ from pathlib import Path
 
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.settings import SINK_ONLY_SETTINGS, Settings, child_environment
-from driftwarden.core.storage.queries import read_stats
+from driftwarden.streams.sink_pages import read_stats
 from driftwarden.deploy.local.broker import LocalBroker
 from driftwarden.streams.topics import ensure_topics
 

@@ -23,11 +23,11 @@ def test_the_report_is_self_contained_and_renders_without_console_errors(tmp_pat
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "headless Chromium is needed (apt-get install chromium; deploy/local/install.sh does it)"
     settings = load_settings(data_dir=tmp_path / "dw")
-    client = seed(settings)
+    store = seed(settings)
     try:
-        text = build_report(client, settings.clickhouse_database, settings)
+        text = build_report(store, settings)
     finally:
-        client.close()
+        store.close()
     fetched = re.findall(r"""<(?:script|link|img|iframe|source)\b[^>]*(?:src|href)=["']?(?:https?:)?//""", text)
     assert not fetched, f"the report must not fetch anything: {fetched}"
     assert "prompt-drift" in text and "job-1" in text and "20260101T000000-abc" in text

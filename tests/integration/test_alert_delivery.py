@@ -153,7 +153,7 @@ def test_an_alert_a_receiver_did_not_take_is_delivered_from_durable_retry_after_
     from datetime import timedelta
 
     from driftwarden.core.settings import load_settings
-    from driftwarden.core.storage.client import open_client
+    from driftwarden.core.storage.client import open_store
     from driftwarden.retrain_trigger.alert_retry import DeliveryRetries
 
     settings = load_settings(data_dir=tmp_path)
@@ -162,14 +162,14 @@ def test_an_alert_a_receiver_did_not_take_is_delivered_from_durable_retry_after_
                               retry_max_age_hours=1)
         server.script["/api/v2/alerts"] = [503, 503, 503]  # the agent's 2 tries and the first retry round
         clock = Clock(T0)
-        client = open_client(settings)
+        store = open_store(settings)
         outcomes = deliver_outcomes(config, alert())
         assert outcomes == {"alertmanager": False}
-        DeliveryRetries(client, settings.clickhouse_database, config, clock).park(alert(), ["alertmanager"])
-        client.close()
+        DeliveryRetries(store, config, clock).park(alert(), ["alertmanager"])
+        store.close()
 
-        client = open_client(settings)  # the sink restarted
-        retries = DeliveryRetries(client, settings.clickhouse_database, config, clock)
+        store = open_store(settings)  # the sink restarted
+        retries = DeliveryRetries(store, config, clock)
         assert retries.due() == [] and retries.pending() == 1  # not before its next try
         clock.now = T0 + timedelta(seconds=61)
         assert run_round(retries, config) == {"pending": 1}  # the receiver still answers 503
@@ -183,7 +183,7 @@ def test_an_alert_a_receiver_did_not_take_is_delivered_from_durable_retry_after_
         clock.now = T0 + timedelta(hours=2)
         assert run_round(retries, config) == {"abandoned": 1}
         assert retries.pending() == 0
-        client.close()
+        store.close()
 
 
 def deliver_outcomes(config: AlertsConfig, a: AlertEvent) -> dict[str, bool]:

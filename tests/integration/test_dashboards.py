@@ -34,7 +34,7 @@ HOSTILE = ("\\' = '' OR 1) -- ", "'", "%", "%25", "\\'", "chat' OR '1'='1", "sec
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     settings = load_settings(data_dir=tmp_path_factory.mktemp("dash"))
-    client = seed(settings)
+    client = seed(settings).client
     db = settings.clickhouse_database
     for table, key in SEGMENT_TABLES.items():  # a second app, "secret", with a copy of everything "chat" has
         client.command(f"INSERT INTO {db}.{table} SELECT * REPLACE ('secret' AS app, concat('secret-', {key}) AS "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, encode_records
-from driftwarden.core.storage.queries import read_progress
+from driftwarden.streams.sink_pages import read_progress
 from driftwarden.tests.integration.test_hostile import rss_mb
 from driftwarden.tests.realstack import producer
 

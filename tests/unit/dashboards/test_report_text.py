@@ -46,28 +46,38 @@ def test_a_text_whose_redaction_fails_is_withheld():
     assert shown_text("short", None) == "short", "without redaction asked for, texts show as stored"
 
 
-class _Store:
-    """Answers the two queries of ``_what_is_new`` (pure logic: the real store is in tests/e2e)."""
-
-    def __init__(self, window, events):
-        self.window, self.events, self.asked = window, events, []
-
-    def query(self, sql, parameters=None):
-        self.asked.append(sql)
-        rows = [self.window] if "drift_windows" in sql else [
-            (e, t) for e, t in self.events.items() if e in (parameters or {}).get("ids", [])]
-        return type("Result", (), {"result_rows": rows})()
-
-
 def test_what_is_new_shows_the_stored_examples_and_reads_a_response_windows_missing_ones_from_responses():
-    import json
+    from datetime import UTC, datetime
 
+    from driftwarden.core.schemas import DriftCluster, DriftResult, InferenceEvent
+    from driftwarden.core.storage.memory import MemoryStore
     from driftwarden.dashboards.report import _what_is_new
 
-    clusters = json.dumps([{"size": 12, "example_event_ids": ["a", "b"], "examples": ["stored a", ""]},
-                           {"size": 3, "example_event_ids": ["c"], "examples": []}])
-    store = _Store(("chat/v1/response/4", "response", 0.001, 0.08, clusters), {"b": "response b", "c": "response c"})
-    new = _what_is_new(store, "db")
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    store = MemoryStore()
+    store.insert_events([InferenceEvent(model="m", app="chat", model_version="v1", event_id=e, timestamp=t, prompt=f"prompt {e}", response=f"response {e}",
+                                        latency_ms=1, tokens_in=1, tokens_out=1) for e in "abc"])
+    store.insert_drift([DriftResult(
+        window_id="chat/v1/response/4", app="chat", model_version="v1", field="response", window_start=t, window_end=t, n_reference=100,
+        n_current=100, method="m", statistic=0.1, p_value=0.001, reference_policy="baseline", reference_id="r",
+        novel_share=0.08, encoder="e", detector_version="1", config_fingerprint="f", computed_at=t,
+        clusters=[DriftCluster(size=12, example_event_ids=["a", "b"], examples=["stored a", ""]),
+                  DriftCluster(size=3, example_event_ids=["c"])])])
+    new = _what_is_new(store)
     assert new["field"] == "response" and new["groups"] == [(12, [("a", "stored a"), ("b", "response b")]),
                                                               (3, [("c", "response c")])]
-    assert "SELECT event_id, response FROM" in store.asked[-1]
+
+
+def test_the_report_reads_everything_through_the_store_and_draws_the_level_and_the_policys_rules(tmp_path):
+    from driftwarden.core.settings import load_settings
+    from driftwarden.core.storage.memory import MemoryStore
+    from driftwarden.dashboards.report import build_report, drift_thresholds
+    from driftwarden.tests.seeded import write_seed
+
+    settings = load_settings(data_dir=tmp_path)
+    rules = drift_thresholds(settings)
+    assert rules, "the default policy has a rule on the drift p-value"
+    text = build_report(write_seed(MemoryStore()), settings)
+    assert "What is new in chat/v1/prompt/4" in text and "job-1" in text and "20260101T000000-abc" in text
+    assert f"test level {settings.drift.alpha:g}" in text
+    assert all(f"policy rule {name}: {threshold:g}" in text for name, threshold in rules)

@@ -119,3 +119,37 @@ def test_a_segment_directory_that_links_outside_the_root_is_refused(tmp_path):
     with pytest.raises(RetrainError, match="does not resolve under"):
         write_snapshot(root, request("chat", "v1"), select(rows(), DatasetSpec()))
     assert list(elsewhere.iterdir()) == []
+
+
+def test_curation_reads_the_segment_range_from_the_store_with_flags_vectors_and_versions():
+    from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent
+    from driftwarden.core.storage.memory import MemoryStore
+    from driftwarden.retrain_trigger.curation import curate
+
+    store = MemoryStore()
+    events, results, vectors = [], [], []
+    for i, row in enumerate(rows()):
+        ts = T0 + timedelta(minutes=i)
+        events.append(InferenceEvent(model="m", event_id=row.event_id, timestamp=ts, app="chat", model_version="v1",
+                                     prompt=row.prompt, response=row.response, feedback=row.feedback, latency_ms=1,
+                                     tokens_in=1, tokens_out=1))
+        common = {"event_id": row.event_id, "app": "chat", "model_version": "v1", "event_ts": ts, "scored_at": ts,
+                  "config_fingerprint": "f"}
+        results.append(DetectionResult(detector="prompt_injection", detector_version="pi-3", score=0.9 if row.flags
+                                       else 0.1, label=bool(row.flags), **common))
+        vectors.append(EmbeddingRecord(event_id=row.event_id, field="prompt", app="chat", model_version="v1",
+                                       event_ts=ts, encoder="e", computed_at=ts, vector=row.vector.tolist()))
+    other = InferenceEvent(model="m", event_id="other-app", timestamp=T0, app="search", model_version="v1", prompt="p",
+                           response="r", latency_ms=1, tokens_in=1, tokens_out=1)
+    failed = InferenceEvent(model="m", event_id="failed", timestamp=T0, app="chat", model_version="v1", prompt="p",
+                            response="", status="error", latency_ms=1, tokens_in=1, tokens_out=1)
+    store.insert_events([*events, other, failed])
+    store.insert_detections(results)
+    store.insert_embeddings(vectors)
+    request = RetrainRequest(request_id="r", alert_id="a", app="chat", model_version="v1", reason="drift",
+                             start=T0, end=T0 + timedelta(minutes=10), requested_at=T0)
+    curated = curate(store, request, redact=None)
+    assert curated.counts["read"] == 6, "the other app and the failed call are not read"
+    assert [r.event_id for r in curated.train] == ["a", "f"] and [r.event_id for r in curated.review] == ["d", "e"]
+    assert curated.counts["near_duplicate"] == 1, "the stored prompt vectors reach the near-duplicate check"
+    assert curated.detector_versions == {"prompt_injection": "pi-3"}

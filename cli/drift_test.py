@@ -1,4 +1,5 @@
-"""``driftwarden drift-test``: the streaming path's two-sample test, on two JSONL files."""
+"""``driftwarden drift-test``: the streaming path's two-sample test, on two JSONL files (a CLI command:
+it reads files, embeds, tests, groups and redacts, so it sits above every folder it uses)."""
 
 from __future__ import annotations
 

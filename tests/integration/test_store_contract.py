@@ -1,0 +1,106 @@
+"""The in-memory store answers every read as the ClickHouse store does, after the same writes.
+
+The unit tests of curation, the report and the retraining workflow run on ``MemoryStore``; this
+test is what lets them: the same seeded rows (``tests/seeded.py``) go into the real embedded
+engine and into memory, and every read of the ``Store`` protocol is compared."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from driftwarden.core.schemas import AlertEvent, RetrainStatus
+from driftwarden.core.settings import load_settings
+from driftwarden.core.storage.memory import MemoryStore
+from driftwarden.core.storage.store import DELIVERY_COLUMNS
+from driftwarden.tests.seeded import T0, seed, write_seed
+
+pytestmark = pytest.mark.integration
+
+
+def plain(value):
+    """Comparable form: datetimes as naive UTC, floats rounded (float32 vectors), containers recursively."""
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value).replace(microsecond=0)
+    if isinstance(value, float | np.floating):
+        return round(float(value), 5)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("contract"))
+    real, memory = seed(settings), write_seed(MemoryStore())
+    later = T0 + timedelta(hours=1, minutes=5)
+    for store in (real, memory):  # a second job, still running; and alert deliveries
+        store.insert_retrain_status([RetrainStatus(job_id="job-2", request_id="r-2", app="chat", model_version="v2",
+                                                   status="running", launcher="local", updated_at=later)])
+        alert = AlertEvent(alert_id="rule:chat:v2:prompt@y", dedupe_key="rule:chat:v2:prompt", status="firing",
+                           rule="rule", severity="warning", app="chat", model_version="v2", field="prompt",
+                           metric="drift_p_value", value=0.001, threshold=0.01, summary="s", window_id="w",
+                           window_start=later, window_end=later, dashboard_url="", retrain_requested=False,
+                           starts_at=later, policy_fingerprint="p")
+        row = [alert.alert_id, alert.status, "slack", "pending", 6, later, later + timedelta(minutes=1), "",
+               alert.model_dump_json(), later]
+        store.insert_deliveries([row, [*row[:2], "pagerduty", "delivered", *row[4:9], later]])
+    yield real, memory
+    real.close()
+
+
+def test_counts_latest_rows_and_segment_reads_are_the_same(stores):
+    real, memory = stores
+    assert plain(memory.stats()) == plain(real.stats())
+    assert plain(memory.stats(alpha=0.6)) == plain(real.stats(alpha=0.6))
+    for args in (("chat", "v1", "prompt", "minilm", 10), ("chat", "v2", "prompt", "minilm", 500),
+                 ("chat", "v1", "prompt", "minilm", 100, T0 + timedelta(minutes=5), T0 + timedelta(minutes=20)),
+                 ("chat", "v1", "response", "minilm", 10), ("chat", "v1", "prompt", "other", 10)):
+        assert plain(memory.reference_embeddings(*args)) == plain(real.reference_embeddings(*args)), args
+    assert memory.last_window_sequence("chat", "v1", "prompt") == real.last_window_sequence("chat", "v1", "prompt") == 4
+    assert memory.last_window_sequence("chat", "v9", "prompt") == real.last_window_sequence("chat", "v9", "prompt") == 0
+    ids = ["seed-1", "seed-2", "missing", "seed-17"]
+    for field in ("prompt", "response"):
+        assert memory.texts(field, ids) == real.texts(field, ids)
+    assert memory.count_events("chat", "v1", T0, T0 + timedelta(minutes=10)) == \
+        real.count_events("chat", "v1", T0, T0 + timedelta(minutes=10)) == 21
+
+
+def test_jobs_requests_and_deliveries_are_the_same(stores):
+    real, memory = stores
+    request_id = real.stats()["retrain_jobs"][-1]["request_id"]
+    assert memory.last_job(request_id) == real.last_job(request_id) and real.last_job(request_id)["status"]
+    assert memory.last_job("nothing") is real.last_job("nothing") is None
+    assert plain(memory.unfinished_jobs()) == plain(real.unfinished_jobs()) != []
+    assert memory.retrain_request(request_id) == real.retrain_request(request_id) is not None
+    now = T0 + timedelta(hours=2)
+    assert plain(memory.due_deliveries(now, 10)) == plain(real.due_deliveries(now, 10)) != []
+    assert memory.due_deliveries(T0, 10) == real.due_deliveries(T0, 10) == []
+    assert memory.pending_deliveries() == real.pending_deliveries() == 1
+    assert set(real.due_deliveries(now, 10)[0]) == set(DELIVERY_COLUMNS)
+
+
+def test_curation_report_and_drift_window_reads_are_the_same(stores):
+    real, memory = stores
+    args = ("chat", "v1", T0, T0 + timedelta(hours=1), 40)
+    a, b = memory.curation_data(*args), real.curation_data(*args)
+    assert plain(a.events) == plain(b.events) and len(b.events) == 40  # the limit
+    assert a.flags == b.flags and a.versions == b.versions and a.flags
+    assert plain(a.vectors) == plain(b.vectors)
+    ra, rb = memory.report_data(5), real.report_data(5)
+    for name in ("volume", "rates", "drift", "alerts", "jobs", "flagged"):
+        assert plain(getattr(ra, name)) == plain(getattr(rb, name)), name
+    for field in (None, "prompt", "response"):
+        wa, wb = memory.most_drifted_window(field), real.most_drifted_window(field)
+        assert (wa is None) == (wb is None)
+        if wb is not None:
+            assert plain({**wa, "clusters": json.loads(wa["clusters"])}) == \
+                plain({**wb, "clusters": json.loads(wb["clusters"])})
+    worst = real.most_drifted_window()
+    window = (worst["app"], worst["model_version"], worst["field"], worst["window_start"], worst["window_end"], 300)
+    assert plain(memory.window_vectors(*window)) == plain(real.window_vectors(*window))
