@@ -298,9 +298,10 @@ def dashboards_export(
 ) -> None:
     """Write the dashboards (overview, safety, drift, retraining) as Grafana JSON."""
     from driftwarden.dashboards.grafana import export
+    from driftwarden.dashboards.levels import levels
 
     settings = _settings()
-    for path in export(directory, settings.clickhouse_database):
+    for path in export(directory, settings.clickhouse_database, levels(settings)):
         typer.echo(f"wrote {path}")
 
 
@@ -308,11 +309,12 @@ def dashboards_export(
 def dashboards_push() -> None:
     """Provision the dashboards through Grafana's HTTP API (DRIFTWARDEN_GRAFANA_URL and _TOKEN), by uid."""
     from driftwarden.dashboards.grafana import push
+    from driftwarden.dashboards.levels import levels
 
     settings = _settings()
     token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
     results = push(settings.grafana_url, token, settings.clickhouse_database, folder_uid=settings.grafana_folder,
-                   folder_title=settings.grafana_folder)
+                   folder_title=settings.grafana_folder, levels=levels(settings))
     typer.echo(f"provisioned {len(results)} dashboards into folder {settings.grafana_folder!r} at "
                f"{mask_url(settings.grafana_url)}")
 

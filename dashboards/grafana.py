@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from driftwarden.core.errors import DriftwardenError
+from driftwarden.dashboards.levels import Levels
 from driftwarden.dashboards.panels import (
     ALL,
     ANNOTATION_SQL,
@@ -25,6 +26,7 @@ from driftwarden.dashboards.panels import (
     VARIABLE_SQL,
     DashboardSpec,
     PanelSpec,
+    with_levels,
 )
 from driftwarden.detectors.loading import require
 
@@ -141,15 +143,18 @@ def build(spec: DashboardSpec, db: str) -> dict[str, Any]:
     return model
 
 
-def build_all(db: str) -> list[dict[str, Any]]:
-    return [build(spec, db) for spec in DASHBOARDS]
+def build_all(db: str, levels: Levels | None = None) -> list[dict[str, Any]]:
+    """Every dashboard, its drift panels stepped at ``levels`` (the settings' and the policy's:
+    :func:`driftwarden.dashboards.levels.levels`; defaults when None)."""
+    levels = levels or Levels()
+    return [build(with_levels(spec, levels.alpha, levels.drift_threshold), db) for spec in DASHBOARDS]
 
 
-def export(directory: Path, db: str) -> list[Path]:
+def export(directory: Path, db: str, levels: Levels | None = None) -> list[Path]:
     """Write each dashboard as ``<uid>.json`` (file provisioning, GitOps)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for model in build_all(db):
+    for model in build_all(db, levels):
         path = directory / f"{model['uid']}.json"
         path.write_text(json.dumps(model, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         paths.append(path)
@@ -157,7 +162,7 @@ def export(directory: Path, db: str) -> list[Path]:
 
 
 def push(url: str, token: str | None, db: str, *, folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE,
-         timeout_s: float = 10.0) -> list[dict]:
+         timeout_s: float = 10.0, levels: Levels | None = None) -> list[dict]:
     """Create or update every dashboard by uid in the folder (created when missing)."""
     client_mod = require("grafana_client", "dashboards")
     errors = require("grafana_client.client", "dashboards")
@@ -171,7 +176,7 @@ def push(url: str, token: str | None, db: str, *, folder_uid: str = FOLDER_UID, 
             api.folder.create_folder(folder_title, uid=folder_uid)
             log.info("created Grafana folder %s", folder_uid)
         results = []
-        for model in build_all(db):
+        for model in build_all(db, levels):
             body = {"dashboard": {**model, "id": None}, "folderUid": folder_uid, "overwrite": True,
                     "message": "provisioned by driftwarden"}
             results.append(api.dashboard.update_dashboard(body))

@@ -16,7 +16,7 @@ safe set (:func:`safe_name_sql`), the one the event contract accepts.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 from urllib.parse import quote
@@ -47,6 +47,8 @@ class PanelSpec:
     thresholds: tuple[tuple[str, float | None], ...] = ()
     """(colour, from-value) steps; the first step's value is None (base)."""
     log_scale: bool = False
+    drift_levels: bool = False
+    """Steps from the drift level and the policy's drift threshold (:func:`with_levels`), not ``thresholds``."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,7 @@ OVERVIEW = DashboardSpec(
                   "SELECT $__timeInterval(ts) AS time, concat(app, ' ', model_version) AS segment, "
                   "countIf(status = 'error') / count() AS error_rate FROM {db}.inference_events FINAL "
                   f"WHERE $__timeFilter(ts) AND {SEG} GROUP BY time, segment ORDER BY time",
-                  ("time", "segment", "error_rate"), unit="percentunit",
-                  thresholds=(("green", None), ("red", 0.05))),
+                  ("time", "segment", "error_rate"), unit="percentunit"),
         PanelSpec("Dead letters by stage", "table",
                   "SELECT stage, count() AS dead_letters, max(received_at) AS last_seen FROM {db}.dead_letters FINAL "
                   "WHERE $__timeFilter(received_at) GROUP BY stage ORDER BY dead_letters DESC",
@@ -147,11 +148,10 @@ DRIFT = DashboardSpec(
                 "threshold and alert annotations.",
     alert_annotations=True,
     panels=(
-        PanelSpec("Drift p-value per window (log scale; policy threshold 0.01)", "timeseries",
+        PanelSpec("Drift p-value per window (log scale)", "timeseries",
                   "SELECT window_end AS time, concat(app, ' ', model_version, ' ', field) AS segment, p_value "
                   f"FROM {{db}}.drift_windows FINAL WHERE $__timeFilter(window_end) AND {SEG} ORDER BY time",
-                  ("time", "segment", "p_value"), width=24, log_scale=True,
-                  thresholds=(("red", None), ("orange", 0.01), ("green", 0.05))),
+                  ("time", "segment", "p_value"), width=24, log_scale=True, drift_levels=True),
         PanelSpec("Drift statistic per window (MMD² under the aggregate and mmd methods)", "timeseries",
                   "SELECT window_end AS time, concat(app, ' ', model_version, ' ', field) AS segment, statistic "
                   f"FROM {{db}}.drift_windows FINAL WHERE $__timeFilter(window_end) AND {SEG} ORDER BY time",
@@ -194,6 +194,23 @@ RETRAINING = DashboardSpec(
 )
 
 DASHBOARDS = (OVERVIEW, SAFETY, DRIFT, RETRAINING)
+
+
+def with_levels(spec: DashboardSpec, alpha: float, drift_threshold: float | None) -> DashboardSpec:
+    """``spec`` with its drift-level panels stepped at the policy's threshold and the test's level
+    (red below the threshold: alerting; orange up to the level: drifted; green above it), both
+    named in the title."""
+    panels = []
+    for p in spec.panels:
+        if p.drift_levels:
+            steps = (("red", None), *((("orange", drift_threshold),) if drift_threshold is not None else ()),
+                     ("green", alpha))
+            named = f"test level {alpha:g}" + (f", policy threshold {drift_threshold:g}"
+                                               if drift_threshold is not None else "")
+            p = replace(p, title=p.title[:-1] + f"; {named})" if p.title.endswith(")") else f"{p.title} ({named})",
+                        thresholds=steps)
+        panels.append(p)
+    return replace(spec, panels=tuple(panels))
 
 VARIABLE_SQL = {
     "app": f"SELECT DISTINCT app FROM {{db}}.inference_events WHERE {safe_name_sql('app')} ORDER BY app",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from driftwarden.core.storage.store import Store
+from driftwarden.dashboards.levels import Levels, levels
 from driftwarden.detectors.loading import require
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,10 @@ def _withhold(text: str) -> str:
     raise RuntimeError("PII redaction is unavailable")
 
 
-def collect(store: Store, alpha: float = 0.05, drift_thresholds: tuple[tuple[str, float], ...] = ()) -> dict[str, Any]:
-    """Everything the report shows, read from the store; ``alpha`` is the drift test's level,
-    ``drift_thresholds`` the policy's (rule, p-value threshold) pairs, drawn on the drift plot."""
+def collect(store: Store, levels: Levels | None = None) -> dict[str, Any]:
+    """Everything the report shows, read from the store, with the levels its drift plot draws."""
+    levels = levels or Levels()
+    alpha, drift_thresholds = levels.alpha, levels.drift_rules
     read = store.report_data(FLAGGED, alpha)
     data: dict[str, Any] = {"stats": read.stats, "generated_at": datetime.now(UTC), "volume": read.volume,
                             "rates": read.rates, "drift": read.drift, "alerts": read.alerts, "jobs": read.jobs,
@@ -149,8 +151,8 @@ def render(data: dict[str, Any], redact=None) -> str:
         pts = [r for r in data["drift"] if r[1] == seg]
         drift.add_scatter(x=[r[0] for r in pts], y=[max(r[2], 1e-4) for r in pts], mode="lines+markers", name=seg,
                           text=[r[3] for r in pts], hovertemplate="%{text}<br>p = %{y}<extra></extra>")
-    drift.add_hline(y=data.get("alpha", 0.05), line_color="grey", line_dash="dot",
-                    annotation_text=f"test level {data.get('alpha', 0.05):g}", annotation_position="top left")
+    drift.add_hline(y=data["alpha"], line_color="grey", line_dash="dot",
+                    annotation_text=f"test level {data['alpha']:g}", annotation_position="top left")
     for rule, threshold in data.get("drift_thresholds", ()):
         drift.add_hline(y=threshold, line_color="orange", annotation_text=f"policy rule {rule}: {threshold:g}",
                         annotation_position="bottom left")
@@ -233,19 +235,6 @@ def _num(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def drift_thresholds(settings) -> tuple[tuple[str, float], ...]:
-    """(rule, threshold) of the policy's rules on the drift p-value (none when the policy is unreadable)."""
-    from driftwarden.retrain_trigger.rules import load_policy
-
-    try:
-        rules = load_policy(settings.policy_file).rules
-    except Exception:  # noqa: BLE001 - the report goes out without the policy's lines
-        log.warning("the policy file could not be read; the report's drift plot shows no rule thresholds",
-                    exc_info=True)
-        return ()
-    return tuple((r.name, r.threshold) for r in rules if r.metric == "drift_p_value")
-
-
 def build_report(store: Store, settings=None) -> str:
     redact = None
     if settings is not None:
@@ -257,6 +246,4 @@ def build_report(store: Store, settings=None) -> str:
             log.warning("PII redaction is unavailable for the report; flagged prompts and responses are withheld "
                         "(shown as %r). Check the PII detector's set-up (presidio)", WITHHELD, exc_info=True)
             redact = _withhold
-    if settings is None:
-        return render(collect(store), redact)
-    return render(collect(store, settings.drift.alpha, drift_thresholds(settings)), redact)
+    return render(collect(store, None if settings is None else levels(settings)), redact)

@@ -105,7 +105,7 @@ class MemoryStore:
 
     # --- reads ---
 
-    def stats(self, alpha: float = 0.05) -> dict:
+    def stats(self, alpha: float) -> dict:
         by_detector: dict[str, dict[str, int]] = {}
         for r in sorted(self.detections.values(), key=lambda r: r.detector):
             d = by_detector.setdefault(r.detector, {"results": 0, "flagged": 0, "errors": 0})
@@ -208,7 +208,7 @@ class MemoryStore:
                        if in_range(r) and r.field == "prompt"}
         return out
 
-    def report_data(self, flagged: int, alpha: float = 0.05) -> ReportData:
+    def report_data(self, flagged: int, alpha: float) -> ReportData:
         volume = Counter((_bucket(e.timestamp), f"{e.app} {e.model_version}") for e, _, _ in self.events.values())
         rates: dict[tuple, list[int]] = {}
         for r in self.detections.values():

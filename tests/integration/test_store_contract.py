@@ -56,7 +56,7 @@ def stores(tmp_path_factory):
 
 def test_counts_latest_rows_and_segment_reads_are_the_same(stores):
     real, memory = stores
-    assert plain(memory.stats()) == plain(real.stats())
+    assert plain(memory.stats(0.05)) == plain(real.stats(0.05))
     assert plain(memory.stats(alpha=0.6)) == plain(real.stats(alpha=0.6))
     for args in (("chat", "v1", "prompt", "minilm", 10), ("chat", "v2", "prompt", "minilm", 500),
                  ("chat", "v1", "prompt", "minilm", 100, T0 + timedelta(minutes=5), T0 + timedelta(minutes=20)),
@@ -73,7 +73,7 @@ def test_counts_latest_rows_and_segment_reads_are_the_same(stores):
 
 def test_jobs_requests_and_deliveries_are_the_same(stores):
     real, memory = stores
-    request_id = real.stats()["retrain_jobs"][-1]["request_id"]
+    request_id = real.stats(0.05)["retrain_jobs"][-1]["request_id"]
     assert memory.last_job(request_id) == real.last_job(request_id) and real.last_job(request_id)["status"]
     assert memory.last_job("nothing") is real.last_job("nothing") is None
     assert plain(memory.unfinished_jobs()) == plain(real.unfinished_jobs()) != []

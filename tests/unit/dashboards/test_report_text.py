@@ -71,11 +71,12 @@ def test_what_is_new_shows_the_stored_examples_and_reads_a_response_windows_miss
 def test_the_report_reads_everything_through_the_store_and_draws_the_level_and_the_policys_rules(tmp_path):
     from driftwarden.core.settings import load_settings
     from driftwarden.core.storage.memory import MemoryStore
-    from driftwarden.dashboards.report import build_report, drift_thresholds
+    from driftwarden.dashboards.levels import levels
+    from driftwarden.dashboards.report import build_report
     from driftwarden.tests.seeded import write_seed
 
     settings = load_settings(data_dir=tmp_path)
-    rules = drift_thresholds(settings)
+    rules = levels(settings).drift_rules
     assert rules, "the default policy has a rule on the drift p-value"
     text = build_report(write_seed(MemoryStore()), settings)
     assert "What is new in chat/v1/prompt/4" in text and "job-1" in text and "20260101T000000-abc" in text
