@@ -6,23 +6,15 @@ once per process (callers cache what these functions return).
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from driftwarden.core.errors import DetectorError, MissingExtraError
+from driftwarden.core.errors import DetectorError
+from driftwarden.core.extras import require  # noqa: F401 - re-exported: detectors import it from here
 
 log = logging.getLogger(__name__)
-
-
-def require(module: str, extra: str = "ml") -> Any:
-    """Import ``module`` or raise MissingExtraError naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(module, extra) from exc
 
 
 def pick_device(device: str) -> str:

