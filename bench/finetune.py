@@ -18,9 +18,9 @@ from driftwarden.core.logging import setup_logging
 from driftwarden.core.schemas import RetrainRequest
 from driftwarden.core.settings import load_settings
 from driftwarden.pkg_data import rows as data_rows
-from driftwarden.retrain_trigger.curation import Curated, Row
-from driftwarden.retrain_trigger.finetune import run
-from driftwarden.retrain_trigger.snapshots import write_snapshot
+from driftwarden.retrain_trigger.retraining.curation import Curated, Row
+from driftwarden.retrain_trigger.retraining.finetune import run
+from driftwarden.retrain_trigger.retraining.snapshots import write_snapshot
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ def drift_test_files(settings: Settings, reference: Path, current: Path, field: 
                  device=settings.detectors.embeddings.device, alpha=settings.drift.alpha)
     redactor = None
     if settings.redact_pii if redact is None else redact:
-        from driftwarden.retrain_trigger.curation import pii_redactor
+        from driftwarden.retrain_trigger.retraining.curation import pii_redactor
 
         redactor = pii_redactor(settings)
     clusters = [{"size": g.size, "share": g.size / max(1, result.n_current), "example_ids": [cur_ids[i] for i in g.rows[:3]],

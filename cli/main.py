@@ -75,7 +75,7 @@ def up(
                 typer.echo(f"{name} exited and was restarted; its log: {stack.log_dir / (name + '.log')}", err=True)
             time.sleep(1.0)
     except KeyboardInterrupt:
-        typer.echo("stopping ...")
+        typer.echo("stopping ...", err=True)  # stderr: line-buffered, shown at once
     finally:
         stack.stop()
     typer.echo("stopped")
@@ -325,7 +325,7 @@ def datasets_list(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Snapshots under the datasets location, oldest first."""
-    from driftwarden.retrain_trigger.snapshots import list_snapshots
+    from driftwarden.retrain_trigger.retraining.snapshots import list_snapshots
 
     settings = _settings(None, data_dir)
     snaps = list_snapshots(settings.datasets_dir)
@@ -348,7 +348,7 @@ def datasets_show(
     data_dir: DataDirOpt = None,
 ) -> None:
     """A snapshot's manifest (without the list of source event ids, which is counted)."""
-    from driftwarden.retrain_trigger.snapshots import find_snapshot
+    from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot
 
     settings = _settings(None, data_dir)
     snap = find_snapshot(settings.datasets_dir, version)
@@ -363,7 +363,7 @@ def policy_check(
     file: Annotated[Optional[Path], typer.Argument(help="Policy YAML file; default: the shipped rules.")] = None,
 ) -> None:
     """Validate a policy file and print its rules (errors name the rule and the field)."""
-    from driftwarden.retrain_trigger.rules import load_policy
+    from driftwarden.retrain_trigger.alerting.rules import load_policy
 
     _settings()
     policy = load_policy(file)
@@ -385,7 +385,7 @@ def finetune(
     base_model: Annotated[Optional[Path], typer.Option(help="Local causal LM directory (overrides the setting).")] = None,
 ) -> None:
     """The fine-tuning job: LoRA on the base model, held-out loss before and after."""
-    from driftwarden.retrain_trigger.finetune import run
+    from driftwarden.retrain_trigger.retraining.finetune import run
 
     settings = _settings()
     config = settings.retrain

@@ -28,7 +28,7 @@ class Levels:
 def levels(settings) -> Levels:
     """The settings' drift level and the policy's drift rules (none when the policy is unreadable:
     logged, and the levels are drawn without them)."""
-    from driftwarden.retrain_trigger.rules import load_policy
+    from driftwarden.retrain_trigger.alerting.rules import load_policy
 
     try:
         rules = load_policy(settings.policy_file).rules

@@ -239,7 +239,7 @@ def build_report(store: Store, settings=None) -> str:
     redact = None
     if settings is not None:
         try:
-            from driftwarden.retrain_trigger.curation import pii_redactor
+            from driftwarden.retrain_trigger.retraining.curation import pii_redactor
 
             redact = pii_redactor(settings)
         except Exception:  # noqa: BLE001 - the report goes out, with the flagged texts withheld

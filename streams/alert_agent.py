@@ -1,9 +1,9 @@
 """Alert agent: delivers each event of ``llm.alerts`` to the configured receivers.
 
-The agent awaits :meth:`~driftwarden.retrain_trigger.alerts.Dispatcher.deliver` for each alert:
+The agent awaits :meth:`~driftwarden.retrain_trigger.alerting.dispatch.Dispatcher.deliver` for each alert:
 every receiver gets it at once, with its bounded retries, and the agent moves on when each has
 it or gave up; a receiver that gave up gets the alert from durable retry (the ``alert_deliveries``
-table, written before the offset moves on; :mod:`driftwarden.retrain_trigger.alert_retry`). Faust acknowledges a record when the agent's
+table, written before the offset moves on; :mod:`driftwarden.retrain_trigger.alerting.retry`). Faust acknowledges a record when the agent's
 loop asks for the next one, so an alert's offset is committed only after its delivery was
 settled: alerts in flight when the sink stops are delivered again after the restart (receivers
 deduplicate: Alertmanager on labels, PagerDuty on the dedup key; Slack may show one twice).
@@ -22,8 +22,8 @@ from driftwarden.core.schemas import AlertEvent
 from driftwarden.core.secrets import scrub
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
-from driftwarden.retrain_trigger.alert_retry import DeliveryRetries, retry_due
-from driftwarden.retrain_trigger.alerts import Dispatcher
+from driftwarden.retrain_trigger.alerting.retry import DeliveryRetries, retry_due
+from driftwarden.retrain_trigger.alerting.dispatch import Dispatcher
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import exit_process, guarded
 from driftwarden.streams.validation import parsed

@@ -19,8 +19,8 @@ import faust
 from driftwarden.core.schemas import DriftResult, parse_detections
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.drift.windows import join_id
-from driftwarden.retrain_trigger.policy import Decision, DetectionWindows, PolicyEngine, drift_observations
-from driftwarden.retrain_trigger.rules import load_policy
+from driftwarden.retrain_trigger.alerting.policy import Decision, DetectionWindows, PolicyEngine, drift_observations
+from driftwarden.retrain_trigger.alerting.rules import load_policy
 from driftwarden.streams.guard import exit_process, guarded
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import parsed

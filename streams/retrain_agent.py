@@ -31,9 +31,9 @@ from driftwarden.core.schemas import RetrainRequest, RetrainStatus
 from driftwarden.core.secrets import scrub, url_secrets
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
-from driftwarden.retrain_trigger.curation import curate, pii_redactor
-from driftwarden.retrain_trigger.launchers import JobSpec, build_launcher, record
-from driftwarden.retrain_trigger.snapshots import find_snapshot, write_snapshot
+from driftwarden.retrain_trigger.retraining.curation import curate, pii_redactor
+from driftwarden.retrain_trigger.retraining.launchers import JobSpec, build_launcher, record
+from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, write_snapshot
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import guarded
 from driftwarden.streams.validation import parsed

@@ -114,20 +114,27 @@ class Stack:
             restarted.append(name)
         return restarted
 
-    def stop(self) -> None:
-        """Stop workers first (they finish their batch), then the sink, then the broker."""
-        for group in (self.workers, [self.sink] if self.sink is not None else []):
-            for p in group:
-                if p.poll() is None:
-                    p.terminate()
-            for p in group:
+    def stop(self, grace_s: float = 45.0) -> None:
+        """Stop workers first (they finish their batch), then the sink, then the broker; a group
+        still running after ``grace_s`` is killed (its unacknowledged input is redelivered)."""
+        for what, group in (("workers", self.workers), ("sink", [self.sink] if self.sink is not None else [])):
+            running = [p for p in group if p.poll() is None]
+            if not running:
+                continue
+            log.info("stopping the %s (pids %s) ...", what, ", ".join(str(p.pid) for p in running))
+            for p in running:
+                p.terminate()
+            deadline = time.monotonic() + grace_s
+            for p in running:
                 try:
-                    p.wait(60)
+                    p.wait(max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    log.warning("process %d did not stop within 60 s; killing it (its unacknowledged input is redelivered)", p.pid)
+                    log.warning("process %d did not stop within %.0f s; killing it (its unacknowledged input is "
+                                "redelivered). Its log is in %s", p.pid, grace_s, self.log_dir)
                     p.kill()
                     p.wait(5)
         if self.broker is not None:
+            log.info("stopping the local broker ...")
             self.broker.stop()
 
     def __enter__(self) -> Stack:

@@ -35,7 +35,7 @@ def test_up_replay_stats_and_a_clean_stop_on_ctrl_c(tmp_path, monkeypatch):
     monkeypatch.setenv("DRIFTWARDEN_LOCAL_BROKER_PORT", str(free_port()))
     monkeypatch.setenv("DRIFTWARDEN_SINK_WEB_PORT", str(free_port()))
     up = subprocess.Popen([sys.executable, "-m", "driftwarden", "up", "--workers", "1"],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         seen = []
         while not any("driftwarden is up" in line for line in seen):
@@ -71,9 +71,11 @@ def test_up_replay_stats_and_a_clean_stop_on_ctrl_c(tmp_path, monkeypatch):
         try:  # a worker restarted just before may still be loading its models when asked to stop
             rest, _ = up.communicate(timeout=180)
         except subprocess.TimeoutExpired:
-            up.kill()
+            os.killpg(up.pid, signal.SIGKILL)  # up and what it started: nothing left holding the store
             rest = up.communicate()[0]
-            raise AssertionError("up did not stop within 180 s of ctrl-c:\n" + rest[-5000:]) from None
+            logs = "".join(f"\n--- {p.name}:\n" + p.read_text(errors="replace")[-3000:]
+                           for p in sorted((tmp_path / "dw" / "logs").glob("*.log")))
+            raise AssertionError("up did not stop within 180 s of ctrl-c:\n" + rest[-5000:] + logs) from None
     assert up.returncode == 0, rest
     assert "stopped" in rest
     # With the stack down, stats opens the embedded store itself.
@@ -186,8 +188,8 @@ def test_datasets_list_and_show_describe_the_snapshots(tmp_path):
     from datetime import UTC, datetime
 
     from driftwarden.core.schemas import RetrainRequest
-    from driftwarden.retrain_trigger.curation import Curated, Row
-    from driftwarden.retrain_trigger.snapshots import write_snapshot
+    from driftwarden.retrain_trigger.retraining.curation import Curated, Row
+    from driftwarden.retrain_trigger.retraining.snapshots import write_snapshot
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     request = RetrainRequest(request_id="r", alert_id="a", app="chat", model_version="v2", reason="drift",

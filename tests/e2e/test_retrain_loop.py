@@ -12,7 +12,7 @@ import pytest
 
 from driftwarden.core.storage.client import open_client
 from driftwarden.pkg_data import path as data_path
-from driftwarden.retrain_trigger.snapshots import list_snapshots
+from driftwarden.retrain_trigger.retraining.snapshots import list_snapshots
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
 from driftwarden.tests.recording_http import RecordingServer

@@ -17,7 +17,7 @@ import pytest
 from driftwarden.core.loop_configs import AlertsConfig
 from driftwarden.core.schemas import AlertEvent
 from driftwarden.deploy.local.broker import free_port
-from driftwarden.retrain_trigger.alerts import Dispatcher
+from driftwarden.retrain_trigger.alerting.dispatch import Dispatcher
 from driftwarden.tests.recording_http import RecordingServer
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,7 @@ def test_an_alert_a_receiver_did_not_take_is_delivered_from_durable_retry_after_
 
     from driftwarden.core.settings import load_settings
     from driftwarden.core.storage.client import open_store
-    from driftwarden.retrain_trigger.alert_retry import DeliveryRetries
+    from driftwarden.retrain_trigger.alerting.retry import DeliveryRetries
 
     settings = load_settings(data_dir=tmp_path)
     with RecordingServer() as server:
@@ -199,7 +199,7 @@ def deliver_outcomes(config: AlertsConfig, a: AlertEvent) -> dict[str, bool]:
 
 
 def run_round(retries, config: AlertsConfig) -> dict[str, int]:
-    from driftwarden.retrain_trigger.alert_retry import retry_due
+    from driftwarden.retrain_trigger.alerting.retry import retry_due
 
     async def go():
         d = Dispatcher(config)

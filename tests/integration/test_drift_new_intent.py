@@ -13,7 +13,7 @@ import pytest
 from driftwarden.core.storage.client import open_client
 from driftwarden.pkg_data import path as data_path
 from driftwarden.pkg_data import rows
-from driftwarden.retrain_trigger.rules import default_policy_path
+from driftwarden.retrain_trigger.alerting.rules import default_policy_path
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.replay import ReplayOptions, replay_file
 from driftwarden.tests.realstack import small_drift_windows, wait_for

@@ -24,8 +24,8 @@ from driftwarden.core.loop_configs import AlertsConfig
 from driftwarden.core.schemas import AlertEvent
 from driftwarden.core.settings import load_settings
 from driftwarden.deploy.local.broker import free_port
-from driftwarden.retrain_trigger.alerts import Dispatcher
-from driftwarden.retrain_trigger.launchers import JobSpec, LocalLauncher
+from driftwarden.retrain_trigger.alerting.dispatch import Dispatcher
+from driftwarden.retrain_trigger.retraining.launchers import JobSpec, LocalLauncher
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ def test_a_local_fine_tuning_job_runs_without_any_secret_in_its_environment(tmp_
     interpreter = tmp_path / "python"
     interpreter.write_text(f'#!/bin/sh\nenv > "{seen}"\nexec "{sys.executable}" "$@"\n')
     interpreter.chmod(0o700)
-    monkeypatch.setattr("driftwarden.retrain_trigger.launchers.sys.executable", str(interpreter))
+    monkeypatch.setattr("driftwarden.retrain_trigger.retraining.launchers.sys.executable", str(interpreter))
     settings = load_settings()
     job = JobSpec(job_id="job-secrets", snapshot_dir=tmp_path / "no-snapshot", out_dir=settings.jobs_dir / "job-s")
     launcher = LocalLauncher(settings)

@@ -94,3 +94,18 @@ def test_no_sql_outside_the_store_and_the_grafana_panels():
 def test_the_sql_check_sees_a_query_in_an_f_string():
     tree = ast.parse('db = "x"\nq = f"SELECT count() FROM {db}.events"\n"""A docstring: SELECT a FROM b."""')
     assert [SQL.search(text) is not None for _, text in strings(tree)] == [False, True]
+
+
+def test_every_package_folder_is_listed_in_pyproject_so_a_wheel_carries_it():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for name, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in rel and not any(p.startswith(".") for p in rel):
+                found.add(".".join((name, *rel)))
+    assert found <= listed, f"folders missing from [tool.setuptools] packages: {sorted(found - listed)}"
+    assert listed - found <= {"driftwarden.data", "driftwarden.data.heads", "driftwarden.data.policy"}

@@ -11,8 +11,8 @@ import numpy as np
 from driftwarden.core.detector_configs import DriftConfig
 from driftwarden.core.schemas import DetectionResult, EmbeddingRecord
 from driftwarden.detectors.drift.windows import DriftWindows
-from driftwarden.retrain_trigger.policy import DetectionWindows, PolicyEngine
-from driftwarden.retrain_trigger.rules import load_policy
+from driftwarden.retrain_trigger.alerting.policy import DetectionWindows, PolicyEngine
+from driftwarden.retrain_trigger.alerting.rules import load_policy
 
 SEGMENTS = 10_000
 EVENTS_PER_SEGMENT = 1

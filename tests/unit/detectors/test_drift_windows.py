@@ -262,7 +262,7 @@ def test_an_encoder_change_starts_a_new_reference_but_keeps_the_window_numbers()
 
 def test_a_window_with_a_new_group_names_the_method_the_new_share_and_a_group_of_its_events():
     from driftwarden.core.schemas import DriftResult
-    from driftwarden.retrain_trigger.policy import drift_detail, drift_observations
+    from driftwarden.retrain_trigger.alerting.policy import drift_detail, drift_observations
 
     from tests.unit.detectors.test_drift_methods import contaminated, population
 
@@ -297,7 +297,7 @@ def test_the_method_setting_picks_the_test():
 def test_what_is_new_carries_the_stored_texts_of_its_examples_and_a_failing_read_leaves_ids_alone(caplog):
     from tests.unit.detectors.test_drift_methods import contaminated, population
 
-    from driftwarden.retrain_trigger.policy import drift_detail
+    from driftwarden.retrain_trigger.alerting.policy import drift_detail
 
     def run_with(loader):
         rng = np.random.default_rng(9)

@@ -8,7 +8,7 @@ The Kubernetes launcher renders a ``batch/v1`` Job manifest (written beside the 
 with ``kubectl`` configured it applies it and polls the Job's status, otherwise the manifest is
 the output and the job stays ``queued`` until someone applies it.
 
-A job sees only the settings it reads (:data:`~driftwarden.retrain_trigger.finetune.JOB_SETTINGS`)
+A job sees only the settings it reads (:data:`~driftwarden.retrain_trigger.retraining.finetune.JOB_SETTINGS`)
 and, locally, an allow-listed environment (:func:`~driftwarden.core.settings.job_environment`):
 no secret of the sink. Its output directory is the owner's only.
 """
@@ -28,8 +28,8 @@ from pydantic import SecretStr
 
 from driftwarden.core.errors import RetrainError
 from driftwarden.core.settings import Settings, job_environment, setting_text, setting_variables
-from driftwarden.retrain_trigger.finetune import JOB_SETTINGS
-from driftwarden.retrain_trigger.snapshots import FILE_MODE, private_dir
+from driftwarden.retrain_trigger.retraining.finetune import JOB_SETTINGS
+from driftwarden.retrain_trigger.retraining.snapshots import FILE_MODE, private_dir
 
 log = logging.getLogger(__name__)
 

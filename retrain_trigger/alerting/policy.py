@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 
 from driftwarden.core.schemas import AlertEvent, DatasetSpec, DetectionResult, DriftResult, RetrainRequest
 from driftwarden.detectors.drift.windows import Throttled, join_id
-from driftwarden.retrain_trigger.rules import DETECTOR_METRICS, Policy, Rule
+from driftwarden.retrain_trigger.alerting.rules import DETECTOR_METRICS, Policy, Rule
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from driftwarden.core.settings import load_settings
-from driftwarden.retrain_trigger.finetune import JOB_SETTINGS
-from driftwarden.retrain_trigger.launchers import (
+from driftwarden.retrain_trigger.retraining.finetune import JOB_SETTINGS
+from driftwarden.retrain_trigger.retraining.launchers import (
     MAX_LAUNCHES, PID_FILE, JobSpec, KubernetesLauncher, LocalLauncher, record,
 )
 

@@ -10,9 +10,10 @@ import pytest
 
 from driftwarden.core.loop_configs import AlertsConfig
 from driftwarden.core.schemas import AlertEvent
-from driftwarden.retrain_trigger.alerts import (
-    alertmanager_payload, pagerduty_payload, receivers_from, slack_escape, slack_payload,
-)
+from driftwarden.retrain_trigger.alerting.receivers import receivers_from
+from driftwarden.retrain_trigger.alerting.receivers.alertmanager import alertmanager_payload
+from driftwarden.retrain_trigger.alerting.receivers.pagerduty import pagerduty_payload
+from driftwarden.retrain_trigger.alerting.receivers.slack import slack_escape, slack_payload
 
 T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
 HOSTILE = "<!channel> <https://evil.example|Open the runbook> & <@U123>"
@@ -108,3 +109,21 @@ def test_a_receiver_never_shows_its_secret(config):
     (receiver,) = receivers_from(config)
     assert "s3cret" not in repr(receiver) and "s3cret" not in receiver.shown
     assert "s3cret" not in receiver.scrub(f"error for {receiver.url}, echoing {receiver.secrets[0]}")
+
+
+def test_a_channel_is_one_module_registered_by_name_and_turned_on_by_its_factory(monkeypatch):
+    from driftwarden.retrain_trigger.alerting import receivers
+    from driftwarden.retrain_trigger.alerting.dispatch import Dispatcher
+
+    monkeypatch.setattr(receivers, "_CHANNELS", dict(receivers.channels()))
+    assert sorted(receivers.channels()) == ["alertmanager", "pagerduty", "slack"]
+
+    @receivers.channel("teams")
+    def teams(config):
+        return receivers.Receiver("teams", "http://teams.example/hook", lambda a: {"text": a.summary})
+
+    config = AlertsConfig(alertmanager_url="http://am:9093")
+    assert [r.name for r in Dispatcher(config).receivers] == ["alertmanager", "teams"]
+    assert Dispatcher(config).receivers[1].build(alert())["text"] == "Prompts moved."
+    with pytest.raises(ValueError, match="registered twice"):
+        receivers.channel("teams")(teams)

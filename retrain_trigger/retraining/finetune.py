@@ -147,7 +147,7 @@ def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: b
     """Fine-tune on the snapshot; returns (and writes) the metrics. What it writes is the owner's only."""
     import os
 
-    from driftwarden.retrain_trigger.snapshots import owner_only, private_dir
+    from driftwarden.retrain_trigger.retraining.snapshots import owner_only, private_dir
 
     out_dir = private_dir(Path(out_dir))
     previous = os.umask(0o077)  # files the libraries write (the adapter) are created owner-only
@@ -167,7 +167,7 @@ def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: 
     torch = require("torch", "finetune")
     peft = require("peft", "finetune")
     from driftwarden.detectors.loading import pick_device
-    from driftwarden.retrain_trigger.snapshots import load_snapshot
+    from driftwarden.retrain_trigger.retraining.snapshots import load_snapshot
 
     started = time.perf_counter()
     snapshot = load_snapshot(snapshot_dir)

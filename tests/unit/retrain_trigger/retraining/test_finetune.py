@@ -10,9 +10,9 @@ import pytest
 from driftwarden.core.errors import RetrainError
 from driftwarden.core.loop_configs import RetrainConfig
 from driftwarden.core.schemas import RetrainRequest
-from driftwarden.retrain_trigger.curation import Curated, Row
-from driftwarden.retrain_trigger.finetune import run, split
-from driftwarden.retrain_trigger.snapshots import write_snapshot
+from driftwarden.retrain_trigger.retraining.curation import Curated, Row
+from driftwarden.retrain_trigger.retraining.finetune import run, split
+from driftwarden.retrain_trigger.retraining.snapshots import write_snapshot
 from driftwarden.tests.tiny_models import build_tiny_causal_lm
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -58,7 +58,7 @@ def test_a_base_model_that_is_not_there_is_a_clear_error(tmp_path):
 
 def test_the_held_out_split_is_stable_and_never_empty():
     rows = qa_rows(30)
-    from driftwarden.retrain_trigger.finetune import Example
+    from driftwarden.retrain_trigger.retraining.finetune import Example
 
     examples = [Example(r.event_id, r.prompt, r.response) for r in rows]
     first, again = split(examples, 0.2), split(list(reversed(examples)), 0.2)
@@ -69,7 +69,7 @@ def test_the_held_out_split_is_stable_and_never_empty():
 def test_the_loss_is_on_the_response_tokens_only(tmp_path):
     from transformers import AutoTokenizer
 
-    from driftwarden.retrain_trigger.finetune import Example, encode
+    from driftwarden.retrain_trigger.retraining.finetune import Example, encode
 
     model_dir = build_tiny_causal_lm(tmp_path / "tiny", ["What is the capital? The capital is Paris."])
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))

@@ -8,8 +8,8 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from driftwarden.core.schemas import DetectionResult
-from driftwarden.retrain_trigger.policy import METRIC_CAP, DetectionWindows, Observation, PolicyEngine
-from driftwarden.retrain_trigger.rules import Policy
+from driftwarden.retrain_trigger.alerting.policy import METRIC_CAP, DetectionWindows, Observation, PolicyEngine
+from driftwarden.retrain_trigger.alerting.rules import Policy
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

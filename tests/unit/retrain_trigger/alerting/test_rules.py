@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from driftwarden.core.errors import PolicyError
-from driftwarden.retrain_trigger.rules import Rule, load_policy
+from driftwarden.retrain_trigger.alerting.rules import Rule, load_policy
 
 
 def write(tmp_path, text: str):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from driftwarden.core.errors import RetrainError
 from driftwarden.core.schemas import RetrainRequest
-from driftwarden.retrain_trigger.curation import Curated, Row
+from driftwarden.retrain_trigger.retraining.curation import Curated, Row
 
 MANIFEST = "manifest.json"
 TRAIN = "train.parquet"

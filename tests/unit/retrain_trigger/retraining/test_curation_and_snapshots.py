@@ -11,9 +11,9 @@ import pytest
 from driftwarden.core.errors import RetrainError
 from driftwarden.core.schemas import DatasetSpec, RetrainRequest
 from driftwarden.core.settings import load_settings
-from driftwarden.retrain_trigger.curation import Row, pii_redactor, select
-from driftwarden.retrain_trigger.launchers import JobSpec, KubernetesLauncher
-from driftwarden.retrain_trigger.snapshots import find_snapshot, list_snapshots, write_snapshot
+from driftwarden.retrain_trigger.retraining.curation import Row, pii_redactor, select
+from driftwarden.retrain_trigger.retraining.launchers import JobSpec, KubernetesLauncher
+from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, list_snapshots, write_snapshot
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -124,7 +124,7 @@ def test_a_segment_directory_that_links_outside_the_root_is_refused(tmp_path):
 def test_curation_reads_the_segment_range_from_the_store_with_flags_vectors_and_versions():
     from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent
     from driftwarden.core.storage.memory import MemoryStore
-    from driftwarden.retrain_trigger.curation import curate
+    from driftwarden.retrain_trigger.retraining.curation import curate
 
     store = MemoryStore()
     events, results, vectors = [], [], []
