@@ -52,14 +52,45 @@ class JobSpec:
 
 
 class Launcher(Protocol):
+    """Starts fine-tuning jobs somewhere and says how they are doing; the workflow
+    (``workflow.py``) knows nothing else of where a job runs."""
+
     name: str
     poll_interval_s: float
+
+    @property
+    def watchable(self) -> bool:
+        """Whether :meth:`poll` can follow a launched job (False: the launch wrote what a person runs)."""
+        ...
 
     def launch(self, job: JobSpec) -> State: ...
 
     def poll(self, job: JobSpec) -> tuple[State, str]: ...
 
     def adopt(self, job: JobSpec) -> tuple[State, str] | None: ...
+
+    def result(self, job: JobSpec) -> JobResult:
+        """The metrics and a one-line message of a job that succeeded (raises RetrainError when
+        there are none to read)."""
+        ...
+
+
+@dataclass(frozen=True)
+class JobResult:
+    metrics: dict[str, float]
+    message: str
+
+
+def read_result(job: JobSpec) -> JobResult:
+    """What ``driftwarden finetune`` wrote: ``<out>/metrics.json`` (numbers), the adapter beside it."""
+    try:
+        raw = json.loads((job.out_dir / "metrics.json").read_text(encoding="utf-8"))
+        metrics = {k: float(v) for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        message = (f"held-out loss {raw['loss_before']:.4f} -> {raw['loss_after']:.4f} on {raw['held_out_rows']} "
+                   f"rows; adapter in {job.out_dir / 'adapter'}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RetrainError("result", f"the job exited 0 but wrote no readable metrics.json: {exc}") from exc
+    return JobResult(metrics, message)
 
 
 OUTCOME = "outcome.json"
@@ -142,9 +173,13 @@ class LocalLauncher:
 
     name = "local"
     poll_interval_s = 1.0
+    watchable = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
+
+    def result(self, job: JobSpec) -> JobResult:
+        return read_result(job)
 
     def environment(self) -> dict[str, str]:
         """What the job process gets: no secret of the sink (see :func:`job_environment`)."""
@@ -221,6 +256,14 @@ class KubernetesLauncher:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.config = settings.retrain
+
+    @property
+    def watchable(self) -> bool:
+        """Only with kubectl configured: otherwise the manifest is the output, applied by a person."""
+        return bool(self.config.kubectl)
+
+    def result(self, job: JobSpec) -> JobResult:
+        return read_result(job)  # the Job writes to the shared volume, which out_dir is
 
     def container_path(self, path: Path, root: Path, sub: str) -> str:
         return f"{self.MOUNT}/{sub}/{Path(path).resolve().relative_to(root)}"

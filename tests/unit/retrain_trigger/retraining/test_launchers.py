@@ -173,3 +173,22 @@ def test_a_launched_local_job_writes_its_pid_and_log_for_its_owner_only(tmp_path
     state, message = launcher.poll(job)
     assert state == "failed" and "is not a dataset snapshot" in message, "the job ran driftwarden in its own environment"
     assert LocalLauncher._launches(job) == 1
+
+
+def test_a_jobs_result_is_its_metrics_file_and_a_missing_or_broken_one_is_an_error(tmp_path):
+    import json
+
+    from driftwarden.core.errors import RetrainError
+    from driftwarden.retrain_trigger.retraining.launchers import JobSpec, read_result
+
+    job = JobSpec(job_id="job-x", snapshot_dir=tmp_path, out_dir=tmp_path)
+    with pytest.raises(RetrainError, match="metrics.json"):
+        read_result(job)
+    (tmp_path / "metrics.json").write_text(json.dumps({"loss_before": 3.0, "loss_after": 2.0, "held_out_rows": 4,
+                                                       "note": "text", "flag": True}))
+    result = read_result(job)
+    assert result.metrics == {"loss_before": 3.0, "loss_after": 2.0, "held_out_rows": 4.0}
+    assert result.message.startswith("held-out loss 3.0000 -> 2.0000 on 4 rows")
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(RetrainError):
+        read_result(job)

@@ -1,0 +1,285 @@
+"""The retraining workflow: a retraining request in, a curated snapshot and a fine-tuning job out.
+
+For each request (once per request id, also across restarts: the store's ``retrain_jobs`` is
+asked): the job is announced ``queued``; the segment's events are curated from the store and
+written as a versioned snapshot; the launcher starts the job (``running``); a task polls it to
+``succeeded`` or ``failed`` and takes its result. Every step is published as a
+:class:`~driftwarden.core.schemas.RetrainStatus` (the agent sends it to ``llm.retrain.status``,
+which the sink writes to ``retrain_jobs``).
+
+Restarts: a request counts as done only when its job has a final status. One whose job was
+``queued`` or ``running`` when the process stopped is resumed, by a redelivered request or, at
+start, from the store: the job is watched again when it still runs, its outcome taken when it
+ended, launched again when it is gone (the launcher bounds how often), and failed with a message
+when it cannot be resumed. A failure on one request is reported as that job's failure and the
+next request goes on.
+
+The agent (``streams/retrain_agent.py``) is a thin loop over :meth:`RetrainWorkflow.on_request`
+and :meth:`RetrainWorkflow.resume_unfinished`; the launcher is reached through its protocol only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from driftwarden.core.errors import DriftwardenError
+from driftwarden.core.schemas import RetrainRequest, RetrainStatus
+from driftwarden.core.secrets import scrub, url_secrets
+from driftwarden.core.settings import Settings
+from driftwarden.core.storage.store import Store
+from driftwarden.retrain_trigger.retraining.curation import curate, pii_redactor
+from driftwarden.retrain_trigger.retraining.launchers import JobSpec, Launcher, record
+from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, write_snapshot
+
+log = logging.getLogger(__name__)
+
+FINAL = frozenset({"succeeded", "failed"})
+
+
+def job_id_for(request_id: str) -> str:
+    return "job-" + hashlib.sha256(request_id.encode()).hexdigest()[:12]
+
+
+def next_step(last_status: str | None) -> str:
+    """What a request needs, given its job's last stored status: ``start`` (no job yet),
+    ``skip`` (the job has a final status) or ``resume`` (queued or running when the process stopped)."""
+    if last_status is None:
+        return "start"
+    return "skip" if last_status in FINAL else "resume"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Enough of a request to report on its job when the request itself is not stored."""
+
+    request_id: str
+    app: str
+    model_version: str
+
+
+class RetrainWorkflow:
+    """One process's retraining: requests handled once each, jobs launched, watched and resumed."""
+
+    def __init__(self, settings: Settings, store: Store, launcher: Launcher,
+                 publish: Callable[[RetrainStatus], Awaitable[None]],
+                 spawn: Callable[[Coroutine[Any, Any, None], str], Any] | None = None, *,
+                 redactor: Callable[[Settings], Callable[[str], str]] = pii_redactor, settle_timeout_s: float = 15.0,
+                 settle_poll_s: float = 1.0):
+        """``publish`` sends a job status out; ``spawn(coroutine, name)`` runs a watch in the
+        background (default: a task on the running loop); ``redactor`` builds the PII redaction
+        (once, on first use)."""
+        self.settings = settings
+        self.store = store
+        self.launcher = launcher
+        self.publish = publish
+        self.spawn = spawn or (lambda coro, name: asyncio.get_running_loop().create_task(coro, name=name))
+        self.redactor = redactor
+        self.settle_timeout_s = settle_timeout_s
+        self.settle_poll_s = settle_poll_s
+        self.handled: set[str] = set()
+        self.watches: set[Any] = set()
+        self._redact: Callable[[str], str] | None = None
+        self._secrets = url_secrets(settings.clickhouse_url)
+
+    # --- entry points ---
+
+    async def on_request(self, request: RetrainRequest) -> None:
+        """Handle one request from the stream; never raises (a failure is the job's, reported)."""
+        if request.request_id in self.handled:
+            log.info("retraining request %r is handled by this process already", request.request_id)
+            return
+        self.handled.add(request.request_id)
+        try:
+            last = await asyncio.to_thread(self.store.last_job, request.request_id)
+            step = next_step(last and last["status"])
+            if step == "skip":
+                log.info("retraining request %r was handled before (its job %s); not starting it again",
+                         request.request_id, last["status"])
+            elif step == "resume":
+                await self.resume(request, last)
+            else:
+                await self.handle(request)
+        except Exception as exc:  # noqa: BLE001 - no exception escapes per-message handling
+            await self.fail_unexpectedly(request, exc)
+
+    async def resume_unfinished(self) -> None:
+        """At start: jobs whose last status is not final are resumed (or failed, saying why)."""
+        try:
+            jobs = await asyncio.to_thread(self.store.unfinished_jobs)
+        except Exception as exc:  # noqa: BLE001 - logged; a redelivered request still resumes its job
+            log.error("cannot list unfinished retraining jobs (%s: %s); they are not resumed now — they will be "
+                      "when their request is redelivered or the sink restarts", type(exc).__name__, str(exc)[:300])
+            return
+        for last in jobs:
+            if last["request_id"] in self.handled:
+                continue
+            self.handled.add(last["request_id"])
+            segment = Segment(last["request_id"], last["app"], last["model_version"])
+            try:
+                request = await asyncio.to_thread(self.store.retrain_request, last["request_id"]) or segment
+                log.info("resuming retraining job %s (%s when the sink stopped)", job_id_for(last["request_id"]),
+                         last["status"])
+                await self.resume(request, last)
+            except Exception as exc:  # noqa: BLE001 - one job's trouble does not stop the others
+                await self.fail_unexpectedly(segment, exc)
+
+    # --- the steps ---
+
+    async def report(self, request, job_id: str, status: str, **fields) -> None:
+        if fields.get("message"):  # error texts (the store's, a job's log) must not carry a secret or URL
+            fields["message"] = scrub(fields["message"], self._secrets)
+        status_ = RetrainStatus(job_id=job_id, request_id=request.request_id, app=request.app,
+                                model_version=request.model_version, status=status, launcher=self.launcher.name,
+                                updated_at=datetime.now(UTC), **fields)
+        log.log(logging.ERROR if status == "failed" else logging.INFO, "retraining job %s: %s %s", job_id, status,
+                fields.get("message", "")[:500])
+        await self.publish(status_)
+
+    async def settled(self, request: RetrainRequest) -> None:
+        """The events of the range may still be on their way to the store: wait until the count holds."""
+        last, waited = -1, 0.0
+        while waited < self.settle_timeout_s:
+            now = await asyncio.to_thread(self.store.count_events, request.app, request.model_version,
+                                          request.start, request.end)
+            if now == last and now > 0:
+                return
+            last = now
+            await asyncio.sleep(self.settle_poll_s)
+            waited += self.settle_poll_s
+
+    async def handle(self, request: RetrainRequest) -> None:
+        settings = self.settings
+        job_id = job_id_for(request.request_id)
+        await self.report(request, job_id, "queued", message=request.reason[:1000])
+        await self.settled(request)
+        try:
+            if self._redact is None:
+                self._redact = await asyncio.to_thread(self.redactor, settings)
+            curated = await asyncio.to_thread(curate, self.store, request, self._redact)
+            snapshot = await asyncio.to_thread(write_snapshot, settings.datasets_dir, request, curated)
+        except Exception as exc:  # noqa: BLE001 - reported as the job's failure, the stream goes on
+            log.exception("curation for %r failed", request.request_id)
+            await self.report(request, job_id, "failed", message=f"curation failed: {type(exc).__name__}: {exc}"[:2000])
+            return
+        rows = len(curated.train)
+        log.info("snapshot %s: %d training rows, %d for review (%s)", snapshot.version, rows, len(curated.review),
+                 snapshot.path)
+        if rows < settings.retrain.min_rows:
+            await self.report(request, job_id, "failed", dataset_version=snapshot.version, dataset_rows=rows,
+                              message=f"only {rows} training rows after curation (at least {settings.retrain.min_rows}"
+                                      f" needed: DRIFTWARDEN_RETRAIN__MIN_ROWS); snapshot {snapshot.path}")
+            return
+        job = JobSpec(job_id=job_id, snapshot_dir=snapshot.path, out_dir=settings.jobs_dir / job_id)
+        lag_s = (datetime.now(UTC) - request.requested_at).total_seconds()
+        await self.launch(request, job, snapshot.version, rows, lag_s, "")
+
+    async def launch(self, request, job: JobSpec, version: str, rows: int, lag_s: float | None, note: str) -> None:
+        try:
+            state = await asyncio.to_thread(self.launcher.launch, job)
+        except DriftwardenError as exc:
+            await self.report(request, job.job_id, "failed", dataset_version=version, dataset_rows=rows,
+                              message=str(exc))
+            return
+        await self.report(request, job.job_id, state, dataset_version=version, dataset_rows=rows,
+                          metrics={"request_to_start_s": lag_s} if lag_s is not None else {},
+                          message=f"{self.launcher.name} job on snapshot {version}{note}", output_dir=str(job.out_dir))
+        self.start_watch(request, job, version, rows, lag_s, state)
+
+    def start_watch(self, request, job: JobSpec, version: str, rows: int, lag_s: float | None, state: str) -> None:
+        if not self.launcher.watchable:
+            return  # the launch wrote what a person runs: nothing to follow until then
+        task = self.spawn(self.watch(request, job, version, rows, lag_s, state), f"watch-{job.job_id}")
+        self.watches.add(task)
+        if hasattr(task, "add_done_callback"):
+            task.add_done_callback(self.watches.discard)
+
+    async def watch(self, request, job: JobSpec, version: str, rows: int, lag_s: float | None, state: str) -> None:
+        try:
+            while state in ("queued", "running"):
+                await asyncio.sleep(self.launcher.poll_interval_s)
+                try:
+                    new, message = await asyncio.to_thread(self.launcher.poll, job)
+                except Exception as exc:  # noqa: BLE001 - a poll that fails ends the watch as the job's failure
+                    new, message = "failed", f"cannot follow the job: {type(exc).__name__}: {exc}"
+                if new == state:
+                    continue
+                state = new
+                if state in FINAL:
+                    await self.finish(request, job, version, rows, lag_s, state, message)
+                else:
+                    await self.report(request, job.job_id, state, dataset_version=version, dataset_rows=rows,
+                                      message=message, output_dir=str(job.out_dir))
+        except Exception as exc:  # noqa: BLE001 - a task must not die silently
+            log.error("watching retraining job %s stopped: %s: %s; the job's outputs are in %s; restart the sink "
+                      "to resume watching it", job.job_id, type(exc).__name__, str(exc)[:300], job.out_dir)
+
+    async def finish(self, request, job: JobSpec, version: str, rows: int, lag_s: float | None, state: str,
+                     message: str) -> None:
+        """Report a final state (with the launcher's result when it succeeded), recorded beside the job's outputs first."""
+        metrics: dict[str, float] = {}
+        if state == "succeeded":
+            try:
+                result = await asyncio.to_thread(self.launcher.result, job)
+                metrics, message = dict(result.metrics), result.message
+                if lag_s is not None:
+                    metrics["request_to_start_s"] = lag_s
+            except DriftwardenError as exc:
+                state, message = "failed", str(exc)
+        await asyncio.to_thread(record, job, state, message)
+        await self.report(request, job.job_id, state, dataset_version=version, dataset_rows=rows, metrics=metrics,
+                          message=message, output_dir=str(job.out_dir))
+
+    async def resume(self, request, last: dict) -> None:
+        """Pick up a job that was queued or running when the process stopped."""
+        settings = self.settings
+        job_id = job_id_for(request.request_id)
+        version, rows = last["dataset_version"], last["dataset_rows"]
+        if not version:  # stopped before its snapshot was written: start over (same content, same snapshot)
+            if isinstance(request, RetrainRequest):
+                log.info("retraining request %r was interrupted before its snapshot; starting it again",
+                         request.request_id)
+                await self.handle(request)
+            else:
+                await self.report(request, job_id, "failed", message="interrupted by a restart before its snapshot "
+                                  "was written, and the request is not in the store to start it again; send it again")
+            return
+        try:
+            snapshot = await asyncio.to_thread(find_snapshot, settings.datasets_dir, version)
+        except DriftwardenError:
+            await self.report(request, job_id, "failed", dataset_version=version, dataset_rows=rows,
+                              message=f"interrupted by a restart, and its snapshot {version} is no longer under "
+                                      f"{settings.datasets_dir}: it cannot be resumed; send the request again")
+            return
+        job = JobSpec(job_id=job_id, snapshot_dir=snapshot.path, out_dir=settings.jobs_dir / job_id)
+        found = await asyncio.to_thread(self.launcher.adopt, job)
+        if found is None:
+            log.warning("retraining job %s was %s when the sink stopped and its process is gone: launching it again",
+                        job_id, last["status"])
+            await self.launch(request, job, version, rows, None, " (launched again after a restart)")
+            return
+        state, message = found
+        if state in FINAL:
+            await self.finish(request, job, version, rows, None, state, message)
+            return
+        if state != last["status"]:
+            await self.report(request, job_id, state, dataset_version=version, dataset_rows=rows, message=message,
+                              output_dir=str(job.out_dir))
+        log.info("retraining job %s: %s after a restart; watching it (%s)", job_id, state, message)
+        self.start_watch(request, job, version, rows, None, state)
+
+    async def fail_unexpectedly(self, request, exc: BaseException) -> None:
+        log.error("retraining request %r failed unexpectedly (%s: %s); it is reported failed and the stream goes "
+                  "on — look at the error, then send the request again or run `driftwarden finetune` by hand",
+                  request.request_id, type(exc).__name__, str(exc)[:300])
+        try:
+            await self.report(request, job_id_for(request.request_id), "failed",
+                              message=f"unexpected error: {type(exc).__name__}: {exc}"[:2000])
+        except Exception as again:  # noqa: BLE001 - nothing more to do than say so
+            log.error("the failure of retraining request %r could not be reported either (%s: %s)",
+                      request.request_id, type(again).__name__, str(again)[:300])
