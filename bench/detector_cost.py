@@ -30,7 +30,8 @@ from driftwarden.detectors.base import BatchContext
 from driftwarden.detectors.pipeline import ScoringPipeline
 from driftwarden.pkg_data import path as data_path
 from driftwarden.pkg_data import rows
-from driftwarden.streams.replay import ReplayOptions, read_jsonl, synthesise
+from driftwarden.core.ingest.datasets import ReplayOptions, synthesise
+from driftwarden.core.ingest.jsonl import read_jsonl
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

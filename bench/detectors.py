@@ -35,7 +35,8 @@ from driftwarden.deploy.local.stack import Stack  # noqa: E402
 from driftwarden.detectors.base import BatchContext  # noqa: E402
 from driftwarden.detectors.pipeline import ScoringPipeline  # noqa: E402
 from driftwarden.pkg_data import path as data_path  # noqa: E402
-from driftwarden.streams.replay import ReplayOptions, read_jsonl, synthesise  # noqa: E402
+from driftwarden.core.ingest.datasets import ReplayOptions, synthesise  # noqa: E402
+from driftwarden.core.ingest.jsonl import read_jsonl  # noqa: E402
 from driftwarden.streams.topics import ensure_topics  # noqa: E402
 
 

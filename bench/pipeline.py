@@ -32,7 +32,8 @@ from driftwarden.deploy.local.stack import Stack
 from driftwarden.detectors.pipeline import ScoringPipeline
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
-from driftwarden.streams.replay import ReplayOptions, read_jsonl, synthesise
+from driftwarden.core.ingest.datasets import ReplayOptions, synthesise
+from driftwarden.core.ingest.jsonl import read_jsonl
 from driftwarden.streams.topics import ensure_topics
 
 

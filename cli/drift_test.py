@@ -6,31 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from driftwarden.core.errors import ReplayError
+from driftwarden.core.ingest.datasets import texts_of
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.drift.clusters import group
 from driftwarden.detectors.drift.methods import run
-from driftwarden.streams.replay import PROMPT_FIELDS, RESPONSE_FIELDS, read_jsonl
-
-ALIASES = {"prompt": PROMPT_FIELDS, "response": RESPONSE_FIELDS}
-
-
-def texts_of(path: Path, field: str, limit: int | None = None) -> tuple[list[str], list[Any]]:
-    """The texts (and row ids) of ``field`` in ``path``; ``prompt`` also reads question/text/input,
-    ``response`` also answer/output/completion."""
-    if not path.is_file():
-        raise ReplayError(str(path), 0, "no such file")
-    names = ALIASES.get(field, (field,))
-    texts, ids = [], []
-    for number, row in read_jsonl(path):
-        value = next((row[n] for n in names if isinstance(row.get(n), str)), None)
-        if value is None:
-            raise ReplayError(str(path), number, f"no text in {' / '.join(names)}")
-        texts.append(value)
-        ids.append(row.get("id", number))
-        if limit is not None and len(texts) >= limit:
-            break
-    return texts, ids
 
 
 def drift_test_files(settings: Settings, reference: Path, current: Path, field: str, *, permutations: int = 1000,

@@ -17,16 +17,12 @@ from typing import Any
 
 from driftwarden.core.detector_configs import uses_encoder
 from driftwarden.core.errors import DetectorError, ReplayError
-from driftwarden.core.schemas import EventLimits, InferenceEvent
+from driftwarden.core.ingest.datasets import scoring_event
+from driftwarden.core.ingest.jsonl import read_jsonl
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector
 
 OFFLINE_DETECTORS = ("toxicity", "hallucination", "pii", "prompt_injection")
-CONTEXT_DETECTORS = ("hallucination", "prompt_injection")
-"""Detectors that read a row's context (``--context-field``): the grounding, or the hidden instructions."""
-_NO_LIMITS = EventLimits(max_prompt_chars=10**9, max_response_chars=10**9, max_context_chars=10**9,
-                         max_event_bytes=10**12, max_clock_skew_s=10**9)
-_PLACEHOLDER_PROMPT = "(offline scoring)"
 
 
 def build_offline(name: str, settings: Settings) -> BaseDetector:
@@ -50,40 +46,6 @@ def build_offline(name: str, settings: Settings) -> BaseDetector:
     return build(name, settings, encoder)
 
 
-def row_event(name: str, row: dict[str, Any], number: int, field: str, context_field: str | None,
-              prompt_field: str | None = None) -> InferenceEvent:
-    text = row.get(field)
-    if not isinstance(text, str):
-        raise ReplayError("input", number, f"field {field!r} is missing or not a string")
-    data: dict[str, Any] = {
-        "event_id": f"row-{number}", "timestamp": datetime.now(UTC), "app": "offline", "model": "offline",
-        "model_version": "offline", "latency_ms": 0.0, "tokens_in": 0, "tokens_out": 0,
-    }
-    if name == "hallucination":
-        question = row.get(prompt_field) if prompt_field is not None else None
-        data["prompt"] = question if isinstance(question, str) and question.strip() else _PLACEHOLDER_PROMPT
-        data["response"] = text
-    else:
-        data["prompt"] = text if text.strip() else _PLACEHOLDER_PROMPT
-    if context_field is not None and name in CONTEXT_DETECTORS:
-        context = row.get(context_field)
-        data["context"] = [context] if isinstance(context, str) else context
-    return InferenceEvent.model_validate(data, strict=False, context={"limits": _NO_LIMITS})
-
-
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise ReplayError(str(path), number, f"not JSON ({exc})") from exc
-                if not isinstance(row, dict):
-                    raise ReplayError(str(path), number, "not a JSON object")
-                yield number, row
-
-
 def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], field: str,
                context_field: str | None, chunk: int | None = None, prompt_field: str | None = None,
                on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -92,7 +54,8 @@ def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], f
     chunk = chunk if chunk is not None else detector.config.batch_size
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        events = [row_event(detector.name, row, number, field, context_field, prompt_field) for number, row in part]
+        events = [scoring_event(detector.name, row, number, field, context_field, prompt_field)
+                  for number, row in part]
         for (number, row), result in zip(part, detector.detect(events), strict=True):
             line = {"id": row.get("id", number), "score": result.score, "label": result.label,
                     "detector": result.detector, "version": result.detector_version}
@@ -115,7 +78,7 @@ def score_file(name: str, settings: Settings, source: Path, field: str, output: 
     """Score every row of ``source`` into ``output`` (JSONL); returns counts."""
     if not source.is_file():
         raise ReplayError(str(source), 0, "no such file")
-    rows = list(_rows(source))
+    rows = list(read_jsonl(source))
     detector = build_offline(name, settings)
     if on_start is not None:
         on_start(len(rows))

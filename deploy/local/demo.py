@@ -26,7 +26,8 @@ from driftwarden.deploy.local.stack import start_stack
 from driftwarden.detectors.registry import enabled_names
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
-from driftwarden.streams.replay import ReplayOptions, replay_file
+from driftwarden.core.ingest.datasets import ReplayOptions
+from driftwarden.streams.replay import replay_file
 
 BEFORE, AFTER = 1000, 600
 

@@ -14,7 +14,8 @@ from driftwarden.core.storage.client import open_client
 from driftwarden.pkg_data import path as data_path
 from driftwarden.retrain_trigger.retraining.snapshots import list_snapshots
 from driftwarden.streams.publisher import Publisher
-from driftwarden.streams.replay import ReplayOptions, replay_file
+from driftwarden.core.ingest.datasets import ReplayOptions
+from driftwarden.streams.replay import replay_file
 from driftwarden.tests.recording_http import RecordingServer
 from driftwarden.tests.realstack import small_drift_windows, wait_for
 from driftwarden.tests.tiny_models import build_tiny_qa_lm

@@ -15,7 +15,8 @@ from driftwarden.pkg_data import path as data_path
 from driftwarden.pkg_data import rows
 from driftwarden.retrain_trigger.alerting.rules import default_policy_path
 from driftwarden.streams.publisher import Publisher
-from driftwarden.streams.replay import ReplayOptions, replay_file
+from driftwarden.core.ingest.datasets import ReplayOptions
+from driftwarden.streams.replay import replay_file
 from driftwarden.tests.realstack import small_drift_windows, wait_for
 
 pytestmark = pytest.mark.integration

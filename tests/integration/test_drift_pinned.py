@@ -8,7 +8,8 @@ import pytest
 from driftwarden.core.storage.client import open_client
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
-from driftwarden.streams.replay import ReplayOptions, replay_file
+from driftwarden.core.ingest.datasets import ReplayOptions
+from driftwarden.streams.replay import replay_file
 from driftwarden.tests.realstack import small_drift_windows, wait_for
 
 pytestmark = pytest.mark.integration

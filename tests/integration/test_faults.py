@@ -15,7 +15,8 @@ import pytest
 
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
-from driftwarden.streams.replay import ReplayOptions, replay_file
+from driftwarden.core.ingest.datasets import ReplayOptions
+from driftwarden.streams.replay import replay_file
 from driftwarden.tests.realstack import all_scored, wait_for
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,9 @@ import pytest
 from driftwarden.core.errors import ReplayError
 from driftwarden.core.schemas import event_from_mapping
 from driftwarden.pkg_data import path as data_path
-from driftwarden.streams.replay import ReplayOptions, read_jsonl, replay_file, synthesise
+from driftwarden.core.ingest.datasets import ReplayOptions, synthesise
+from driftwarden.core.ingest.jsonl import read_jsonl
+from driftwarden.streams.replay import replay_file
 
 
 def test_halueval_general_replays_as_valid_events_spread_over_the_period():
