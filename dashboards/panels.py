@@ -122,8 +122,7 @@ SAFETY = DashboardSpec(
     panels=(
         PanelSpec("Flagged rate per detector", "timeseries",
                   "SELECT $__timeInterval(event_ts) AS time, detector, avg(label) AS flagged_rate "
-                  "FROM {db}.detections FINAL WHERE detector IN ('toxicity', 'prompt_injection', 'pii', "
-                  f"'hallucination') AND label IS NOT NULL AND $__timeFilter(event_ts) AND {SEG} "
+                  "FROM {db}.detections FINAL WHERE detector != 'operational' AND label IS NOT NULL AND $__timeFilter(event_ts) AND {SEG} "
                   "GROUP BY time, detector ORDER BY time",
                   ("time", "detector", "flagged_rate"), unit="percentunit", width=24),
         PanelSpec("Rates per segment", "table",

@@ -62,7 +62,9 @@ def collect(store: Store, levels: Levels | None = None) -> dict[str, Any]:
     """Everything the report shows, read from the store, with the levels its drift plot draws."""
     levels = levels or Levels()
     alpha, drift_thresholds = levels.alpha, levels.drift_rules
-    read = store.report_data(FLAGGED, alpha)
+    from driftwarden.detectors.registry import offline_names
+
+    read = store.report_data(FLAGGED, alpha, offline_names())
     data: dict[str, Any] = {"stats": read.stats, "generated_at": datetime.now(UTC), "volume": read.volume,
                             "rates": read.rates, "drift": read.drift, "alerts": read.alerts, "jobs": read.jobs,
                             "flagged": read.flagged, "alpha": alpha, "drift_thresholds": drift_thresholds}

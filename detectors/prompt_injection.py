@@ -20,15 +20,46 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
-from driftwarden.core.detector_configs import PromptInjectionConfig
+from pydantic import Field
+
+from driftwarden.core.detector_configs import ModelConfig
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make_result
-from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.heads import encoder_for, load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
 from driftwarden.detectors.registry import register
 from driftwarden.detectors.segments import chunks, join_context
+
+
+class PromptInjectionConfig(ModelConfig):
+    """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
+
+    threshold: float = Field(0.721, ge=0.0, le=1.0)
+    """Flag at or above this probability. The ``builtin`` default is chosen on the head's
+    validation data for a stated precision (``bench/train_heads.py``; figures in the head's
+    metrics and the README's quality table)."""
+    backend: Literal["builtin", "classifier"] = "builtin"
+    """``builtin``: a logistic head on the shipped MiniLM embeddings of each piece scored;
+    ``classifier``: a Hugging Face sequence classifier from ``model_path``."""
+    positive_label: str | None = None
+    """``classifier``: name of the attack class in ``id2label``; None: the last class."""
+    scan_context: bool = True
+    """Also score the event's ``context`` (retrieved documents, tool output), chunk by chunk:
+    instructions hidden there (indirect injection) reach the model as surely as the prompt.
+    The result's score is the highest piece's; its span says where that piece is."""
+    chunk_chars: int = Field(256, ge=0, le=10_000)
+    """Consecutive sentences of one context passage merge into one scored chunk while it stays
+    within this many characters (0: every sentence and line alone); must match what the head was
+    fitted on."""
+    embed_chunks: int = Field(8, ge=1, le=10_000)
+    """Context chunks per event that are embedded and fully scored: the ones whose words alone
+    (the head's word part, no embedding) look most like an attack. Bounds the embedding cost
+    of long contexts; a head without a word part embeds every chunk."""
+    max_chunks: int = Field(64, ge=1, le=10_000)
+    """Context chunks scanned per event, half from the start and half from the end (bounds the
+    cost of long contexts; the result counts the chunks left out in ``chunks_skipped``)."""
 
 
 def context_pieces(passages: Sequence[str], chunk_chars: int, max_chunks: int) -> tuple[list[tuple[int, int]], int]:
@@ -47,6 +78,7 @@ def context_pieces(passages: Sequence[str], chunk_chars: int, max_chunks: int) -
     return every[:head] + every[len(every) - (max_chunks - head):], len(every) - max_chunks
 
 
+@register("prompt_injection", config=PromptInjectionConfig, reads_context=True)
 class PromptInjectionDetector(BaseDetector):
     name = "prompt_injection"
     config_class = PromptInjectionConfig
@@ -130,7 +162,3 @@ class PromptInjectionDetector(BaseDetector):
                 evidence=f"instructions that look like an injection or jailbreak in {where}" if flagged else None))
         return results
 
-
-@register("prompt_injection")
-def _build(settings: Settings, encoder=None) -> PromptInjectionDetector:
-    return PromptInjectionDetector(settings.detectors.prompt_injection, encoder=encoder)

@@ -17,11 +17,13 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from driftwarden.core.detector_configs import ToxicityConfig
+from pydantic import Field
+
+from driftwarden.core.detector_configs import ModelConfig, TextField
 from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import DetectionResult, InferenceEvent, make_result
-from driftwarden.core.settings import Settings
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.heads import load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
@@ -29,6 +31,25 @@ from driftwarden.detectors.loading import local_dir, require
 from driftwarden.detectors.registry import register
 
 log = logging.getLogger(__name__)
+
+
+class ToxicityConfig(ModelConfig):
+    """Toxicity of the text, 0 (benign) to 1 (toxic)."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    """Flag at or above this probability."""
+    backend: Literal["builtin", "detoxify"] = "builtin"
+    """``builtin``: profanity-check's linear model blended with a logistic head on the shipped
+    MiniLM embeddings (both ship their weights); ``detoxify``: a detoxify checkpoint from
+    ``model_path`` with its Hugging Face config from ``hf_config_path``."""
+    detoxify_model_type: Literal["original", "unbiased", "multilingual", "original-small", "unbiased-small"] = "original"
+    """detoxify's model type of the checkpoint."""
+    hf_config_path: Path | None = None
+    """Local directory with the Hugging Face config and tokenizer of the detoxify checkpoint."""
+    fields: tuple[TextField, ...] = ("prompt", "response")
+    """Texts scored; the score is the highest over them."""
+    lexical_weight: float = Field(0.3, ge=0.0, le=1.0)
+    """``builtin``: weight of profanity-check in the blend (the rest is the embedding head)."""
 
 
 @functools.lru_cache(maxsize=2)
@@ -58,6 +79,7 @@ def load_detoxify(checkpoint: str, hf_config_path: str, device: str, half: bool,
     return classifier, classes
 
 
+@register("toxicity", config=ToxicityConfig, offline_update={"fields": ("prompt",)})
 class ToxicityDetector(BaseDetector):
     name = "toxicity"
     config_class = ToxicityConfig
@@ -126,7 +148,3 @@ class ToxicityDetector(BaseDetector):
                                        evidence=f"{best_field} toxicity {best:.2f}" if flagged else None))
         return results
 
-
-@register("toxicity")
-def _build(settings: Settings, encoder=None) -> ToxicityDetector:
-    return ToxicityDetector(settings.detectors.toxicity, encoder=encoder)

@@ -28,8 +28,6 @@ from driftwarden.core.schemas import EventLimits, InferenceEvent
 PROMPT_FIELDS = ("prompt", "question", "text", "input")
 RESPONSE_FIELDS = ("response", "answer", "output", "completion")
 ALIASES = {"prompt": PROMPT_FIELDS, "response": RESPONSE_FIELDS}
-CONTEXT_DETECTORS = ("hallucination", "prompt_injection")
-"""Detectors that read a row's context (``--context-field``): the grounding, or the hidden instructions."""
 _NO_LIMITS = EventLimits(max_prompt_chars=10**9, max_response_chars=10**9, max_context_chars=10**9,
                          max_event_bytes=10**12, max_clock_skew_s=10**9)
 _PLACEHOLDER_PROMPT = "(offline scoring)"
@@ -113,12 +111,12 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def scoring_event(name: str, row: dict[str, Any], number: int, field: str, context_field: str | None,
-                  prompt_field: str | None = None) -> InferenceEvent:
-    """Row ``number`` as the event detector ``name`` scores: ``field`` is the text (the response
-    for hallucination, with ``prompt_field`` as its question; the prompt for the others), and
-    ``context_field`` the grounding or the retrieved documents of the detectors that read it.
-    Offline rows are checked whole: no length limits."""
+def scoring_event(row: dict[str, Any], number: int, field: str, *, as_response: bool = False,
+                  context_field: str | None = None, prompt_field: str | None = None) -> InferenceEvent:
+    """Row ``number`` as the event a detector scores: ``field`` holds the text, made the event's
+    prompt (or, ``as_response``, its response, with ``prompt_field`` as the question); the row's
+    ``context_field``, when given, becomes the event's context (the grounding, or retrieved
+    documents). Offline rows are checked whole: no length limits."""
     text = row.get(field)
     if not isinstance(text, str):
         raise ReplayError("input", number, f"field {field!r} is missing or not a string")
@@ -126,13 +124,13 @@ def scoring_event(name: str, row: dict[str, Any], number: int, field: str, conte
         "event_id": f"row-{number}", "timestamp": datetime.now(UTC), "app": "offline", "model": "offline",
         "model_version": "offline", "latency_ms": 0.0, "tokens_in": 0, "tokens_out": 0,
     }
-    if name == "hallucination":
+    if as_response:
         question = row.get(prompt_field) if prompt_field is not None else None
         data["prompt"] = question if isinstance(question, str) and question.strip() else _PLACEHOLDER_PROMPT
         data["response"] = text
     else:
         data["prompt"] = text if text.strip() else _PLACEHOLDER_PROMPT
-    if context_field is not None and name in CONTEXT_DETECTORS:
+    if context_field is not None:
         context = row.get(context_field)
         data["context"] = [context] if isinstance(context, str) else context
     return InferenceEvent.model_validate(data, strict=False, context={"limits": _NO_LIMITS})

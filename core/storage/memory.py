@@ -23,7 +23,7 @@ from driftwarden.core.schemas import (
     RetrainRequest,
     RetrainStatus,
 )
-from driftwarden.core.storage.store import DELIVERY_COLUMNS, SCORED_DETECTORS, CurationData, ReportData
+from driftwarden.core.storage.store import DELIVERY_COLUMNS, CurationData, ReportData
 from driftwarden.core.storage.writer import DeadLetter
 
 
@@ -208,7 +208,7 @@ class MemoryStore:
                        if in_range(r) and r.field == "prompt"}
         return out
 
-    def report_data(self, flagged: int, alpha: float) -> ReportData:
+    def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData:
         volume = Counter((_bucket(e.timestamp), f"{e.app} {e.model_version}") for e, _, _ in self.events.values())
         rates: dict[tuple, list[int]] = {}
         for r in self.detections.values():
@@ -218,7 +218,7 @@ class MemoryStore:
         alerts = sorted(self.alerts.values(), key=lambda a: _utc(a.starts_at))
         jobs = sorted(self.jobs.values(), key=lambda j: _utc(j.updated_at))
         hits = sorted((r for r in self.detections.values()
-                       if r.label is True and r.detector in SCORED_DETECTORS and r.event_id in self.events),
+                       if r.label is True and r.detector in detectors and r.event_id in self.events),
                       key=lambda r: -r.score)[:flagged]
         return ReportData(
             stats=self.stats(alpha),

@@ -32,8 +32,6 @@ from driftwarden.core.storage.writer import DeadLetter, Writer
 DELIVERY_COLUMNS = ["alert_id", "status", "receiver", "state", "attempts", "parked_at", "next_try_at", "last_error",
                     "alert", "updated_at"]
 """Columns of ``alert_deliveries`` (durable alert retries), in the order of a delivery row."""
-SCORED_DETECTORS = ("toxicity", "prompt_injection", "hallucination", "pii")
-"""Detectors whose flagged events the report lists."""
 
 
 @dataclass
@@ -95,7 +93,7 @@ class Store(Protocol):
     def count_events(self, app: str, model_version: str, start: datetime, end: datetime) -> int: ...
     def curation_data(self, app: str, model_version: str, start: datetime, end: datetime,
                       limit: int) -> CurationData: ...
-    def report_data(self, flagged: int, alpha: float) -> ReportData: ...
+    def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData: ...
     def most_drifted_window(self, field: str | None = None) -> dict | None: ...
     def window_vectors(self, app: str, model_version: str, field: str, start: datetime, end: datetime,
                        limit: int) -> tuple[list[list[float]], list[list[float]]]: ...
@@ -259,7 +257,8 @@ class ClickHouseStore(Writer):
             f"SELECT event_id, vector FROM {db}.embeddings FINAL WHERE {ets} AND field = 'prompt'", **params)}
         return out
 
-    def report_data(self, flagged: int, alpha: float) -> ReportData:
+    def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData:
+        """The report's series, and the ``flagged`` highest-scored events flagged by ``detectors``."""
         db = self.database
         return ReportData(
             stats=self.stats(alpha),
@@ -279,7 +278,7 @@ class ClickHouseStore(Writer):
                 f"FROM {db}.detections AS d FINAL INNER JOIN (SELECT event_id, app, model_version, prompt, response "
                 f"FROM {db}.inference_events FINAL) AS e ON e.event_id = d.event_id WHERE d.label = 1 "
                 f"AND d.detector IN {{detectors:Array(String)}} ORDER BY d.score DESC LIMIT {{n:UInt32}}",
-                detectors=list(SCORED_DETECTORS), n=flagged),
+                detectors=list(detectors), n=flagged),
         )
 
     def most_drifted_window(self, field: str | None = None) -> dict | None:

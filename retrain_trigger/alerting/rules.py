@@ -86,7 +86,8 @@ class Rule(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
         if self.metric in DETECTOR_METRICS and not self.detector:
-            raise ValueError(f"metric {self.metric} needs 'detector' (toxicity, prompt_injection, hallucination, pii)")
+            raise ValueError(f"metric {self.metric} needs 'detector' (the name of a detector: toxicity, "
+                             f"prompt_injection, hallucination, pii, or one a plug-in registers)")
         if self.metric not in DETECTOR_METRICS and self.detector:
             raise ValueError(f"'detector' only goes with {' or '.join(DETECTOR_METRICS)}")
         if self.metric not in DRIFT_METRICS and self.segment.field != "*":

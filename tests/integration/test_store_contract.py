@@ -19,6 +19,7 @@ from driftwarden.core.storage.store import DELIVERY_COLUMNS
 from driftwarden.tests.seeded import T0, seed, write_seed
 
 pytestmark = pytest.mark.integration
+DETECTORS = ("toxicity", "prompt_injection", "hallucination", "pii")
 
 
 def plain(value):
@@ -92,7 +93,7 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
     assert plain(a.events) == plain(b.events) and len(b.events) == 40  # the limit
     assert a.flags == b.flags and a.versions == b.versions and a.flags
     assert plain(a.vectors) == plain(b.vectors)
-    ra, rb = memory.report_data(5), real.report_data(5)
+    ra, rb = memory.report_data(5, 0.05, DETECTORS), real.report_data(5, 0.05, DETECTORS)
     for name in ("volume", "rates", "drift", "alerts", "jobs", "flagged"):
         assert plain(getattr(ra, name)) == plain(getattr(rb, name)), name
     for field in (None, "prompt", "response"):

@@ -32,11 +32,12 @@ def test_data_set_rows_become_valid_events_and_a_row_without_a_prompt_is_named()
 
 
 def test_the_scored_text_and_the_texts_of_a_field_come_from_the_same_aliases(tmp_path):
-    event = scoring_event("hallucination", {"q": "Who?", "a": "Me.", "ctx": "Me, said I."}, 3, "a", "ctx", "q")
+    event = scoring_event({"q": "Who?", "a": "Me.", "ctx": "Me, said I."}, 3, "a", as_response=True,
+                          context_field="ctx", prompt_field="q")
     assert (event.prompt, event.response, event.context) == ("Who?", "Me.", ["Me, said I."])
-    assert scoring_event("toxicity", {"t": "you"}, 1, "t", None).prompt == "you"
+    assert scoring_event({"t": "you"}, 1, "t").prompt == "you"
     with pytest.raises(ReplayError, match="'t' is missing"):
-        scoring_event("toxicity", {"t": 5}, 1, "t", None)
+        scoring_event({"t": 5}, 1, "t")
     path = tmp_path / "texts.jsonl"
     path.write_text('{"id": "x", "answer": "one"}\n{"output": "two"}\n')
     assert texts_of(path, "response") == (["one", "two"], ["x", 2])

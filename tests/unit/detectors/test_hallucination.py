@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftwarden.core.detector_configs import HallucinationConfig
+from driftwarden.detectors.hallucination import HallucinationConfig
 from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import event_from_mapping
 from driftwarden.detectors import grounding

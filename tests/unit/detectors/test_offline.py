@@ -53,5 +53,5 @@ def test_a_row_without_the_field_names_its_line(tmp_path):
 
 def test_the_operational_detector_cannot_score_files(tmp_path):
     src = write(tmp_path / "t.jsonl", [{"text": "x"}])
-    with pytest.raises(DetectorError, match="choose one of toxicity"):
+    with pytest.raises(DetectorError, match="choose one of hallucination, pii, prompt_injection, toxicity"):
         score_file("operational", load_settings(), src, "text", tmp_path / "o.jsonl")

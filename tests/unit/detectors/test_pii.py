@@ -7,7 +7,7 @@ import pytest
 from driftwarden.core.schemas import event_from_mapping
 import time
 
-from driftwarden.core.detector_configs import PIIConfig
+from driftwarden.detectors.pii import PIIConfig
 from driftwarden.core.schemas import MAX_SPANS
 from driftwarden.detectors.pii import WITHHELD, PIIDetector
 from driftwarden.tests.cases import valid_event

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from driftwarden.core.detector_configs import PIIConfig
+from driftwarden.detectors.pii import PIIConfig
 from driftwarden.core.schemas import event_from_mapping
 from driftwarden.detectors.pii import DEFAULT_NLP_MODEL, PIIDetector, needs_model
 from driftwarden.tests.cases import valid_event

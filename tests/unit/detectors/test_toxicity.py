@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftwarden.core.detector_configs import ToxicityConfig
+from driftwarden.detectors.toxicity import ToxicityConfig
 from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import event_from_mapping
 from driftwarden.detectors.toxicity import ToxicityDetector
