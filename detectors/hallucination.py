@@ -97,6 +97,87 @@ def sampled(event_id: str, rate: float) -> bool:
     return digest / 2**64 < rate
 
 
+class NLIGrounding:
+    """An NLI cross-encoder from a local path: the score is 1 - P(context entails response)."""
+
+    def __init__(self, config: HallucinationConfig, encoder, detector: BaseDetector):
+        self.classifier, path = SequenceClassifier.from_config(config, "the nli backend", detector.name)
+        self.entail = self.classifier.label_index(config.entailment_label)
+        self.version = f"nli-{path.name}"
+
+    def score(self, events: Sequence[InferenceEvent], chosen: list[int], ctx: BatchContext) -> dict:
+        premises = [join_context(events[i].context) for i in chosen]
+        probs = self.classifier.predict(premises, [events[i].response for i in chosen])
+        out = {}
+        for row, i in enumerate(chosen):
+            p = float(probs[row, self.entail])
+            out[i] = (1.0 - p, {"p_entailment": p}, [])
+        return out
+
+
+class GroundedHead:
+    """The default: each response sentence aligned to its best context sentences (MiniLM), features
+    of what is unsupported (words, bigrams, numbers, names), a shipped logistic head
+    (``data/heads/grounding.json``) scoring the response and each sentence (spans)."""
+
+    def __init__(self, config: HallucinationConfig, encoder, detector: BaseDetector):
+        self.config = config
+        self.detector = detector
+        self.head = load_head("grounding")
+        if self.head.features != grounding.FEATURES:
+            raise DetectorError(detector.name, "the shipped grounding head was fitted on other features than this "
+                                               "code computes; refit it with bench/train_grounding.py")
+        self.encoder = encoder_for(self.head, encoder, detector.name)
+        self.version = f"grounded-{self.head.version}"
+
+    def score(self, events: Sequence[InferenceEvent], chosen: list[int], ctx: BatchContext) -> dict:
+        embed = ctx.texts if ctx.has_encoder else self.encoder.encode
+        return {i: self._grounded(events[i], embed, self.detector.deadline()) for i in chosen}
+
+    def _grounded(self, event: InferenceEvent, embed, deadline: float) -> tuple[float, dict[str, float], list[Span]]:
+        c = self.config
+        alignment = grounding.align(event.response, join_context(event.context), event.prompt, embed,
+                                    max_candidates=c.max_aligned, max_sentences=c.max_sentences)
+        if alignment is None:
+            return 0.0, {"sentences": 0.0}, []
+        self.detector.check_deadline(deadline, "aligning the response to its context")
+        whole = float(self.head.predict_proba([alignment.features()])[0])
+        per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
+        score = max(whole, float(per_sentence.max()))  # one invented sentence among copied ones still counts
+        spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(p), 4))
+                 for (s, e), p in zip(alignment.spans, per_sentence, strict=True) if p >= c.threshold]
+        if score >= c.threshold and not spans:
+            n = int(per_sentence.argmax())
+            s, e = alignment.spans[n]
+            spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(per_sentence[n]), 4))]
+        named = dict(zip(grounding.FEATURES, alignment.features(), strict=True))
+        parts = {k: named[k] for k in REPORTED}
+        parts["sentences"] = float(len(alignment.spans))
+        parts["unsupported_sentences"] = float(sum(p >= c.threshold for p in per_sentence))
+        parts["whole_response_score"] = whole
+        return score, parts, spans
+
+
+class LexicalSupport:
+    """No model: the share of the response's content words (stemmed) found in the context."""
+
+    def __init__(self, config: HallucinationConfig, encoder, detector: BaseDetector):
+        self.config = config
+        self.version = f"lexical-support-1.0-s{config.stem_chars}"
+
+    def score(self, events: Sequence[InferenceEvent], chosen: list[int], ctx: BatchContext) -> dict:
+        out = {}
+        for i in chosen:
+            score, parts = lexical_support(events[i].response, join_context(events[i].context), self.config.stem_chars)
+            out[i] = (score, parts, [])
+        return out
+
+
+BACKENDS = {"grounded": GroundedHead, "lexical": LexicalSupport, "nli": NLIGrounding}
+"""``backend`` setting -> class: ``(config, encoder, detector)``, a ``version`` and
+``score(events, chosen, ctx)`` giving {event index: (score, parts, spans)} for the chosen events."""
+
+
 @register("hallucination", config=HallucinationConfig, needs_context=True, scores_response=True,
           offline_update={"sample_rate": 1.0})  # a file is checked whole: no sampling
 class HallucinationDetector(BaseDetector):
@@ -106,41 +187,15 @@ class HallucinationDetector(BaseDetector):
 
     def __init__(self, config: HallucinationConfig | None = None, encoder=None):
         super().__init__(config)
-        c = self.config
-        if c.backend == "nli":
-            self.classifier, path = SequenceClassifier.from_config(c, "the nli backend", self.name)
-            self.entail = self.classifier.label_index(c.entailment_label)
-            self.version = f"nli-{path.name}"
-        elif c.backend == "grounded":
-            self.head = load_head("grounding")
-            if self.head.features != grounding.FEATURES:
-                raise DetectorError(self.name, "the shipped grounding head was fitted on other features than this "
-                                               "code computes; refit it with bench/train_grounding.py")
-            self.encoder = encoder_for(self.head, encoder, self.name)
-            self.version = f"grounded-{self.head.version}"
-        else:
-            self.version = f"lexical-support-1.0-s{c.stem_chars}"
+        self.backend = BACKENDS[self.config.backend](self.config, encoder, self)
+        self.version = self.backend.version
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
         assessable = [i for i, e in enumerate(events)
                       if WORD.search(join_context(e.context)) and WORD.search(e.response)]
         chosen = [i for i in assessable if sampled(events[i].event_id, c.sample_rate)]
-        scored: dict[int, tuple[float, dict[str, float], list[Span]]] = {}
-        if chosen and c.backend == "nli":
-            premises = [join_context(events[i].context) for i in chosen]
-            probs = self.classifier.predict(premises, [events[i].response for i in chosen])
-            for row, i in enumerate(chosen):
-                p = float(probs[row, self.entail])
-                scored[i] = (1.0 - p, {"p_entailment": p}, [])
-        elif chosen and c.backend == "grounded":
-            embed = ctx.texts if ctx.has_encoder else self.encoder.encode
-            for i in chosen:
-                scored[i] = self._grounded(events[i], embed, self.deadline())
-        else:
-            for i in chosen:
-                score, parts = lexical_support(events[i].response, join_context(events[i].context), c.stem_chars)
-                scored[i] = (score, parts, [])
+        scored = self.backend.score(events, chosen, ctx) if chosen else {}
         results = []
         for i, event in enumerate(events):
             if i not in scored:
@@ -161,27 +216,4 @@ class HallucinationDetector(BaseDetector):
             results.append(make_result(self, event, score=score, label=flagged, scores=parts,
                                        spans=spans if flagged else [], evidence=evidence))
         return results
-
-    def _grounded(self, event: InferenceEvent, embed, deadline: float) -> tuple[float, dict[str, float], list[Span]]:
-        c = self.config
-        alignment = grounding.align(event.response, join_context(event.context), event.prompt, embed,
-                                    max_candidates=c.max_aligned, max_sentences=c.max_sentences)
-        if alignment is None:
-            return 0.0, {"sentences": 0.0}, []
-        self.check_deadline(deadline, "aligning the response to its context")
-        whole = float(self.head.predict_proba([alignment.features()])[0])
-        per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
-        score = max(whole, float(per_sentence.max()))  # one invented sentence among copied ones still counts
-        spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(p), 4))
-                 for (s, e), p in zip(alignment.spans, per_sentence, strict=True) if p >= c.threshold]
-        if score >= c.threshold and not spans:
-            n = int(per_sentence.argmax())
-            s, e = alignment.spans[n]
-            spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(per_sentence[n]), 4))]
-        named = dict(zip(grounding.FEATURES, alignment.features(), strict=True))
-        parts = {k: named[k] for k in REPORTED}
-        parts["sentences"] = float(len(alignment.spans))
-        parts["unsupported_sentences"] = float(sum(p >= c.threshold for p in per_sentence))
-        parts["whole_response_score"] = whole
-        return score, parts, spans
 

@@ -78,6 +78,57 @@ def context_pieces(passages: Sequence[str], chunk_chars: int, max_chunks: int) -
     return every[:head] + every[len(every) - (max_chunks - head):], len(every) - max_chunks
 
 
+class BuiltinHead:
+    """The shipped head (``data/heads/prompt_injection.json``): word n-grams and the shared MiniLM
+    embeddings, logistic; its word part also shortlists which context chunks get embedded."""
+
+    def __init__(self, config: PromptInjectionConfig, encoder, name: str):
+        self.config = config
+        self.head = load_head("prompt_injection")
+        self.encoder = encoder_for(self.head, encoder, name)
+        self.version = f"builtin-head-{self.head.version}"
+
+    def probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
+        if prompts and ctx.has_encoder:
+            embedded = ctx.embeddings("prompt")
+        else:
+            embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
+        return [float(p) for p in self.head.predict_proba(embedded, texts if self.head.text else None)]
+
+    def shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
+                  ) -> tuple[list[tuple[int, int, int]], list[str]]:
+        """Per event, the ``embed_chunks`` context chunks whose words look most like an attack."""
+        k = self.config.embed_chunks
+        if not self.head.text or len(texts) <= k:
+            return pieces, texts
+        logits = self.head.word_logits(texts)
+        by_event: dict[int, list[int]] = {}
+        for n, (i, _, _) in enumerate(pieces):
+            by_event.setdefault(i, []).append(n)
+        keep = sorted(n for ns in by_event.values() for n in sorted(ns, key=lambda n: -logits[n])[:k])
+        return [pieces[n] for n in keep], [texts[n] for n in keep]
+
+
+class ClassifierBackend:
+    """A sequence classifier from a local path (for example ProtectAI's DeBERTa v2 injection model)."""
+
+    def __init__(self, config: PromptInjectionConfig, encoder, name: str):
+        self.classifier, path = SequenceClassifier.from_config(config, "the classifier backend", name)
+        self.positive = self.classifier.label_index(config.positive_label)
+        self.version = f"classifier-{path.name}"
+
+    def probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
+        return [float(p) for p in self.classifier.predict(texts)[:, self.positive]]
+
+    def shortlist(self, pieces, texts):
+        return pieces, texts  # every chunk is classified
+
+
+BACKENDS = {"builtin": BuiltinHead, "classifier": ClassifierBackend}
+"""``backend`` setting -> class: ``(config, encoder, name)``, a ``version``,
+``probabilities(texts, ctx, prompts)`` and ``shortlist(pieces, texts)``."""
+
+
 @register("prompt_injection", config=PromptInjectionConfig, reads_context=True)
 class PromptInjectionDetector(BaseDetector):
     name = "prompt_injection"
@@ -86,39 +137,11 @@ class PromptInjectionDetector(BaseDetector):
 
     def __init__(self, config: PromptInjectionConfig | None = None, encoder=None):
         super().__init__(config)
-        c = self.config
-        if c.backend == "classifier":
-            self.classifier, path = SequenceClassifier.from_config(c, "the classifier backend", self.name)
-            self.positive = self.classifier.label_index(c.positive_label)
-            self.version = f"classifier-{path.name}"
-        else:
-            self.head = load_head("prompt_injection")
-            self.encoder = encoder_for(self.head, encoder, self.name)
-            self.version = f"builtin-head-{self.head.version}"
+        self.backend = BACKENDS[self.config.backend](self.config, encoder, self.name)
+        self.version = self.backend.version
 
     def _probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
-        if not texts:
-            return []
-        if self.config.backend == "classifier":
-            return [float(p) for p in self.classifier.predict(texts)[:, self.positive]]
-        if prompts and ctx.has_encoder:
-            embedded = ctx.embeddings("prompt")
-        else:
-            embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
-        return [float(p) for p in self.head.predict_proba(embedded, texts if self.head.text else None)]
-
-    def _shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
-                   ) -> tuple[list[tuple[int, int, int]], list[str]]:
-        """Per event, the ``embed_chunks`` context chunks whose words look most like an attack."""
-        k = self.config.embed_chunks
-        if self.config.backend == "classifier" or not self.head.text or len(texts) <= k:
-            return pieces, texts
-        logits = self.head.word_logits(texts)
-        by_event: dict[int, list[int]] = {}
-        for n, (i, _, _) in enumerate(pieces):
-            by_event.setdefault(i, []).append(n)
-        keep = sorted(n for ns in by_event.values() for n in sorted(ns, key=lambda n: -logits[n])[:k])
-        return [pieces[n] for n in keep], [texts[n] for n in keep]
+        return self.backend.probabilities(texts, ctx, prompts) if texts else []
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
@@ -136,7 +159,7 @@ class PromptInjectionDetector(BaseDetector):
                     pieces.append((i, s, e))
                     texts.append(joined[s:e])
         scanned = Counter(i for i, _, _ in pieces)
-        pieces, texts = self._shortlist(pieces, texts)
+        pieces, texts = self.backend.shortlist(pieces, texts)
         context_p = self._probabilities(texts, ctx, prompts=False)
         best: dict[int, tuple[float, int, int]] = {}
         for (i, s, e), p in zip(pieces, context_p, strict=True):

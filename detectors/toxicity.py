@@ -79,41 +79,23 @@ def load_detoxify(checkpoint: str, hf_config_path: str, device: str, half: bool,
     return classifier, classes
 
 
-@register("toxicity", config=ToxicityConfig, offline_update={"fields": ("prompt",)})
-class ToxicityDetector(BaseDetector):
-    name = "toxicity"
-    config_class = ToxicityConfig
-    config: ToxicityConfig
+class BuiltinToxicity:
+    """alt-profanity-check's linear model blended with a logistic head on the shared MiniLM
+    embeddings (``data/heads/toxicity.json``); ships its weights."""
 
-    def __init__(self, config: ToxicityConfig | None = None, encoder=None):
-        super().__init__(config)
-        c = self.config
-        if c.backend == "detoxify":
-            checkpoint = local_dir(c.model_path, "the detoxify backend", self.name)
-            hf_dir = local_dir(c.hf_config_path, "the detoxify backend's hf_config_path", self.name)
-            self.classifier, self.classes = load_detoxify(
-                str(checkpoint), str(hf_dir), c.device, c.half_precision, c.max_length, c.batch_size,
-                c.max_batch_tokens,
-            )
-            if "toxicity" not in self.classes:
-                raise DetectorError(self.name, f"the checkpoint has no toxicity class: {self.classes}")
-            digest = hashlib.sha256(Path(checkpoint).name.encode()).hexdigest()[:6]
-            self.version = f"detoxify-{c.detoxify_model_type}-{digest}"
-        else:
-            require("profanity_check")
-            self.head = load_head("toxicity")
-            if encoder is None:
-                from driftwarden.detectors.embeddings import Encoder
+    def __init__(self, config: ToxicityConfig, encoder, name: str):
+        require("profanity_check")
+        self.config = config
+        self.head = load_head("toxicity")
+        if encoder is None:
+            from driftwarden.detectors.embeddings import Encoder
 
-                encoder = Encoder()
-            self.encoder = encoder
-            self.version = f"builtin-profanity+head-{self.head.version}"
+            encoder = Encoder()
+        self.encoder = encoder
+        self.version = f"builtin-profanity+head-{self.head.version}"
 
-    def _scores(self, texts: list[str], ctx: BatchContext, field: str):
+    def scores(self, texts: list[str], ctx: BatchContext, field: str):
         np = require("numpy")
-        if self.config.backend == "detoxify":
-            probs = self.classifier.predict(texts)
-            return probs[:, self.classes.index("toxicity")], {}
         from profanity_check import predict_prob
 
         lexical = np.asarray(predict_prob(texts), dtype=np.float64)
@@ -122,11 +104,53 @@ class ToxicityDetector(BaseDetector):
         w = self.config.lexical_weight
         return w * lexical + (1 - w) * semantic, {"profanity": lexical, "embedding_head": semantic}
 
+
+class DetoxifyToxicity:
+    """A detoxify checkpoint from a local path (``model_path``, ``hf_config_path``)."""
+
+    def __init__(self, config: ToxicityConfig, encoder, name: str):
+        c = config
+        checkpoint = local_dir(c.model_path, "the detoxify backend", name)
+        hf_dir = local_dir(c.hf_config_path, "the detoxify backend's hf_config_path", name)
+        self.classifier, self.classes = load_detoxify(
+            str(checkpoint), str(hf_dir), c.device, c.half_precision, c.max_length, c.batch_size, c.max_batch_tokens,
+        )
+        if "toxicity" not in self.classes:
+            raise DetectorError(name, f"the checkpoint has no toxicity class: {self.classes}")
+        digest = hashlib.sha256(Path(checkpoint).name.encode()).hexdigest()[:6]
+        self.version = f"detoxify-{c.detoxify_model_type}-{digest}"
+
+    def scores(self, texts: list[str], ctx: BatchContext, field: str):
+        probs = self.classifier.predict(texts)
+        return probs[:, self.classes.index("toxicity")], {}
+
+
+BACKENDS = {"builtin": BuiltinToxicity, "detoxify": DetoxifyToxicity}
+"""``backend`` setting -> class: ``(config, encoder, name)``, a ``version`` and ``scores(texts, ctx, field)``
+giving (combined score per text, named parts)."""
+
+
+@register("toxicity", config=ToxicityConfig, offline_update={"fields": ("prompt",)})
+class ToxicityDetector(BaseDetector):
+    name = "toxicity"
+    config_class = ToxicityConfig
+    config: ToxicityConfig
+
+    def __init__(self, config: ToxicityConfig | None = None, encoder=None):
+        super().__init__(config)
+        self.backend = BACKENDS[self.config.backend](self.config, encoder, self.name)
+        self.version = self.backend.version
+
+    @property
+    def classes(self) -> list[str]:
+        """The checkpoint's classes (the detoxify backend)."""
+        return getattr(self.backend, "classes", ["toxicity"])
+
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         per_field = {}
         for field in self.config.fields:
             texts = [getattr(e, field) for e in events]
-            per_field[field] = self._scores(texts, ctx, field)
+            per_field[field] = self.backend.scores(texts, ctx, field)
         results = []
         for i, event in enumerate(events):
             scores: dict[str, float] = {}
