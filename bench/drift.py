@@ -300,7 +300,7 @@ def main() -> None:
               + ", ".join(f"{k} {v:.2f}" for k, v in named.items()))
         for (method, n, share), rate in rates.items():
             if n == 200 and share in (0.0, 0.05, 0.10):
-                report[f"power_{method.split()[0]}_n{n}_{round(share * 100)}pct"] = rate
+                report[f"power_{method.replace(' ', '_')}_n{n}_{round(share * 100)}pct"] = rate
         report.update({f"aggregate_n200_10pct_{k}": v for k, v in named.items()})
         for share, by_method in reweighting_power(general, args.draws, args.power_permutations).items():
             report.update({f"reweight_{m}_n200_{round(share * 100)}pct": r for m, r in by_method.items()})
