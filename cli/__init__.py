@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-SERVER_MODULES = ("typer", "rich", "yaml", "faust", "clickhouse_connect")
-"""Modules of the server extra that the command needs (looked up, not imported: each call stays fast)."""
+SERVER_MODULES = ("typer", "rich", "yaml")
+"""Modules of the server extra that every command needs (looked up, not imported: each call stays
+fast); a command's own heavier imports (faust, the store, models) name their extra when missing,
+so ``driftwarden finetune`` runs in a job image with the finetune extra and the command's three."""
 
 
 def main() -> None:

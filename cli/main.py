@@ -60,8 +60,17 @@ def up(
     Stop it with Ctrl-C. The local broker keeps messages in memory only: what was not yet
     stored in ClickHouse is lost when it stops.
     """
+    import signal
+
     from driftwarden.deploy.local.stack import start_stack
 
+    # Ctrl-C and SIGTERM stop the stack cleanly even when this process inherited SIGINT ignored
+    # (a shell starts background jobs so, and then Python would install no handler of its own).
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     settings = _settings(bootstrap, data_dir)
     stack = start_stack(settings, workers=workers)
     typer.echo(

@@ -323,7 +323,8 @@ def get_settings() -> Settings:
 def _revealed(model: BaseModel) -> dict:
     """A nested config as JSON-ready data, secrets included (for a child's environment only)."""
     out = {}
-    for name in type(model).model_fields:
+    names = [*type(model).model_fields, *(model.__pydantic_extra__ or {})]  # extras: each detector's config
+    for name in names:
         value = getattr(model, name)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()

@@ -122,7 +122,8 @@ SAFETY = DashboardSpec(
     panels=(
         PanelSpec("Flagged rate per detector", "timeseries",
                   "SELECT $__timeInterval(event_ts) AS time, detector, avg(label) AS flagged_rate "
-                  "FROM {db}.detections FINAL WHERE detector != 'operational' AND label IS NOT NULL AND $__timeFilter(event_ts) AND {SEG} "
+                  "FROM {db}.detections FINAL WHERE detector != 'operational' AND label IS NOT NULL "
+                  f"AND $__timeFilter(event_ts) AND {SEG} "
                   "GROUP BY time, detector ORDER BY time",
                   ("time", "detector", "flagged_rate"), unit="percentunit", width=24),
         PanelSpec("Rates per segment", "table",
@@ -202,8 +203,8 @@ def with_levels(spec: DashboardSpec, alpha: float, drift_threshold: float | None
     panels = []
     for p in spec.panels:
         if p.drift_levels:
-            steps = (("red", None), *((("orange", drift_threshold),) if drift_threshold is not None else ()),
-                     ("green", alpha))
+            at = () if drift_threshold is None else (("orange", min(drift_threshold, alpha)),)
+            steps = (("red", None), *at, ("green", alpha))  # ascending, as Grafana reads steps
             named = f"test level {alpha:g}" + (f", policy threshold {drift_threshold:g}"
                                                if drift_threshold is not None else "")
             p = replace(p, title=p.title[:-1] + f"; {named})" if p.title.endswith(")") else f"{p.title} ({named})",

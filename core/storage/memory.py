@@ -215,11 +215,11 @@ class MemoryStore:
             if r.detector != "operational" and r.label is not None:
                 rates.setdefault((_bucket(r.event_ts), r.detector), []).append(int(r.label))
         windows = sorted(self.drift.values(), key=lambda w: _utc(w.window_end))
-        alerts = sorted(self.alerts.values(), key=lambda a: _utc(a.starts_at))
+        alerts = sorted(self.alerts.values(), key=lambda a: (_utc(a.starts_at), a.alert_id, a.status))
         jobs = sorted(self.jobs.values(), key=lambda j: _utc(j.updated_at))
         hits = sorted((r for r in self.detections.values()
                        if r.label is True and r.detector in detectors and r.event_id in self.events),
-                      key=lambda r: -r.score)[:flagged]
+                      key=lambda r: (-r.score, r.event_id, r.detector))[:flagged]
         return ReportData(
             stats=self.stats(alpha),
             volume=[(t, seg, n) for (t, seg), n in sorted(volume.items())],
@@ -247,7 +247,7 @@ class MemoryStore:
     def window_vectors(self, app: str, model_version: str, field: str, start: datetime, end: datetime,
                        limit: int) -> tuple[list[list[float]], list[list[float]]]:
         rows = sorted((r for r in self.embeddings.values() if (r.app, r.model_version, r.field) ==
-                       (app, model_version, field)), key=lambda r: _utc(r.event_ts))
+                       (app, model_version, field)), key=lambda r: (_utc(r.event_ts), r.event_id))
         current = [list(r.vector) for r in rows if _utc(start) <= _utc(r.event_ts) <= _utc(end)][:limit]
         reference = [list(r.vector) for r in rows if _utc(r.event_ts) < _utc(start)][:limit]
         return reference, current

@@ -7,7 +7,7 @@ idempotent :class:`~driftwarden.core.storage.writer.Writer`; ``memory.py`` holds
 methods over Python lists, for unit tests of the code that reads.
 
 Adding a storage backend is one module with a class of these methods (and its test against the
-shared contract in ``tests/unit/core/test_store_contract.py``).
+shared contract in ``tests/integration/test_store_contract.py``).
 """
 
 from __future__ import annotations
@@ -270,19 +270,21 @@ class ClickHouseStore(Writer):
             drift=self._rows(f"SELECT window_end, concat(app, ' ', model_version, ' ', field), p_value, window_id, "
                              f"statistic FROM {db}.drift_windows FINAL ORDER BY window_end"),
             alerts=self._rows(f"SELECT starts_at, rule, severity, status, app, model_version, field, value, "
-                              f"threshold, summary, window_start, window_end FROM {db}.alerts FINAL ORDER BY starts_at"),
+                              f"threshold, summary, window_start, window_end FROM {db}.alerts FINAL "
+                              f"ORDER BY starts_at, alert_id, status"),
             jobs=self._rows(f"SELECT updated_at, job_id, app, model_version, status, dataset_version, "
                             f"dataset_rows, metrics, message FROM {db}.retrain_jobs FINAL ORDER BY updated_at"),
             flagged=self._rows(
                 f"SELECT d.event_id, d.detector, d.score, d.evidence, e.app, e.model_version, e.prompt, e.response "
                 f"FROM {db}.detections AS d FINAL INNER JOIN (SELECT event_id, app, model_version, prompt, response "
                 f"FROM {db}.inference_events FINAL) AS e ON e.event_id = d.event_id WHERE d.label = 1 "
-                f"AND d.detector IN {{detectors:Array(String)}} ORDER BY d.score DESC LIMIT {{n:UInt32}}",
+                f"AND d.detector IN {{detectors:Array(String)}} ORDER BY d.score DESC, d.event_id, d.detector "
+                f"LIMIT {{n:UInt32}}",
                 detectors=list(detectors), n=flagged),
         )
 
     def most_drifted_window(self, field: str | None = None) -> dict | None:
-        """The window with the lowest p-value (the latest of equals), of ``field`` when given."""
+        """The window with the lowest p-value (the earliest of equals), of ``field`` when given."""
         where = "WHERE field = {f:String} " if field else ""
         rows = self._rows(f"SELECT window_id, app, model_version, field, window_start, window_end, p_value, "
                           f"novel_share, clusters FROM {self.database}.drift_windows FINAL {where}"
@@ -301,10 +303,11 @@ class ClickHouseStore(Writer):
         seg = "app = {a:String} AND model_version = {m:String} AND field = {f:String}"
         params = {"a": app, "m": model_version, "f": field, "s": start, "e": end, "n": limit}
         current = self._rows(f"SELECT vector FROM {db}.embeddings FINAL WHERE {seg} AND event_ts >= "
-                             f"{{s:DateTime64(3, 'UTC')}} AND event_ts <= {{e:DateTime64(3, 'UTC')}} LIMIT {{n:UInt32}}",
+                             f"{{s:DateTime64(3, 'UTC')}} AND event_ts <= {{e:DateTime64(3, 'UTC')}} ORDER BY event_ts, event_id "
+                             f"LIMIT {{n:UInt32}}",
                              **params)
         reference = self._rows(f"SELECT vector FROM {db}.embeddings FINAL WHERE {seg} AND event_ts < "
-                               f"{{s:DateTime64(3, 'UTC')}} ORDER BY event_ts LIMIT {{n:UInt32}}", **params)
+                               f"{{s:DateTime64(3, 'UTC')}} ORDER BY event_ts, event_id LIMIT {{n:UInt32}}", **params)
         return [list(r[0]) for r in reference], [list(r[0]) for r in current]
 
     def due_deliveries(self, now: datetime, limit: int) -> list[dict]:

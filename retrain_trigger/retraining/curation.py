@@ -1,4 +1,4 @@
-"""Curation: the training rows of a segment, from ClickHouse, cleaned for fine-tuning.
+"""Curation: the training rows of a segment, read through the store, cleaned for fine-tuning.
 
 From the segment's events in the requested time range (successful calls with a response):
 

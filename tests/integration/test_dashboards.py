@@ -57,7 +57,11 @@ def test_every_panel_query_of_the_exported_json_runs_and_returns_its_columns(sto
     settings, client = store
     paths = export(tmp_path, settings.clickhouse_database)
     assert sorted(p.name for p in paths) == sorted(f"{d.uid}.json" for d in DASHBOARDS)
-    specs = {p.title: p for d in DASHBOARDS for p in d.panels}
+    from driftwarden.dashboards.levels import Levels
+    from driftwarden.dashboards.panels import with_levels
+
+    levels = Levels()  # what export() draws without settings
+    specs = {p.title: p for d in DASHBOARDS for p in with_levels(d, levels.alpha, levels.drift_threshold).panels}
     checked = 0
     for path in paths:
         model = json.loads(path.read_text())

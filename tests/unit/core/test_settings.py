@@ -87,14 +87,22 @@ def test_a_bad_dsn_is_named_without_its_value_even_in_the_exception_chain(monkey
 
 def test_a_child_process_environment_carries_every_setting_as_the_parent_holds_it(monkeypatch, tmp_path):
     monkeypatch.setenv("DRIFTWARDEN_BATCH_SIZE", "7")
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD", "0.42")
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__PII__ENABLED", "false")
+    monkeypatch.setenv("DRIFTWARDEN_DETECTORS__PII__ENTITIES", '["EMAIL_ADDRESS"]')
     parent = load_settings(data_dir=tmp_path, sink_web_port=7777)
     env = child_environment(parent)
     for key, value in env.items():
         if key.startswith("DRIFTWARDEN_"):
             monkeypatch.setenv(key, value)
+    for key in ("DRIFTWARDEN_DETECTORS__TOXICITY__THRESHOLD", "DRIFTWARDEN_DETECTORS__PII__ENABLED",
+                "DRIFTWARDEN_DETECTORS__PII__ENTITIES"):
+        monkeypatch.delenv(key, raising=False)  # the child has only what child_environment gives it
     child = load_settings()
     assert child == parent
     assert child.sink_web_port == 7777 and child.batch_size == 7
+    assert child.detectors.toxicity.threshold == 0.42 and not child.detectors.pii.enabled
+    assert child.detectors.pii.entities == ("EMAIL_ADDRESS",)
 
 
 def test_detector_settings_are_nested_with_double_underscores(monkeypatch):
