@@ -87,6 +87,15 @@ class MissingExtraError(DriftwardenError):
         )
 
 
+class OtlpDecodeError(DriftwardenError):
+    """An OTLP request body cannot be read: answered 400 (413 when ``too_large``)."""
+
+    def __init__(self, reason: str, *, too_large: bool = False):
+        self.reason = reason
+        self.too_large = too_large
+        super().__init__(f"cannot decode the OTLP request: {reason}")
+
+
 class ReplayError(DriftwardenError):
     """A file given to replay cannot be turned into events."""
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftwarden.core.detector_configs import DetectorsSettings, DriftConfig
+from driftwarden.core.ingest.otlp.config import OtlpConfig
 from driftwarden.core.loop_configs import AlertsConfig, RetrainConfig
 from driftwarden.core.errors import SettingsError
 from driftwarden.core.secrets import mask_url
@@ -190,6 +191,8 @@ class Settings(BaseSettings):
     """Alert receivers, ``DRIFTWARDEN_ALERTS__<FIELD>`` (see the alerts table)."""
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     """Retraining, ``DRIFTWARDEN_RETRAIN__<FIELD>`` (see the retraining table)."""
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig)
+    """The OTLP receiver, ``DRIFTWARDEN_OTLP__<FIELD>`` (see "Send OpenTelemetry traces")."""
 
     # --- state per segment (drift windows, detection windows, rule states) -----------------
     segment_idle_minutes: float = Field(1440.0, gt=0, le=525_600)

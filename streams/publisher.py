@@ -35,6 +35,20 @@ log = logging.getLogger(__name__)
 _STOP = object()  # shutdown sentinel
 
 
+@dataclass(frozen=True)
+class _Record:
+    """A record for a topic of its own (dead letters, feedback), already encoded."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+#: One encoded record on its way: (topic, key, value, headers); topic None means the events' topic.
+_Encoded = tuple[str | None, bytes, bytes, tuple[tuple[str, bytes], ...]]
+
+
 class _FlushMarker:
     """Put on the queue by flush(); the thread sets it once everything before it is acknowledged."""
 
@@ -134,6 +148,31 @@ class Publisher:
         self.stats.queued += 1
         return True
 
+    def publish_record(self, topic: str, key: bytes, value: bytes,
+                       headers: Mapping[str, bytes] | None = None) -> bool:
+        """Queue one record already encoded for ``topic`` (a dead letter, feedback); returns False
+        (and counts it) if it had to be refused. Never blocks."""
+        if self._closed:
+            raise PublisherClosedError()
+        try:
+            self._queue.put_nowait(_Record(topic, key, value, tuple((headers or {}).items())))
+        except queue.Full:
+            self.stats.refused_queue_full += 1
+            self._log_refusal("the queue is full (broker slow or unreachable)")
+            return False
+        self.stats.queued += 1
+        return True
+
+    @property
+    def capacity(self) -> int:
+        """The most records the queue holds."""
+        return self._queue.maxsize
+
+    @property
+    def room(self) -> int:
+        """How many more records the queue takes now (a receiver answers 429 below what it needs)."""
+        return max(0, self._queue.maxsize - self._queue.qsize())
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued before this call is acknowledged or refused."""
         marker = _FlushMarker()
@@ -200,9 +239,9 @@ class Publisher:
                 log.debug("closing the Kafka producer failed", exc_info=True)
             self._producer = None
 
-    def _take_batch(self) -> tuple[list[tuple[bytes, bytes]], list[_FlushMarker], bool]:
+    def _take_batch(self) -> tuple[list[_Encoded], list[_FlushMarker], bool]:
         """Up to flush_at encoded events, or flush_bytes, or what came within flush_interval."""
-        batch: list[tuple[bytes, bytes]] = []
+        batch: list[_Encoded] = []
         markers: list[_FlushMarker] = []
         size = 0
         deadline = None
@@ -222,24 +261,26 @@ class Publisher:
             encoded = self._encode(item)
             if encoded is not None:
                 batch.append(encoded)
-                size += len(encoded[1])
+                size += len(encoded[2])
         return batch, markers, False
 
-    def _encode(self, item: InferenceEvent | Mapping[str, Any]) -> tuple[bytes, bytes] | None:
+    def _encode(self, item: InferenceEvent | Mapping[str, Any] | _Record) -> _Encoded | None:
         try:
+            if isinstance(item, _Record):
+                return item.topic, item.key, item.value, item.headers
             if isinstance(item, InferenceEvent):
-                return item.segment_key.encode(), item.to_json_bytes()
+                return None, item.segment_key.encode(), item.to_json_bytes(), ()
             if not self.validate:
                 key = f"{item.get('app', '')}/{item.get('model_version', '')}".encode()
-                return key, json.dumps(dict(item), default=str).encode()
+                return None, key, json.dumps(dict(item), default=str).encode(), ()
             event, raw = encode_event(dict(item), self.limits)
-            return event.segment_key.encode(), raw
+            return None, event.segment_key.encode(), raw, ()
         except (InvalidEventError, TypeError, ValueError) as exc:
             self.stats.refused_invalid += 1
             self._log_refusal(f"an event is invalid ({exc})")
             return None
 
-    def _send_with_retries(self, batch: list[tuple[bytes, bytes]]) -> None:
+    def _send_with_retries(self, batch: list[_Encoded]) -> None:
         """Send until every event of the batch is acknowledged or refused for good."""
         backoff = 0.1
         pending = batch
@@ -263,17 +304,19 @@ class Publisher:
             time.sleep(backoff)
             backoff = min(backoff * 2, self.max_retry_backoff_s)
 
-    def _send_once(self, pending: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _send_once(self, pending: list[_Encoded]) -> list[_Encoded]:
         """One attempt; returns the events that failed retriably."""
         from kafka.errors import MessageSizeTooLargeError
 
         if self._producer is None:
             self._producer = self._producer_factory()
         futures = []
-        failed: list[tuple[bytes, bytes]] = []
+        failed: list[_Encoded] = []
         for kv in pending:
+            topic, key, value, headers = kv
             try:
-                futures.append((kv, self._producer.send(self.topic, key=kv[0], value=kv[1])))
+                futures.append((kv, self._producer.send(topic or self.topic, key=key, value=value,
+                                                        headers=list(headers) or None)))
             except MessageSizeTooLargeError as exc:
                 self._refuse_too_large(kv, exc)
             except Exception as exc:  # noqa: BLE001 - e.g. no metadata within max_block_ms
@@ -302,9 +345,9 @@ class Publisher:
             except Exception:  # noqa: BLE001 - it is being thrown away
                 log.debug("closing a failed Kafka producer raised", exc_info=True)
 
-    def _refuse_too_large(self, kv: tuple[bytes, bytes], exc: BaseException) -> None:
+    def _refuse_too_large(self, kv: _Encoded, exc: BaseException) -> None:
         self.stats.refused_too_large += 1
-        self._log_refusal(f"an event of {len(kv[1])} bytes is larger than the broker accepts ({exc})")
+        self._log_refusal(f"an event of {len(kv[2])} bytes is larger than the broker accepts ({exc})")
 
     def _log_refusal(self, why: str) -> None:
         now = time.monotonic()

@@ -29,12 +29,13 @@ class FakeProducer:
 
     def __init__(self, fail_next: int = 0, max_bytes: int = 10_000_000, gate: threading.Event | None = None):
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.headers: list[list | None] = []
         self.fail_next = fail_next
         self.max_bytes = max_bytes
         self.gate = gate
         self.closed = False
 
-    def send(self, topic, key, value):
+    def send(self, topic, key, value, headers=None):
         if self.gate is not None:
             self.gate.wait()
         if len(value) > self.max_bytes:
@@ -43,6 +44,7 @@ class FakeProducer:
             self.fail_next -= 1
             return _Future(KafkaTimeoutError("broker away"))
         self.sent.append((topic, key, value))
+        self.headers.append(headers)
         return _Future(None)
 
     def flush(self, timeout=None):
@@ -150,3 +152,32 @@ def test_publishing_after_close_is_an_error(settings):
     pub.close()
     with pytest.raises(PublisherClosedError):
         pub.publish(valid_event("z"))
+
+
+def test_a_record_for_another_topic_goes_there_with_its_headers_beside_the_events(settings):
+    producer = FakeProducer()
+    with make(settings, producer) as pub:
+        assert pub.publish(valid_event("e0"))
+        assert pub.publish_record("llm.inference.dlq", b"k", b"raw bytes", {"dw.reason": b"why"})
+        assert pub.flush(timeout=5)
+    topics = {topic: (key, value) for topic, key, value in producer.sent}
+    assert topics["llm.inference.dlq"] == (b"k", b"raw bytes")
+    assert settings.topic_inference in topics
+    assert [("dw.reason", b"why")] in producer.headers
+
+
+def test_room_says_how_many_more_records_the_queue_takes(settings):
+    gate = threading.Event()
+    producer = FakeProducer(gate=gate)
+    pub = make(settings, producer, queue_size=5, flush_at=1)
+    try:
+        pub.publish(valid_event("first"))  # taken by the sending thread, which then waits on the gate
+        deadline = time.monotonic() + 5
+        while pub.room < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for i in range(3):
+            pub.publish(valid_event(f"e{i}"))
+        assert pub.room == 2
+    finally:
+        gate.set()
+        pub.close()

@@ -1,0 +1,32 @@
+"""Typed configuration of the OTLP receiver: ``DRIFTWARDEN_OTLP__<FIELD>``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class OtlpConfig(BaseModel):
+    """The OTLP/HTTP receiver (``driftwarden otlp``, and part of ``driftwarden up``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    enabled: bool = True
+    """Start the receiver with ``driftwarden up``."""
+    host: str = "127.0.0.1"
+    """Address the receiver listens on (``0.0.0.0`` to take traffic from other hosts)."""
+    port: int = Field(4318, ge=0, le=65535)
+    """HTTP port (4318 is OTLP/HTTP's own; 0 picks a free one and logs it)."""
+    max_body_bytes: int = Field(32 << 20, ge=1024, le=1 << 30)
+    """Largest request body, before and after gzip; a larger one is answered 413."""
+    model_version_attribute: str = Field("service.version", min_length=1, max_length=256)
+    """Attribute (of the span, else of its resource) whose value becomes ``model_version``; a span
+    with neither gets ``unversioned``."""
+    join_wait_s: float = Field(5.0, ge=0, le=300)
+    """How long an LLM span whose text comes in separate log records (OTel GenAI's older shape,
+    the openai-v2 default) waits for them; after that it is mapped with what arrived."""
+    max_pending: int = Field(10_000, ge=1, le=1_000_000)
+    """Spans waiting for their log records, and log records waiting for their span, each at most;
+    past it the oldest waiting span is mapped at once and the oldest waiting record dropped
+    (counted)."""
+    retry_after_s: int = Field(2, ge=1, le=3600)
+    """``Retry-After`` of a 429/503 answer (the producer's queue is full or the broker away)."""

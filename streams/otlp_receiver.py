@@ -1,0 +1,222 @@
+"""The OTLP/HTTP receiver: OpenTelemetry traces and logs in, inference events on ``llm.inference``.
+
+``POST /v1/traces`` and ``POST /v1/logs`` take ``application/x-protobuf`` or ``application/json``
+bodies, gzip or not, and answer in the request's encoding with the ``Export*ServiceResponse``
+(``partial_success`` counts the LLM spans that went to the dead-letter topic). A body that does
+not decode is answered 400, one over ``DRIFTWARDEN_OTLP__MAX_BODY_BYTES`` 413, an unknown media
+type 415, all with a ``google.rpc.Status``. While the producer's queue cannot take a request's
+spans (the broker slow or away) the answer is 429 with ``Retry-After``, so exporters retry and
+nothing is dropped; while the receiver stops, 503.
+
+Spans become events through :mod:`driftwarden.core.ingest.otlp` (the ingestion seam); this module
+only serves HTTP and hands the results to a :class:`~driftwarden.streams.publisher.Publisher`.
+``GET /stats`` shows the counters (spans received, mapped, skipped, dead-lettered by convention;
+log records joined and dropped; answers by status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from collections import Counter
+from typing import Any
+
+from driftwarden.core.errors import OtlpDecodeError
+from driftwarden.core.ingest.otlp.decode import (
+    content_kind,
+    decode_logs,
+    decode_traces,
+    export_response,
+    gunzip,
+    status_body,
+)
+from driftwarden.core.ingest.otlp.mapper import Outcome, SpanMapper, summary
+from driftwarden.core.schemas import EventLimits
+from driftwarden.core.settings import Settings
+from driftwarden.streams.publisher import Publisher
+from driftwarden.streams.validation import dead_letter_headers, fit_dead_letter
+
+log = logging.getLogger(__name__)
+
+#: gRPC status codes used in the ``Status`` bodies.
+INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
+TICK_S = 0.2
+LOG_EVERY_S = 60.0
+
+
+class OtlpReceiver:
+    """The receiver's logic over aiohttp; :meth:`app` builds the web application."""
+
+    def __init__(self, settings: Settings, publisher: Publisher) -> None:
+        self.settings = settings
+        self.config = settings.otlp
+        self.publisher = publisher
+        self.mapper = SpanMapper(self.config, EventLimits.from_settings(settings))
+        self.answers: Counter[int] = Counter()
+        self.stopping = False
+        self._ticker: asyncio.Task | None = None
+        self._logged_at = time.monotonic()
+
+    # --- the application ------------------------------------------------------------------------
+
+    def app(self) -> Any:
+        from aiohttp import web
+
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.router.add_post("/v1/traces", self.traces)
+        app.router.add_post("/v1/logs", self.logs)
+        app.router.add_get("/stats", self.stats)
+        app.router.add_get("/", self.health)
+        app.on_startup.append(self._start_ticker)
+        app.on_shutdown.append(self._stop)
+        return app
+
+    async def _start_ticker(self, _app: Any) -> None:
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self._publish(self.mapper.due(time.monotonic()))
+                if time.monotonic() - self._logged_at >= LOG_EVERY_S:
+                    self._logged_at = time.monotonic()
+                    log.info("OTLP receiver: %s; answers %s", json.dumps(summary(self.mapper.counts)),
+                             dict(self.answers))
+            except Exception:  # noqa: BLE001 - the timer keeps running
+                log.exception("the OTLP receiver's timer failed; it runs again in %.1f s", TICK_S)
+
+    async def _stop(self, _app: Any) -> None:
+        """Map what still waits for its log records, then hand everything to the broker."""
+        self.stopping = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._publish(self.mapper.drain())
+        await asyncio.get_running_loop().run_in_executor(None, self.publisher.flush, 30.0)
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    async def health(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({"status": "stopping" if self.stopping else "ok"})
+
+    async def stats(self, request: Any) -> Any:
+        from aiohttp import web
+
+        return web.json_response({
+            "counts": summary(self.mapper.counts), "pending_spans": self.mapper.pending,
+            "answers": {str(k): v for k, v in sorted(self.answers.items())},
+            "publisher": {"queued": self.publisher.stats.queued, "sent": self.publisher.stats.sent,
+                          "refused": self.publisher.stats.refused, "room": self.publisher.room},
+        })
+
+    async def traces(self, request: Any) -> Any:
+        return await self._export(request, "traces")
+
+    async def logs(self, request: Any) -> Any:
+        return await self._export(request, "logs")
+
+    async def _export(self, request: Any, signal_name: str) -> Any:
+        kind = content_kind(request.headers.get("Content-Type"))
+        if kind is None:
+            return self._status(415, INVALID_ARGUMENT, "send application/x-protobuf or application/json", None)
+        if self.stopping:
+            return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", kind, retry=True)
+        try:
+            body = await self._body(request)
+            items = decode_traces(body, kind) if signal_name == "traces" else decode_logs(body, kind)
+        except OtlpDecodeError as exc:
+            code = 413 if exc.too_large else 400
+            return self._status(code, INVALID_ARGUMENT, str(exc), kind)
+        needed = len(items) if signal_name == "traces" else 0
+        if needed > self.publisher.capacity // 2:
+            return self._status(413, INVALID_ARGUMENT, f"{needed} spans in one request, more than the receiver "
+                                f"takes at once ({self.publisher.capacity // 2}); send smaller batches", kind)
+        if self.publisher.room < needed + self.mapper.pending:
+            return self._status(429, RESOURCE_EXHAUSTED, "the producer's queue is full (the broker is slow or "
+                                "away); retry later", kind, retry=True)
+        now = time.monotonic()
+        outcome = self.mapper.add_spans(items, now) if signal_name == "traces" else self.mapper.add_logs(items, now)
+        self._publish(outcome)
+        rejected = len(outcome.dead_letters)
+        message = ""
+        if rejected:
+            message = outcome.rejected_reasons[0] + (f" (and {rejected - 1} more)" if rejected > 1 else "")
+        self.answers[200] += 1
+        return self._response(200, export_response(signal_name, kind, rejected, message), kind)
+
+    async def _body(self, request: Any) -> bytes:
+        from aiohttp import web
+
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise OtlpDecodeError(f"the body has {request.content_length} bytes, more than {limit}", too_large=True)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise OtlpDecodeError(f"the body has more than {limit} bytes", too_large=True) from exc
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding == "gzip":
+            return gunzip(body, limit)
+        if encoding not in ("", "identity"):
+            raise OtlpDecodeError(f"Content-Encoding {encoding[:32]!r} is not supported (use gzip or none)")
+        return body
+
+    # --- output -------------------------------------------------------------------------------
+
+    def _publish(self, outcome: Outcome) -> None:
+        for event in outcome.events:
+            self.publisher.publish(event)
+        for letter in outcome.dead_letters:
+            letter = fit_dead_letter(letter, self.settings.max_event_bytes)
+            self.publisher.publish_record(self.settings.topic_dlq, letter.key, letter.raw,
+                                          dead_letter_headers(letter))
+
+    def _status(self, http: int, code: int, message: str, kind: str | None, retry: bool = False) -> Any:
+        self.answers[http] += 1
+        headers = {"Retry-After": str(self.config.retry_after_s)} if retry else {}
+        if http >= 500 or http == 429:
+            log.warning("OTLP receiver answered %d: %s", http, message)
+        return self._response(http, status_body(code, message, kind), kind, headers)
+
+    @staticmethod
+    def _response(http: int, body: bytes, kind: str | None, headers: dict[str, str] | None = None) -> Any:
+        from aiohttp import web
+
+        content_type = "application/json" if kind == "json" else "application/x-protobuf"
+        return web.Response(status=http, body=body, headers={"Content-Type": content_type, **(headers or {})})
+
+
+async def _serve(settings: Settings, publisher: Publisher, ready: asyncio.Event | None = None) -> None:
+    from aiohttp import web
+
+    receiver = OtlpReceiver(settings, publisher)
+    runner = web.AppRunner(receiver.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.otlp.host, settings.otlp.port)
+    await site.start()
+    port = next((a[1] for a in runner.addresses if isinstance(a, tuple)), settings.otlp.port)
+    log.info("OTLP receiver listening on http://%s:%s (POST /v1/traces, /v1/logs); events go to %s",
+             settings.otlp.host, port, settings.topic_inference)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("OTLP receiver stopping: mapping the spans still waiting and flushing to the broker")
+    await runner.cleanup()
+
+
+def run_receiver(settings: Settings, bootstrap: str | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then flush (the ``driftwarden otlp`` command)."""
+    publisher = Publisher(bootstrap, settings=settings)
+    try:
+        asyncio.run(_serve(settings, publisher))
+    finally:
+        publisher.close()
