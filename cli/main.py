@@ -75,7 +75,8 @@ def up(
     stack = start_stack(settings, workers=workers)
     typer.echo(
         f"driftwarden is up: broker {stack.bootstrap}"
-        f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s); "
+        f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s)"
+        f"{f'; OTLP on http://{settings.otlp.host}:{settings.otlp.port}' if stack.otlp else ''}; "
         f"store {settings.clickhouse_url_masked}; logs in {stack.log_dir}. Ctrl-C stops."
     )
     try:
@@ -106,6 +107,22 @@ def sink(bootstrap: BootstrapOpt = None, data_dir: DataDirOpt = None) -> None:
 
     settings = _settings(bootstrap, data_dir)
     run_worker(create_app("sink", settings), settings.log_level)
+
+
+@app.command()
+def otlp(
+    port: Annotated[Optional[int], typer.Option(min=0, max=65535, help="HTTP port (default DRIFTWARDEN_OTLP__PORT, 4318).")] = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default DRIFTWARDEN_OTLP__HOST).")] = None,
+    bootstrap: BootstrapOpt = None,
+) -> None:
+    """Receive OpenTelemetry traces and logs (OTLP/HTTP) and publish their LLM calls as events."""
+    from driftwarden.streams.otlp_receiver import run_receiver
+
+    settings = _settings(bootstrap)
+    update = {k: v for k, v in (("port", port), ("host", host)) if v is not None}
+    if update:
+        settings = settings.model_copy(update={"otlp": settings.otlp.model_copy(update=update)})
+    run_receiver(settings, bootstrap)
 
 
 @app.command()

@@ -195,7 +195,8 @@ async def _serve(settings: Settings, publisher: Publisher, ready: asyncio.Event 
     from aiohttp import web
 
     receiver = OtlpReceiver(settings, publisher)
-    runner = web.AppRunner(receiver.app(), access_log=None)
+    # Bodies are unpacked here, under the size limit, not by aiohttp (which would unpack first).
+    runner = web.AppRunner(receiver.app(), access_log=None, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.otlp.host, settings.otlp.port)
     await site.start()

@@ -1,4 +1,5 @@
-"""The local stack on one machine: the broker (unless a bootstrap is set), the sink and N workers.
+"""The local stack on one machine: the broker (unless a bootstrap is set), the sink, N workers and
+the OTLP receiver.
 
 Each faust role runs in its own process (``python -m driftwarden sink|worker``), so a worker
 can be killed and restarted like in production; the sink is the one process that owns the
@@ -41,6 +42,8 @@ class Stack:
     broker: LocalBroker | None = None
     sink: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
+    otlp: subprocess.Popen | None = None
+    """The OTLP receiver (``DRIFTWARDEN_OTLP__ENABLED``)."""
     log_dir: Path = Path(".")
     restarts: dict[str, list[float]] = field(default_factory=dict)
     """When each process was restarted by :meth:`supervise` (monotonic seconds)."""
@@ -69,6 +72,24 @@ class Stack:
                 time.sleep(0.3)
         raise StackError("sink", f"did not answer on /stats/ within {timeout_s:.0f} s", self.log_dir / "sink.log")
 
+    def start_otlp(self, timeout_s: float = 60.0) -> None:
+        """Start the OTLP receiver and wait until it answers on its port."""
+        import urllib.request
+
+        self.otlp = self._spawn("otlp", "otlp", [])
+        url = f"http://{self.settings.otlp.host}:{self.settings.otlp.port}/"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.otlp.poll() is not None:
+                raise StackError("OTLP receiver", f"exited with code {self.otlp.returncode} (is port "
+                                 f"{self.settings.otlp.port} taken? set DRIFTWARDEN_OTLP__PORT)", self.log_dir / "otlp.log")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise StackError("OTLP receiver", f"did not answer on {url} within {timeout_s:.0f} s", self.log_dir / "otlp.log")
+
     def start_worker(self) -> subprocess.Popen:
         index = len(self.workers)
         proc = self._spawn("worker", f"worker-{index}", [])
@@ -81,6 +102,8 @@ class Stack:
             raise StackError("broker", f"exited with code {self.broker.process.returncode}")
         if self.sink is not None and self.sink.poll() is not None:
             raise StackError("sink", f"exited with code {self.sink.returncode}", self.log_dir / "sink.log")
+        if self.otlp is not None and self.otlp.poll() is not None:
+            raise StackError("OTLP receiver", f"exited with code {self.otlp.returncode}", self.log_dir / "otlp.log")
         for i, w in enumerate(self.workers):
             if w.poll() is not None:
                 raise StackError(f"worker {i}", f"exited with code {w.returncode}", self.log_dir / f"worker-{i}.log")
@@ -96,6 +119,7 @@ class Stack:
         restarted = []
         now = time.monotonic()
         dead = [("sink", self.sink)] if self.sink is not None and self.sink.poll() is not None else []
+        dead += [("otlp", self.otlp)] if self.otlp is not None and self.otlp.poll() is not None else []
         dead += [(f"worker-{i}", w) for i, w in enumerate(self.workers) if w.poll() is not None]
         for name, proc in dead:
             recent = [t for t in self.restarts.get(name, []) if now - t < window_s]
@@ -108,6 +132,8 @@ class Stack:
                         proc.returncode, len(recent) + 1, window_s, log_file)
             if name == "sink":
                 self.start_sink()
+            elif name == "otlp":
+                self.start_otlp()
             else:
                 index = int(name.split("-")[1])
                 self.workers[index] = self._spawn("worker", name, [])
@@ -115,9 +141,11 @@ class Stack:
         return restarted
 
     def stop(self, grace_s: float = 45.0) -> None:
-        """Stop workers first (they finish their batch), then the sink, then the broker; a group
-        still running after ``grace_s`` is killed (its unacknowledged input is redelivered)."""
-        for what, group in (("workers", self.workers), ("sink", [self.sink] if self.sink is not None else [])):
+        """Stop the OTLP receiver first (it hands what it holds to the broker), then workers (they
+        finish their batch), then the sink, then the broker; a group still running after
+        ``grace_s`` is killed (its unacknowledged input is redelivered)."""
+        for what, group in (("OTLP receiver", [self.otlp] if self.otlp is not None else []),
+                            ("workers", self.workers), ("sink", [self.sink] if self.sink is not None else [])):
             running = [p for p in group if p.poll() is None]
             if not running:
                 continue
@@ -158,6 +186,8 @@ def start_stack(settings: Settings, workers: int = 1) -> Stack:
         stack.start_sink()
         for _ in range(workers):
             stack.start_worker()
+        if settings.otlp.enabled:
+            stack.start_otlp()
     except BaseException:
         stack.stop()
         raise
