@@ -5,8 +5,8 @@ bodies, gzip or not, and answer in the request's encoding with the ``Export*Serv
 (``partial_success`` counts the LLM spans that went to the dead-letter topic). A body that does
 not decode is answered 400, one over ``DRIFTWARDEN_OTLP__MAX_BODY_BYTES`` 413, an unknown media
 type 415, all with a ``google.rpc.Status``. While the producer's queue cannot take a request's
-spans (the broker slow or away) the answer is 429 with ``Retry-After``, so exporters retry and
-nothing is dropped; while the receiver stops, 503.
+spans (the broker slow or away) the answer is 503 (or 429, ``DRIFTWARDEN_OTLP__BUSY_STATUS``) with
+``Retry-After``, so exporters retry and nothing is dropped; while the receiver stops, 503.
 
 Spans become events through :mod:`driftwarden.core.ingest.otlp` (the ingestion seam); this module
 only serves HTTP and hands the results to a :class:`~driftwarden.streams.publisher.Publisher`.
@@ -137,8 +137,8 @@ class OtlpReceiver:
             return self._status(413, INVALID_ARGUMENT, f"{needed} spans in one request, more than the receiver "
                                 f"takes at once ({self.publisher.capacity // 2}); send smaller batches", kind)
         if self.publisher.room < needed + self.mapper.pending:
-            return self._status(429, RESOURCE_EXHAUSTED, "the producer's queue is full (the broker is slow or "
-                                "away); retry later", kind, retry=True)
+            return self._status(self.config.busy_status, RESOURCE_EXHAUSTED, "the producer's queue is full (the "
+                                "broker is slow or away); retry later", kind, retry=True)
         now = time.monotonic()
         outcome = self.mapper.add_spans(items, now) if signal_name == "traces" else self.mapper.add_logs(items, now)
         self._publish(outcome)
