@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
 TICK_S = 0.2
 LOG_EVERY_S = 60.0
+#: How long a stopping receiver waits for the broker to take what it holds (within Kubernetes'
+#: default 30 s grace).
+FLUSH_AT_STOP_S = 20.0
 
 
 class OtlpReceiver:
@@ -95,7 +98,11 @@ class OtlpReceiver:
         if self._ticker is not None:
             self._ticker.cancel()
         self._publish(self.mapper.drain())
-        await asyncio.get_running_loop().run_in_executor(None, self.publisher.flush, 30.0)
+        delivered = await asyncio.get_running_loop().run_in_executor(None, self.publisher.flush, FLUSH_AT_STOP_S)
+        if not delivered:
+            log.error("the OTLP receiver could not hand %d record(s) to the broker within %.0f s of stopping; they "
+                      "are lost (the exporters were told they were taken). Check the broker.",
+                      self.publisher.capacity - self.publisher.room, FLUSH_AT_STOP_S)
 
     # --- handlers -----------------------------------------------------------------------------
 
@@ -220,4 +227,4 @@ def run_receiver(settings: Settings, bootstrap: str | None = None) -> None:
     try:
         asyncio.run(_serve(settings, publisher))
     finally:
-        publisher.close()
+        publisher.close(timeout=5.0)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class OtlpConfig(BaseModel):
@@ -30,10 +28,17 @@ class OtlpConfig(BaseModel):
     """Spans waiting for their log records, and log records waiting for their span, each at most;
     past it the oldest waiting span is mapped at once and the oldest waiting record dropped
     (counted)."""
-    busy_status: Literal[429, 503] = 503
+    busy_status: int = 503
     """The answer while the producer's queue cannot take a request (the broker slow or away). OTLP
     allows both; 503 is the default because OpenTelemetry's Python exporter retries 429 only since
     1.45 (earlier ones drop the batch), while every exporter and collector retries 503."""
     retry_after_s: int = Field(2, ge=1, le=3600)
     """``Retry-After`` of that answer, in seconds. Keep it short: OpenTelemetry's exporters give up
     at once when it is longer than what is left of their export timeout (10 s by default)."""
+
+    @field_validator("busy_status")
+    @classmethod
+    def _busy(cls, value: int) -> int:
+        if value not in (429, 503):
+            raise ValueError("must be 429 or 503")
+        return value
