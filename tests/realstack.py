@@ -31,6 +31,8 @@ def stack_env(tmp_path_factory) -> Iterator[dict[str, str]]:
         "DRIFTWARDEN_DATA_DIR": str(data_dir),
         "DRIFTWARDEN_SINK_WEB_PORT": str(free_port()),
         "DRIFTWARDEN_LOCAL_BROKER_PORT": str(free_port()),
+        "DRIFTWARDEN_OTLP__PORT": str(free_port()),
+        "DRIFTWARDEN_OTLP__JOIN_WAIT_S": "1",
         "DRIFTWARDEN_BATCH_LINGER_MS": "100",
         "DRIFTWARDEN_SINK_LINGER_MS": "200",
         "DRIFTWARDEN_SINK_RETRY_MAX_S": "1",

@@ -34,6 +34,7 @@ def test_up_replay_stats_and_a_clean_stop_on_ctrl_c(tmp_path, monkeypatch):
     monkeypatch.setenv("DRIFTWARDEN_DATA_DIR", str(tmp_path / "dw"))
     monkeypatch.setenv("DRIFTWARDEN_LOCAL_BROKER_PORT", str(free_port()))
     monkeypatch.setenv("DRIFTWARDEN_SINK_WEB_PORT", str(free_port()))
+    monkeypatch.setenv("DRIFTWARDEN_OTLP__PORT", str(free_port()))
     up = subprocess.Popen([sys.executable, "-m", "driftwarden", "up", "--workers", "1"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

@@ -27,6 +27,7 @@ ROUTING_KEY = "R0UT1NGKEYdemo0000000000000000ab"
 def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everything_is(tmp_path, monkeypatch):
     model = build_tiny_qa_lm(tmp_path / "tiny-gpt2")
     env = {"DRIFTWARDEN_LOCAL_BROKER_PORT": str(free_port()), "DRIFTWARDEN_SINK_WEB_PORT": str(free_port()),
+           "DRIFTWARDEN_OTLP__PORT": str(free_port()),
            "DRIFTWARDEN_DRIFT__WINDOW_SIZE": "100", "DRIFTWARDEN_DRIFT__BASELINE_SIZE": "100",
            "DRIFTWARDEN_DRIFT__PERMUTATIONS": "500", "DRIFTWARDEN_RETRAIN__BASE_MODEL": str(model),
            "DRIFTWARDEN_RETRAIN__MAX_STEPS": "5", "DRIFTWARDEN_RETRAIN__DEVICE": "cpu",
