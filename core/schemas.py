@@ -647,3 +647,53 @@ class RetrainStatus(BaseModel):
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+FEEDBACK_SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MAX_FEEDBACK_COMMENT = 2_000
+
+
+class Feedback(BaseModel):
+    """A judgement of one call that arrives after it (a thumbs-down minutes later): ``llm.feedback``.
+
+    The ``feedback`` table keeps the last one per event and source. It may arrive before its event;
+    reads join the two when both are there."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False,
+                              use_attribute_docstrings=True)
+
+    event_id: str = Field(pattern=EVENT_ID_PATTERN)
+    """The event judged (for OpenTelemetry traces: ``<trace id>:<span id>`` in hex)."""
+    score: float = Field(ge=-1, le=1)
+    """-1 (thumbs down) to 1 (thumbs up); below 0 counts as negative."""
+    comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_COMMENT)
+    """What the user wrote, if anything (redacted before storage when PII redaction is on)."""
+    source: str = Field(default="user", pattern=FEEDBACK_SOURCE_PATTERN)
+    """Who judged: ``user``, ``reviewer``, an eval's name. One row per event and source is kept."""
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    """When it was given (ISO 8601; without a zone, UTC)."""
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)
+
+    @property
+    def negative(self) -> bool:
+        return self.score < 0
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+def parse_feedback(raw: bytes | str | dict[str, Any]) -> Feedback:
+    """One Feedback from its JSON (or a dict built in Python), or :class:`InvalidEventError` with
+    the problems (never quoting the input)."""
+    try:
+        if isinstance(raw, dict):
+            return Feedback.model_validate_json(json.dumps(raw, default=_json_default))
+        return Feedback.model_validate_json(raw)
+    except ValidationError as exc:
+        raise InvalidEventError(_describe(exc), "validate") from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidEventError(cap_reason(f"feedback cannot be read ({type(exc).__name__})"), "decode") from exc

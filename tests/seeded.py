@@ -12,6 +12,7 @@ from driftwarden.core.schemas import (
     AlertEvent,
     DetectionResult,
     DriftCluster,
+    Feedback,
     DriftResult,
     EmbeddingRecord,
     RetrainRequest,
@@ -73,6 +74,14 @@ def write_seed(store, n: int = 120):
             part_p_values={} if k < 3 else {"mmd": 0.2, "tail_0.1": 0.001},
             computed_at=end))
     w.insert_drift(windows)
+    # Late feedback: two sources on one event (the lower counts), a second write of a source (the
+    # last wins), and feedback for an event that never arrives (stored, joins nothing).
+    w.insert_feedback([Feedback(event_id="seed-3", score=0.5, source="user", timestamp=T0),
+                       Feedback(event_id="seed-3", score=-1.0, source="reviewer", timestamp=T0),
+                       Feedback(event_id="seed-5", score=1.0, source="user", timestamp=T0)])
+    w.insert_feedback([Feedback(event_id="seed-5", score=-0.5, source="user", timestamp=T0 + timedelta(minutes=7),
+                                comment="wrong answer"),
+                       Feedback(event_id="not-yet-arrived", score=-1.0, timestamp=T0)])
     w.insert_dead_letters([DeadLetter("llm.inference", 0, k, "validate", "not JSON", b"", b"{oops",
                                       received_at=T0 + timedelta(minutes=k)) for k in range(3)])
     fired = T0 + timedelta(minutes=60)

@@ -261,6 +261,27 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        7,
+        "feedback that arrives after its event (the last per event and source)",
+        (
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.feedback (
+                event_id    String,
+                source      LowCardinality(String),
+                score       Float64,
+                comment     String,
+                given_at    DateTime64(3, 'UTC'),
+                received_at DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree(received_at)
+            ORDER BY (event_id, source)
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

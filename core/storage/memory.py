@@ -19,6 +19,7 @@ from driftwarden.core.schemas import (
     DetectionResult,
     DriftResult,
     EmbeddingRecord,
+    Feedback,
     InferenceEvent,
     RetrainRequest,
     RetrainStatus,
@@ -51,6 +52,7 @@ class MemoryStore:
         self.jobs: dict[str, RetrainStatus] = {}
         self.dead_letters: dict[str, DeadLetter] = {}
         self.deliveries: dict[tuple[str, str, str], dict] = {}
+        self.feedback: dict[tuple[str, str], Feedback] = {}
 
     @staticmethod
     def _put(table: dict, key, row, version: datetime | None = None, current_version=None) -> None:
@@ -100,6 +102,10 @@ class MemoryStore:
             self._put(self.deliveries, (record["alert_id"], record["status"], record["receiver"]), record,
                       record["updated_at"], lambda old: old["updated_at"])
 
+    def insert_feedback(self, items: Sequence[Feedback]) -> None:
+        for f in items:
+            self.feedback[(f.event_id, f.source)] = f  # the newest received wins
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -121,6 +127,8 @@ class MemoryStore:
             "events_distinct_ids": len(self.events),
             "detections": len(self.detections),
             "dead_letters": len(self.dead_letters),
+            "feedback": len(self.feedback),
+            "feedback_negative": sum(f.score < 0 for f in self.feedback.values()),
             "embeddings": len(self.embeddings),
             "drift_windows": len(self.drift),
             "drift_alarms": sum(w.p_value < alpha for w in self.drift.values()),
@@ -192,7 +200,15 @@ class MemoryStore:
                       limit: int) -> CurationData:
         events = sorted(((e, red) for e, red in self._segment_events(app, model_version, start, end)
                          if e.status == "ok" and e.response), key=lambda x: (_utc(x[0].timestamp), x[0].event_id))
-        out = CurationData(events=[(e.event_id, e.timestamp, e.prompt, e.response, e.feedback, int(red))
+        late: dict[str, float] = {}
+        for f in self.feedback.values():
+            late[f.event_id] = min(f.score, late.get(f.event_id, f.score))
+
+        def lowest(e: InferenceEvent) -> float | None:
+            scores = [s for s in (e.feedback, late.get(e.event_id)) if s is not None]
+            return min(scores) if scores else None
+
+        out = CurationData(events=[(e.event_id, e.timestamp, e.prompt, e.response, lowest(e), int(red))
                                    for e, red in events[:limit]])
 
         def in_range(r) -> bool:
@@ -217,6 +233,9 @@ class MemoryStore:
         windows = sorted(self.drift.values(), key=lambda w: _utc(w.window_end))
         alerts = sorted(self.alerts.values(), key=lambda a: (_utc(a.starts_at), a.alert_id, a.status))
         jobs = sorted(self.jobs.values(), key=lambda j: _utc(j.updated_at))
+        feedback: dict[datetime, list[int]] = {}
+        for f in self.feedback.values():
+            feedback.setdefault(_bucket(f.timestamp), []).append(int(f.score < 0))
         hits = sorted((r for r in self.detections.values()
                        if r.label is True and r.detector in detectors and r.event_id in self.events),
                       key=lambda r: (-r.score, r.event_id, r.detector))[:flagged]
@@ -233,7 +252,11 @@ class MemoryStore:
             flagged=[(r.event_id, r.detector, r.score, r.evidence, self.events[r.event_id][0].app,
                       self.events[r.event_id][0].model_version, self.events[r.event_id][0].prompt,
                       self.events[r.event_id][0].response) for r in hits],
+            feedback=[(t, sum(v) / len(v), len(v)) for t, v in sorted(feedback.items())],
         )
+
+    def event_segments(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        return {e: (self.events[e][0].app, self.events[e][0].model_version) for e in event_ids if e in self.events}
 
     def most_drifted_window(self, field: str | None = None) -> dict | None:
         windows = [w for w in self.drift.values() if field is None or w.field == field]

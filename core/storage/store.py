@@ -23,6 +23,7 @@ from driftwarden.core.schemas import (
     DetectionResult,
     DriftResult,
     EmbeddingRecord,
+    Feedback,
     InferenceEvent,
     RetrainRequest,
     RetrainStatus,
@@ -39,7 +40,8 @@ class CurationData:
     """What curation reads of a segment's time range."""
 
     events: list[tuple] = field(default_factory=list)
-    """(event_id, ts, prompt, response, feedback, redacted) of successful events with a response, oldest first."""
+    """(event_id, ts, prompt, response, feedback, redacted) of successful events with a response, oldest first;
+    feedback is the lowest of the event's own and every source's late feedback."""
     flags: dict[str, list[str]] = field(default_factory=dict)
     """event_id -> detectors that flagged it, sorted."""
     versions: dict[str, str] = field(default_factory=dict)
@@ -63,6 +65,8 @@ class ReportData:
     jobs: list[tuple]
     flagged: list[tuple]
     """(event_id, detector, score, evidence, app, model_version, prompt, response), highest score first."""
+    feedback: list[tuple] = field(default_factory=list)
+    """(5-minute bucket, negative share, feedback given) of late feedback (the last per event and source)."""
 
 
 class Store(Protocol):
@@ -80,6 +84,7 @@ class Store(Protocol):
     def insert_retrain_status(self, statuses: Sequence[RetrainStatus]) -> None: ...
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
     def insert_deliveries(self, rows: list[list]) -> None: ...
+    def insert_feedback(self, items: Sequence[Feedback]) -> None: ...
 
     # --- reads ---
     def stats(self, alpha: float) -> dict: ...
@@ -95,6 +100,7 @@ class Store(Protocol):
                       limit: int) -> CurationData: ...
     def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData: ...
     def most_drifted_window(self, field: str | None = None) -> dict | None: ...
+    def event_segments(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]: ...
     def window_vectors(self, app: str, model_version: str, field: str, start: datetime, end: datetime,
                        limit: int) -> tuple[list[list[float]], list[list[float]]]: ...
     def due_deliveries(self, now: datetime, limit: int) -> list[dict]: ...
@@ -138,6 +144,8 @@ class ClickHouseStore(Writer):
             "events_distinct_ids": self._scalar(f"SELECT uniqExact(event_id) FROM {db}.inference_events"),
             "detections": self._scalar(f"SELECT count() FROM {db}.detections FINAL"),
             "dead_letters": self._scalar(f"SELECT count() FROM {db}.dead_letters FINAL"),
+            "feedback": self._scalar(f"SELECT count() FROM {db}.feedback FINAL"),
+            "feedback_negative": self._scalar(f"SELECT countIf(score < 0) FROM {db}.feedback FINAL"),
             "embeddings": self._scalar(f"SELECT count() FROM {db}.embeddings FINAL"),
             "drift_windows": self._scalar(f"SELECT count() FROM {db}.drift_windows FINAL"),
             "drift_alarms": self._scalar(f"SELECT countIf(p_value < {{a:Float64}}) FROM {db}.drift_windows FINAL",
@@ -242,8 +250,11 @@ class ClickHouseStore(Writer):
         where = ("app = {app:String} AND model_version = {mv:String} AND ts >= {start:DateTime64(3, 'UTC')} "
                  "AND ts <= {end:DateTime64(3, 'UTC')}")
         out = CurationData(events=self._rows(
-            f"SELECT event_id, ts, prompt, response, feedback, redacted FROM {db}.inference_events FINAL "
-            f"WHERE {where} AND status = 'ok' AND response != '' ORDER BY ts, event_id LIMIT {{limit:UInt32}}",
+            f"SELECT e.event_id, e.ts, e.prompt, e.response, multiIf(f.s IS NULL, e.feedback, e.feedback IS NULL, "
+            f"f.s, least(e.feedback, f.s)), e.redacted FROM {db}.inference_events AS e FINAL "
+            f"LEFT JOIN (SELECT event_id, toNullable(min(score)) AS s FROM {db}.feedback FINAL GROUP BY event_id) "
+            f"AS f ON f.event_id = e.event_id "
+            f"WHERE {where} AND status = 'ok' AND response != '' ORDER BY e.ts, e.event_id LIMIT {{limit:UInt32}}",
             **params))
         ets = where.replace("ts >=", "event_ts >=").replace("ts <=", "event_ts <=")
         for event_id, detector, label, version in self._rows(
@@ -281,7 +292,17 @@ class ClickHouseStore(Writer):
                 f"AND d.detector IN {{detectors:Array(String)}} ORDER BY d.score DESC, d.event_id, d.detector "
                 f"LIMIT {{n:UInt32}}",
                 detectors=list(detectors), n=flagged),
+            feedback=self._rows(f"SELECT toStartOfFiveMinutes(given_at) AS t, avg(score < 0), count() "
+                                f"FROM {db}.feedback FINAL GROUP BY t ORDER BY t"),
         )
+
+    def event_segments(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(app, model_version) of the stored events among ``event_ids``."""
+        if not event_ids:
+            return {}
+        return {e: (a, m) for e, a, m in self._rows(
+            f"SELECT DISTINCT event_id, app, model_version FROM {self.database}.inference_events "
+            f"WHERE event_id IN {{ids:Array(String)}}", ids=list(event_ids))}
 
     def most_drifted_window(self, field: str | None = None) -> dict | None:
         """The window with the lowest p-value (the earliest of equals), of ``field`` when given."""

@@ -23,6 +23,7 @@ from driftwarden.core.schemas import (
     AlertEvent,
     DetectionResult,
     DriftResult,
+    Feedback,
     EmbeddingRecord,
     InferenceEvent,
     RetrainRequest,
@@ -56,6 +57,7 @@ REQUEST_COLUMNS = ["request_id", "alert_id", "app", "model_version", "reason", "
                    "requested_at"]
 JOB_COLUMNS = ["job_id", "request_id", "app", "model_version", "status", "launcher", "dataset_version",
                "dataset_rows", "metrics", "message", "output_dir", "updated_at"]
+FEEDBACK_COLUMNS = ["event_id", "source", "score", "comment", "given_at", "received_at"]
 DEAD_LETTER_COLUMNS = [
     "dlq_id", "received_at", "source_topic", "source_partition", "source_offset", "stage",
     "reason", "message_key", "raw",
@@ -190,6 +192,12 @@ class Writer:
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [dead_letter_row(d) for d in letters]
         self.insert("dead_letters", DEAD_LETTER_COLUMNS, rows, [d.dlq_id for d in letters])
+
+    def insert_feedback(self, items: Sequence[Feedback]) -> None:
+        now = datetime.now(UTC)
+        rows = [[f.event_id, f.source, f.score, f.comment or "", f.timestamp, now] for f in items]
+        self.insert("feedback", FEEDBACK_COLUMNS, rows,
+                    [f"{f.event_id}/{f.source}/{f.timestamp.isoformat()}/{f.score}" for f in items])
 
 
 #: ClickHouse error codes that mean "this data", not "this server": type mismatches, values out of

@@ -94,7 +94,10 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
     assert a.flags == b.flags and a.versions == b.versions and a.flags
     assert plain(a.vectors) == plain(b.vectors)
     ra, rb = memory.report_data(5, 0.05, DETECTORS), real.report_data(5, 0.05, DETECTORS)
-    for name in ("volume", "rates", "drift", "alerts", "jobs", "flagged"):
+    assert dict((e[0], e[4]) for e in b.events)["seed-3"] == -1.0  # the lowest of late feedback
+    assert dict((e[0], e[4]) for e in b.events)["seed-5"] == -0.5  # the last write of a source wins
+    assert real.stats(0.05)["feedback"] == 4 and real.stats(0.05)["feedback_negative"] == 3
+    for name in ("volume", "rates", "drift", "alerts", "jobs", "flagged", "feedback"):
         assert plain(getattr(ra, name)) == plain(getattr(rb, name)), name
     for field in (None, "prompt", "response"):
         wa, wb = memory.most_drifted_window(field), real.most_drifted_window(field)
@@ -102,6 +105,8 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
         if wb is not None:
             assert plain({**wa, "clusters": json.loads(wa["clusters"])}) == \
                 plain({**wb, "clusters": json.loads(wb["clusters"])})
+    assert memory.event_segments(["seed-1", "seed-100", "nope"]) == real.event_segments(["seed-1", "seed-100", "nope"]) \
+        == {"seed-1": ("chat", "v1"), "seed-100": ("chat", "v2")}
     worst = real.most_drifted_window()
     window = (worst["app"], worst["model_version"], worst["field"], worst["window_start"], worst["window_end"], 300)
     assert plain(memory.window_vectors(*window)) == plain(real.window_vectors(*window))
