@@ -663,7 +663,8 @@ class Feedback(BaseModel):
                               use_attribute_docstrings=True)
 
     event_id: str = Field(pattern=EVENT_ID_PATTERN)
-    """The event judged (for OpenTelemetry traces: ``<trace id>:<span id>`` in hex)."""
+    """The event judged; for a call that came as an OpenTelemetry trace, its ``<trace id>:<span id>``
+    or the trace id alone (hex), which applies to every LLM call of the trace."""
     score: float = Field(ge=-1, le=1)
     """-1 (thumbs down) to 1 (thumbs up); below 0 counts as negative."""
     comment: str | None = Field(default=None, max_length=MAX_FEEDBACK_COMMENT)

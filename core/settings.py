@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     """Retraining requests."""
     topic_retrain_status: str = "llm.retrain.status"
     """Retraining job status: queued, running, succeeded, failed (with metrics)."""
+    topic_feedback: str = "llm.feedback"
+    """Feedback that arrives after its call (``Publisher.feedback``, ``POST /v1/feedback``)."""
     topic_partitions: int = Field(4, ge=1, le=1024)
     """Partitions of the topics driftwarden creates (the most score workers that share work)."""
     topic_replication: int = Field(1, ge=1, le=16)
@@ -223,7 +225,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "topic_inference", "topic_dlq", "topic_detections", "topic_events", "topic_embeddings", "topic_drift",
-        "topic_alerts", "topic_retrain", "topic_retrain_status",
+        "topic_alerts", "topic_retrain", "topic_retrain_status", "topic_feedback",
     )
     @classmethod
     def _topic_name(cls, value: str) -> str:

@@ -90,8 +90,8 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         if settings.policy_enabled:
             from driftwarden.streams import alert_agent, policy_agent
 
-            engine, detection_windows = policy_agent.attach(app, settings, topics)
-            progress.extend((engine.counters, detection_windows.counters))
+            engine, detection_windows, feedback_counts = policy_agent.attach(app, settings, topics, store)
+            progress.extend((engine.counters, detection_windows.counters, lambda: dict(feedback_counts)))
             alert_agent.attach(app, settings, topics, store)
         if settings.retrain.enabled:
             from driftwarden.streams import retrain_agent

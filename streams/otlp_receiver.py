@@ -10,6 +10,7 @@ spans (the broker slow or away) the answer is 503 (or 429, ``DRIFTWARDEN_OTLP__B
 
 Spans become events through :mod:`driftwarden.core.ingest.otlp` (the ingestion seam); this module
 only serves HTTP and hands the results to a :class:`~driftwarden.streams.publisher.Publisher`.
+``POST /v1/feedback`` takes late feedback (JSON, one object or a list) for ``llm.feedback``.
 ``GET /stats`` shows the counters (spans received, mapped, skipped, dead-lettered by convention;
 log records joined and dropped; answers by status).
 """
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 #: gRPC status codes used in the ``Status`` bodies.
 INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE = 3, 8, 14
 TICK_S = 0.2
+MAX_FEEDBACK_ITEMS = 1_000
 LOG_EVERY_S = 60.0
 #: How long a stopping receiver waits for the broker to take what it holds (within Kubernetes'
 #: default 30 s grace).
@@ -71,6 +73,7 @@ class OtlpReceiver:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_post("/v1/traces", self.traces)
         app.router.add_post("/v1/logs", self.logs)
+        app.router.add_post("/v1/feedback", self.feedback)
         app.router.add_get("/stats", self.stats)
         app.router.add_get("/", self.health)
         app.on_startup.append(self._start_ticker)
@@ -126,6 +129,52 @@ class OtlpReceiver:
 
     async def logs(self, request: Any) -> Any:
         return await self._export(request, "logs")
+
+    async def feedback(self, request: Any) -> Any:
+        """``POST /v1/feedback``: one feedback object or a list of them (JSON), for ``llm.feedback``.
+
+        Answers 200 ``{"accepted": n, "rejected": [{"index": i, "reason": ...}]}`` when any was
+        valid, 400 with the same body when none was, 413 past the body limit or 1,000 items."""
+        from aiohttp import web
+
+        from driftwarden.core.errors import InvalidEventError
+        from driftwarden.core.schemas import parse_feedback
+
+        if content_kind(request.headers.get("Content-Type")) != "json":
+            return self._status(415, INVALID_ARGUMENT, "send application/json", "json")
+        if self.stopping:
+            return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", "json", retry=True)
+        try:
+            body = await self._body(request)
+            data = json.loads(body)
+        except OtlpDecodeError as exc:
+            return self._status(413 if exc.too_large else 400, INVALID_ARGUMENT, str(exc), "json")
+        except (ValueError, RecursionError):
+            return self._status(400, INVALID_ARGUMENT, "the body is not JSON", "json")
+        items = data if isinstance(data, list) else [data]
+        if len(items) > MAX_FEEDBACK_ITEMS:
+            return self._status(413, INVALID_ARGUMENT, f"{len(items)} feedback items in one request, more than "
+                                f"{MAX_FEEDBACK_ITEMS}", "json")
+        if self.publisher.room < len(items) + self.mapper.pending:
+            return self._status(self.config.busy_status, RESOURCE_EXHAUSTED, "the producer's queue is full; retry "
+                                "later", "json", retry=True)
+        accepted, rejected = 0, []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise InvalidEventError("feedback must be a JSON object")
+                parsed = parse_feedback(item)
+            except InvalidEventError as exc:
+                rejected.append({"index": index, "reason": exc.reason})
+                continue
+            self.publisher.publish_record(self.settings.topic_feedback, parsed.event_id.encode(),
+                                          parsed.to_json_bytes())
+            accepted += 1
+        self.mapper.counts["feedback.accepted"] += accepted
+        self.mapper.counts["feedback.rejected"] += len(rejected)
+        status = 200 if accepted or not items else 400
+        self.answers[status] += 1
+        return web.json_response({"accepted": accepted, "rejected": rejected}, status=status)
 
     async def _export(self, request: Any, signal_name: str) -> Any:
         kind = content_kind(request.headers.get("Content-Type"))

@@ -1,7 +1,9 @@
 """Policy agent: detections and drift windows in, alerts and retraining requests out.
 
 Consumes ``llm.detections`` (one record per event) into detection windows per app and model
-version, and ``llm.drift`` (closed drift windows); the :class:`PolicyEngine` judges each
+version, ``llm.feedback`` (late feedback, joined to its event's segment: from the events seen
+lately, else from the store; feedback whose event is not stored yet is not judged) into the same
+windows, and ``llm.drift`` (closed drift windows); the :class:`PolicyEngine` judges each
 window's metrics against the rules and the agent sends what it decides to ``llm.alerts`` and
 ``llm.retrain``. Runs in the sink process (one instance: the rules' state is in memory, so a
 restart starts each rule's count of consecutive windows afresh). Its state is bounded per segment
@@ -12,14 +14,22 @@ the stream goes on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 
 import faust
 
-from driftwarden.core.schemas import DriftResult, parse_detections
+from driftwarden.core.schemas import DriftResult, parse_detections, parse_feedback
 from driftwarden.core.settings import Settings
 from driftwarden.detectors.drift.windows import join_id
-from driftwarden.retrain_trigger.alerting.policy import Decision, DetectionWindows, PolicyEngine, drift_observations
+from driftwarden.retrain_trigger.alerting.policy import (
+    Decision,
+    DetectionWindows,
+    PolicyEngine,
+    RecentSegments,
+    drift_observations,
+)
 from driftwarden.retrain_trigger.alerting.rules import load_policy
 from driftwarden.streams.guard import exit_process, guarded
 from driftwarden.streams.topics import TopicNames
@@ -28,7 +38,10 @@ from driftwarden.streams.validation import parsed
 log = logging.getLogger(__name__)
 
 
-def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[PolicyEngine, DetectionWindows]:
+def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
+           ) -> tuple[PolicyEngine, DetectionWindows, Counter]:
+    """Attach the policy's agents; ``store`` (the sink's) finds the segment of feedback whose event
+    was not seen lately. Returns the engine, the windows and the feedback counters."""
     policy = load_policy(settings.policy_file)
     bounds = {"idle_minutes": settings.segment_idle_minutes, "max_segments": settings.max_segments}
     engine = PolicyEngine(policy, grafana_url=settings.grafana_url, **bounds)
@@ -58,6 +71,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[Poli
     async def policy_detections(stream):
         async for results in parsed(stream, parse_detections, "policy agent"):
             try:
+                if results:
+                    recent.remember(results[0].event_id, results[0].app, results[0].model_version)
                 decision = engine.observe(windows.add(results))
             except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
                 log.error("policy agent could not take the detections of event %r; they are skipped and the stream "
@@ -78,6 +93,43 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[Poli
                 continue
             await emit(decision)
 
+    recent = RecentSegments()
+    feedback_counts: Counter[str] = Counter()
+
+    @app.agent(app.topic(topics.feedback, value_serializer="raw", key_serializer="raw"), name="policy-feedback")
+    @guarded("the policy agent (feedback)")
+    async def policy_feedback(stream):
+        async for batch in stream.take(500, within=1.0):
+            items = []
+            for raw in batch:
+                try:
+                    items.append(parse_feedback(raw))
+                except Exception:  # noqa: BLE001 - the sink dead-letters it with the reason
+                    feedback_counts["feedback_unreadable"] += 1
+            missing = sorted({f.event_id for f in items if recent.get(f.event_id) is None})
+            found: dict = {}
+            if missing and store is not None:
+                try:
+                    found = await asyncio.to_thread(store.event_segments, missing)
+                except Exception:  # noqa: BLE001 - not judged now; the feedback itself is stored by the sink
+                    log.warning("policy agent could not look up the events of %d feedback record(s) in the store; "
+                                "they are not judged (they are still stored). If this repeats, check the store",
+                                len(missing), exc_info=True)
+            observations = []
+            for f in items:
+                segment = recent.get(f.event_id) or found.get(f.event_id)
+                if segment is None:
+                    feedback_counts["feedback_event_unknown"] += 1
+                    continue
+                feedback_counts["feedback_judged"] += 1
+                observations += windows.add_feedback(*segment, f.score, f.event_id, f.timestamp)
+            try:
+                decision = engine.observe(observations)
+            except Exception:  # noqa: BLE001
+                log.error("policy agent could not judge feedback; it is skipped and the stream goes on", exc_info=True)
+                continue
+            await emit(decision)
+
     @app.timer(interval=5.0)
     async def close_detection_windows():
         try:
@@ -89,4 +141,4 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> tuple[Poli
             return
         await emit(decision)
 
-    return engine, windows
+    return engine, windows, feedback_counts

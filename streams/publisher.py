@@ -23,10 +23,11 @@ import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from driftwarden.core.errors import InvalidEventError, PublisherClosedError
-from driftwarden.core.schemas import EventLimits, InferenceEvent, encode_event
+from driftwarden.core.schemas import EventLimits, InferenceEvent, encode_event, parse_feedback
 from driftwarden.core.settings import Settings, get_settings
 from driftwarden.streams.topics import bootstrap_servers
 
@@ -114,6 +115,7 @@ class Publisher:
     ) -> None:
         s = settings if settings is not None else get_settings()
         self.topic = topic if topic is not None else s.topic_inference
+        self.feedback_topic = s.topic_feedback
         self.servers = bootstrap_servers(s, bootstrap)
         self.flush_at = flush_at if flush_at is not None else s.publisher_flush_at
         self.flush_interval = (
@@ -162,6 +164,22 @@ class Publisher:
             return False
         self.stats.queued += 1
         return True
+
+    def feedback(self, event_id: str, score: float, comment: str | None = None, source: str = "user",
+                 timestamp: datetime | None = None) -> bool:
+        """Queue feedback on an earlier call (``score`` -1 thumbs down to 1 thumbs up) for
+        ``llm.feedback``; returns False (and counts it) if it is invalid or the queue is full. Never
+        blocks. It may come before its event is stored: the two join when both are there."""
+        fields: dict[str, Any] = {"event_id": event_id, "score": score, "comment": comment, "source": source}
+        if timestamp is not None:
+            fields["timestamp"] = timestamp
+        try:
+            item = parse_feedback(fields)
+        except InvalidEventError as exc:
+            self.stats.refused_invalid += 1
+            self._log_refusal(f"feedback is invalid ({exc.reason})")
+            return False
+        return self.publish_record(self.feedback_topic, item.event_id.encode(), item.to_json_bytes())
 
     @property
     def capacity(self) -> int:

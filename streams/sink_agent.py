@@ -1,4 +1,4 @@
-"""Sink agents: write events, detections and dead letters to ClickHouse in batches.
+"""Sink agents: write events, detections, feedback and dead letters to ClickHouse in batches.
 
 Each agent takes a batch, inserts it (retrying until ClickHouse acknowledges it) and only then
 moves on, so the batch's offsets are committed after the rows are durable. While ClickHouse
@@ -23,12 +23,14 @@ from driftwarden.core.schemas import (
     AlertEvent,
     DriftResult,
     EventLimits,
+    Feedback,
     InferenceEvent,
     cap_reason,
     RetrainRequest,
     RetrainStatus,
     parse_detections,
     parse_embeddings,
+    parse_feedback,
 )
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.client import clear_owner, open_client, write_owner
@@ -154,6 +156,25 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
                "alerts", "alerts")
     table_sink(topics.retrain, "sink-retrain-requests", RetrainRequest.model_validate_json, "a RetrainRequest",
                writer.insert_retrain_requests, "retraining requests", "retrain_requests")
+    comment_redactor = None
+    if settings.redact_pii:
+        from driftwarden.detectors.pii import WITHHELD, TextRedactor
+
+        comment_redactor = TextRedactor(settings.detectors.pii)
+
+    def parse_stored_feedback(raw: bytes) -> Feedback:
+        """A Feedback, its comment redacted (withheld when the scan fails) when redaction is on."""
+        item = parse_feedback(raw)
+        if comment_redactor is None or not item.comment:
+            return item
+        try:
+            comment = comment_redactor.redact(item.comment)
+        except Exception as exc:  # noqa: BLE001 - never stored unscanned
+            comment = WITHHELD.format(reason=type(exc).__name__)
+        return item.model_copy(update={"comment": comment})
+
+    table_sink(topics.feedback, "sink-feedback", parse_stored_feedback, "a Feedback", writer.insert_feedback,
+               "feedback", "feedback")
     table_sink(topics.retrain_status, "sink-retrain-status", RetrainStatus.model_validate_json, "a RetrainStatus",
                writer.insert_retrain_status, "retraining job updates", "retrain_jobs")
 

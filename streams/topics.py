@@ -29,18 +29,19 @@ class TopicNames:
     alerts: str
     retrain: str
     retrain_status: str
+    feedback: str
 
     @classmethod
     def from_settings(cls, s: Settings) -> TopicNames:
         return cls(
             inference=s.topic_inference, dlq=s.topic_dlq, detections=s.topic_detections,
             events=s.topic_events, embeddings=s.topic_embeddings, drift=s.topic_drift, alerts=s.topic_alerts, retrain=s.topic_retrain,
-            retrain_status=s.topic_retrain_status,
+            retrain_status=s.topic_retrain_status, feedback=s.topic_feedback,
         )
 
     def all(self) -> list[str]:
         return [self.inference, self.dlq, self.detections, self.events, self.embeddings, self.drift, self.alerts,
-                self.retrain, self.retrain_status]
+                self.retrain, self.retrain_status, self.feedback]
 
 
 def bootstrap_servers(settings: Settings, bootstrap: str | None = None) -> list[str]:

@@ -82,6 +82,13 @@ def write_seed(store, n: int = 120):
     w.insert_feedback([Feedback(event_id="seed-5", score=-0.5, source="user", timestamp=T0 + timedelta(minutes=7),
                                 comment="wrong answer"),
                        Feedback(event_id="not-yet-arrived", score=-1.0, timestamp=T0)])
+    # Feedback on a trace: it applies to the trace's calls (ids "<trace id>:<span id>").
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    w.insert_events([event_from_mapping(valid_event(f"{trace}:{span}", app="chat", model_version="v1",
+                                                    timestamp=(T0 + timedelta(seconds=5)).isoformat(),
+                                                    response="Traced answer.", prompt="a traced question"))
+                     for span in ("b7ad6b7169203331", "00f067aa0ba902b7")])
+    w.insert_feedback([Feedback(event_id=trace, score=-0.25, timestamp=T0)])
     w.insert_dead_letters([DeadLetter("llm.inference", 0, k, "validate", "not JSON", b"", b"{oops",
                                       received_at=T0 + timedelta(minutes=k)) for k in range(3)])
     fired = T0 + timedelta(minutes=60)

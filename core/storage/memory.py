@@ -204,9 +204,9 @@ class MemoryStore:
         for f in self.feedback.values():
             late[f.event_id] = min(f.score, late.get(f.event_id, f.score))
 
-        def lowest(e: InferenceEvent) -> float | None:
-            scores = [s for s in (e.feedback, late.get(e.event_id)) if s is not None]
-            return min(scores) if scores else None
+        def lowest(e: InferenceEvent) -> float:
+            trace = e.event_id.split(":", 1)[0]
+            return min(s for s in (e.feedback, late.get(e.event_id), late.get(trace), 2.0) if s is not None)
 
         out = CurationData(events=[(e.event_id, e.timestamp, e.prompt, e.response, lowest(e), int(red))
                                    for e, red in events[:limit]])
@@ -256,7 +256,14 @@ class MemoryStore:
         )
 
     def event_segments(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        return {e: (self.events[e][0].app, self.events[e][0].model_version) for e in event_ids if e in self.events}
+        wanted = set(event_ids)
+        out: dict[str, tuple[str, str]] = {}
+        for event_id in sorted(self.events):
+            e = self.events[event_id][0]
+            key = event_id if event_id in wanted else event_id.split(":", 1)[0]
+            if key in wanted:
+                out[key] = (e.app, e.model_version)
+        return out
 
     def most_drifted_window(self, field: str | None = None) -> dict | None:
         windows = [w for w in self.drift.values() if field is None or w.field == field]

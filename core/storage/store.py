@@ -41,7 +41,8 @@ class CurationData:
 
     events: list[tuple] = field(default_factory=list)
     """(event_id, ts, prompt, response, feedback, redacted) of successful events with a response, oldest first;
-    feedback is the lowest of the event's own and every source's late feedback."""
+    feedback is the lowest of the event's own and every source's late feedback (on the event, or on
+    its trace for an event id ``<trace id>:<span id>``); above 1 means none."""
     flags: dict[str, list[str]] = field(default_factory=dict)
     """event_id -> detectors that flagged it, sorted."""
     versions: dict[str, str] = field(default_factory=dict)
@@ -250,10 +251,12 @@ class ClickHouseStore(Writer):
         where = ("app = {app:String} AND model_version = {mv:String} AND ts >= {start:DateTime64(3, 'UTC')} "
                  "AND ts <= {end:DateTime64(3, 'UTC')}")
         out = CurationData(events=self._rows(
-            f"SELECT e.event_id, e.ts, e.prompt, e.response, multiIf(f.s IS NULL, e.feedback, e.feedback IS NULL, "
-            f"f.s, least(e.feedback, f.s)), e.redacted FROM {db}.inference_events AS e FINAL "
+            f"SELECT e.event_id, e.ts, e.prompt, e.response, arrayMin(arrayFilter(x -> x IS NOT NULL, "
+            f"[e.feedback, f.s, t.s, toNullable(2.0)])) AS fb, e.redacted FROM {db}.inference_events AS e FINAL "
             f"LEFT JOIN (SELECT event_id, toNullable(min(score)) AS s FROM {db}.feedback FINAL GROUP BY event_id) "
             f"AS f ON f.event_id = e.event_id "
+            f"LEFT JOIN (SELECT event_id, toNullable(min(score)) AS s FROM {db}.feedback FINAL GROUP BY event_id) "
+            f"AS t ON t.event_id = splitByChar(':', e.event_id)[1] "
             f"WHERE {where} AND status = 'ok' AND response != '' ORDER BY e.ts, e.event_id LIMIT {{limit:UInt32}}",
             **params))
         ets = where.replace("ts >=", "event_ts >=").replace("ts <=", "event_ts <=")
@@ -297,12 +300,17 @@ class ClickHouseStore(Writer):
         )
 
     def event_segments(self, event_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """(app, model_version) of the stored events among ``event_ids``."""
+        """(app, model_version) of the stored events among ``event_ids``; an id that is a trace id
+        (feedback on a traced call) finds the events of that trace (``<trace id>:<span id>``)."""
         if not event_ids:
             return {}
-        return {e: (a, m) for e, a, m in self._rows(
-            f"SELECT DISTINCT event_id, app, model_version FROM {self.database}.inference_events "
-            f"WHERE event_id IN {{ids:Array(String)}}", ids=list(event_ids))}
+        out: dict[str, tuple[str, str]] = {}
+        for e, a, m in self._rows(
+                f"SELECT DISTINCT event_id, app, model_version FROM {self.database}.inference_events "
+                f"WHERE event_id IN {{ids:Array(String)}} OR splitByChar(':', event_id)[1] IN {{ids:Array(String)}} "
+                f"ORDER BY event_id", ids=list(event_ids)):
+            out[e if e in event_ids else e.split(":", 1)[0]] = (a, m)
+        return {k: v for k, v in out.items() if k in event_ids}
 
     def most_drifted_window(self, field: str | None = None) -> dict | None:
         """The window with the lowest p-value (the earliest of equals), of ``field`` when given."""

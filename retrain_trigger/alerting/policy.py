@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 
 from driftwarden.core.schemas import AlertEvent, DatasetSpec, DetectionResult, DriftResult, RetrainRequest
 from driftwarden.detectors.drift.windows import Throttled, join_id
-from driftwarden.retrain_trigger.alerting.rules import DETECTOR_METRICS, Policy, Rule
+from driftwarden.retrain_trigger.alerting.rules import COUNTED_METRICS, Policy, Rule
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ METRIC_WORDS = {
     "latency_p95_ms": "the 95th percentile latency (ms)",
     "error_rate": "the share of failed calls",
     "cost_per_hour": "the cost per hour (USD)",
+    "feedback_negative_rate": "the share of negative user feedback",
 }
 DASHBOARDS = {"drift_p_value": "driftwarden-drift", "drift_statistic": "driftwarden-drift",
               "detector_rate": "driftwarden-safety", "detector_mean": "driftwarden-safety"}
@@ -109,6 +110,9 @@ class _Window:
     latency: list[float] = field(default_factory=list)
     errors: int = 0
     cost: float = 0.0
+    feedback: list[tuple[float, str]] = field(default_factory=list)
+    """(score, event_id) of late feedback on the segment's events, in the order it came."""
+    feedback_times: list[datetime] = field(default_factory=list)
 
 
 class DetectionWindows:
@@ -188,12 +192,33 @@ class DetectionWindows:
             out += self._close(key)
         return out
 
+    def add_feedback(self, app: str, model_version: str, score: float, event_id: str, given_at: datetime
+                     ) -> list[Observation]:
+        """Late feedback on an event of the segment: it joins the segment's open window (it does not
+        count toward the window's size); the observations of a window evicted for it, if any."""
+        key = (app, model_version)
+        out: list[Observation] = []
+        value = _finite(score)
+        if value is None:
+            self.nonfinite_values += 1
+            return out
+        now = self.clock()
+        if key in self._seen:
+            self._seen.move_to_end(key)
+        elif len(self._seen) >= self.max_segments:
+            out += self._evict_least_recent(key)
+        self._seen[key] = now
+        window = self._open.setdefault(key, _Window(opened=now))
+        window.feedback.append((max(-1.0, min(1.0, value)), event_id))
+        window.feedback_times.append(given_at)
+        return out
+
     def due(self) -> list[Observation]:
         """Observations of windows open longer than ``minutes`` (called by a timer); segments
         idle for ``idle_minutes`` are then forgotten."""
         now = self.clock()
         out: list[Observation] = []
-        for key in [k for k, w in self._open.items() if now - w.opened >= self.seconds and w.ids]:
+        for key in [k for k, w in self._open.items() if now - w.opened >= self.seconds and (w.ids or w.feedback)]:
             out.extend(self._close(key))
         while self._seen:
             key, seen = next(iter(self._seen.items()))
@@ -205,7 +230,8 @@ class DetectionWindows:
 
     def _forget(self, key: tuple[str, str]) -> list[Observation]:
         self._seen.pop(key, None)
-        out = self._close(key) if self._open.get(key) is not None and self._open[key].ids else []
+        window = self._open.get(key)
+        out = self._close(key) if window is not None and (window.ids or window.feedback) else []
         self._open.pop(key, None)
         self._sequence.pop(key, None)
         return out
@@ -227,7 +253,8 @@ class DetectionWindows:
         window = self._open.pop(key)
         seq = self._sequence[key] = self._sequence.get(key, 0) + 1
         app, mv = key
-        start, end = min(window.times), max(window.times)
+        times = window.times or window.feedback_times
+        start, end = min(times), max(times)
         n = len(window.ids)
         common = {"app": app, "model_version": mv, "field": "*", "window_id": join_id(app, mv, "detections", seq),
                   "window_start": start, "window_end": end}
@@ -249,7 +276,34 @@ class DetectionWindows:
             out.append(Observation(metric="error_rate", value=window.errors / len(window.latency), n=n, **common))
             hours = max((end - start).total_seconds(), 60.0) / 3600
             out.append(Observation(metric="cost_per_hour", value=_clamp(window.cost / hours), n=n, **common))
+        if window.feedback:
+            negative = [event_id for score, event_id in window.feedback if score < 0]
+            out.append(Observation(metric="feedback_negative_rate", value=len(negative) / len(window.feedback),
+                                   n=len(window.feedback), examples=tuple(negative[:EXAMPLES]), **common))
         return out
+
+
+class RecentSegments:
+    """The (app, model_version) of the last ``size`` events seen, for feedback that names only its
+    event (least recently seen forgotten first)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._segments: OrderedDict[str, tuple[str, str]] = OrderedDict()
+
+    def remember(self, event_id: str, app: str, model_version: str) -> None:
+        """Remember an event's segment (an id ``<trace id>:<span id>`` under its trace id too)."""
+        keys = [event_id]
+        if ":" in event_id:
+            keys.append(event_id.split(":", 1)[0])
+        for key in keys:
+            self._segments[key] = (app, model_version)
+            self._segments.move_to_end(key)
+        while len(self._segments) > self.size:
+            self._segments.popitem(last=False)
+
+    def get(self, event_id: str) -> tuple[str, str] | None:
+        return self._segments.get(event_id)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -380,7 +434,7 @@ class PolicyEngine:
         return [r for r in self.policy.rules
                 if r.metric == obs.metric and (r.detector is None or r.detector == obs.detector)
                 and r.segment.matches(obs.app, obs.model_version, obs.field)
-                and not (r.metric in DETECTOR_METRICS and obs.n < r.min_events)]
+                and not (r.metric in COUNTED_METRICS and obs.n < r.min_events)]
 
     def observe(self, observations: Iterable[Observation]) -> Decision:
         """Judge each observation; one that fails is logged and skipped (its rule's state unchanged)."""

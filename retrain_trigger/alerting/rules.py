@@ -23,14 +23,16 @@ from driftwarden.core.errors import PolicyError
 
 Metric = Literal[
     "detector_rate", "detector_mean", "drift_p_value", "drift_statistic", "latency_p95_ms", "error_rate",
-    "cost_per_hour",
+    "cost_per_hour", "feedback_negative_rate",
 ]
 DETECTOR_METRICS = ("detector_rate", "detector_mean")
+#: Metrics not judged on windows with fewer than ``min_events`` results (or feedback records).
+COUNTED_METRICS = (*DETECTOR_METRICS, "feedback_negative_rate")
 DRIFT_METRICS = ("drift_p_value", "drift_statistic")
 #: Which way each metric goes when things get worse.
 WORSE_WHEN: dict[str, Literal["above", "below"]] = {
     "detector_rate": "above", "detector_mean": "above", "drift_p_value": "below", "drift_statistic": "above",
-    "latency_p95_ms": "above", "error_rate": "above", "cost_per_hour": "above",
+    "latency_p95_ms": "above", "error_rate": "above", "cost_per_hour": "above", "feedback_negative_rate": "above",
 }
 
 
@@ -61,7 +63,8 @@ class Rule(BaseModel):
     metric: Metric
     """``detector_rate`` (share of events a detector flagged), ``detector_mean`` (mean score),
     ``drift_p_value`` / ``drift_statistic`` (embedding drift window), ``latency_p95_ms``,
-    ``error_rate`` (share of failed calls), ``cost_per_hour`` (US dollars)."""
+    ``error_rate`` (share of failed calls), ``cost_per_hour`` (US dollars), ``feedback_negative_rate``
+    (share of the late feedback in the window below 0)."""
     detector: str | None = None
     """The detector, for ``detector_rate`` and ``detector_mean``."""
     segment: SegmentSelector = Field(default_factory=SegmentSelector)
@@ -79,7 +82,8 @@ class Rule(BaseModel):
     retrain: bool = False
     """Request retraining when the rule fires (once per episode)."""
     min_events: int = Field(20, ge=1)
-    """Detection windows with fewer events are not judged (too noisy)."""
+    """Detection windows with fewer events (for ``feedback_negative_rate``: fewer feedback records)
+    are not judged (too noisy)."""
     description: str = ""
     """What the rule means, for the alert's summary."""
 

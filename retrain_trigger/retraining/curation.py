@@ -111,7 +111,8 @@ def read_rows(store: Store, request: RetrainRequest) -> tuple[list[Row], dict[st
     """The segment's successful events in the request's range, with flags and prompt vectors."""
     data = store.curation_data(request.app, request.model_version, request.start, request.end,
                                request.dataset.max_rows)
-    rows = [Row(event_id=e, ts=ts, prompt=p, response=r, feedback=fb, redacted=bool(red),
+    rows = [Row(event_id=e, ts=ts, prompt=p, response=r, feedback=fb if fb is not None and fb <= 1 else None,
+                redacted=bool(red),
                 flags=tuple(data.flags.get(e, ())),
                 vector=np.asarray(data.vectors[e], dtype=np.float32) if e in data.vectors else None)
             for e, ts, p, r, fb, red in data.events]

@@ -75,6 +75,37 @@ def start_rotel(receiver: str, log: Path) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port}"
 
 
+FEEDBACK_POLICY = """
+version: 1
+window_size: 200
+window_minutes: 0.1
+rules:
+  - name: negative-feedback
+    metric: feedback_negative_rate
+    threshold: 0.35
+    min_events: 5
+    severity: warning
+"""
+
+
+@pytest.fixture(scope="module")
+def stack_env(stack_env, tmp_path_factory):
+    """A policy whose detection windows close after 6 s and that judges windows of 5 feedback records."""
+    policy = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    policy.write_text(FEEDBACK_POLICY)
+    return {**stack_env, "DRIFTWARDEN_POLICY_FILE": str(policy)}
+
+
+def post_json(url: str, payload) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 @pytest.fixture(scope="module")
 def traffic(stack, stack_settings, tmp_path_factory) -> dict[str, list[dict]]:
     """Every way in, sent once; what each client saw, by run."""
@@ -99,6 +130,40 @@ def traffic(stack, stack_settings, tmp_path_factory) -> dict[str, list[dict]]:
     seen["twice"] = [{"question": "the same export, sent twice", "event_id": f"{twice.trace_id.hex()}:"
                                                                              f"{twice.span_id.hex()}"}]
     return seen
+
+
+@pytest.fixture(scope="module")
+def feedback(traffic, stack, stack_settings) -> dict:
+    """Thumbs down on every call of the app, half through ``POST /v1/feedback`` and half through
+    ``Publisher.feedback``; and feedback on an event that is published only afterwards."""
+    from driftwarden.streams.publisher import Publisher
+    from driftwarden.tests.cases import valid_event
+
+    n = sum(len(v) for v in traffic.values())
+    counts = wait_for(stack_settings, lambda c: c["events"] >= n, timeout_s=120, stack=stack)
+    endpoint = f"http://{stack_settings.otlp.host}:{stack_settings.otlp.port}/v1/feedback"
+    ids = sorted(stack_ids(stack_settings))
+    half = len(ids) // 2
+    status, answer = post_json(endpoint, [{"event_id": i, "score": -1, "comment": "wrong, mail me at a@b.example"}
+                                          for i in ids[:half]] + [{"event_id": "x y", "score": 3}])
+    assert status == 200 and answer["accepted"] == half and [r["index"] for r in answer["rejected"]] == [half]
+    assert post_json(endpoint, {"event_id": "no", "score": "bad"})[0] == 400
+    with Publisher(stack.bootstrap, settings=stack_settings) as pub:
+        for i in ids[half:]:
+            assert pub.feedback(i, -0.5, source="reviewer")
+        assert pub.feedback("arrives-later", -1.0)
+        pub.flush(timeout=30)
+        time.sleep(2)
+        pub.publish(valid_event("arrives-later", app="shop-assistant", model_version="2024-11",
+                                prompt="A question whose feedback came first", response="An answer."))
+    return {"ids": ids, "events_before": counts["events"]}
+
+
+def stack_ids(settings) -> list[str]:
+    """Ids of the app's stored events, read through the sink's report data."""
+    from driftwarden.streams.sink_pages import read_stats
+
+    return [a["event_id"] for a in read_stats(settings).get("events_ids", [])]
 
 
 @pytest.fixture(scope="module")

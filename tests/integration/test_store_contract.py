@@ -69,7 +69,7 @@ def test_counts_latest_rows_and_segment_reads_are_the_same(stores):
     for field in ("prompt", "response"):
         assert memory.texts(field, ids) == real.texts(field, ids)
     assert memory.count_events("chat", "v1", T0, T0 + timedelta(minutes=10)) == \
-        real.count_events("chat", "v1", T0, T0 + timedelta(minutes=10)) == 21
+        real.count_events("chat", "v1", T0, T0 + timedelta(minutes=10)) == 23  # 21 + 2 traced
 
 
 def test_jobs_requests_and_deliveries_are_the_same(stores):
@@ -96,7 +96,9 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
     ra, rb = memory.report_data(5, 0.05, DETECTORS), real.report_data(5, 0.05, DETECTORS)
     assert dict((e[0], e[4]) for e in b.events)["seed-3"] == -1.0  # the lowest of late feedback
     assert dict((e[0], e[4]) for e in b.events)["seed-5"] == -0.5  # the last write of a source wins
-    assert real.stats(0.05)["feedback"] == 4 and real.stats(0.05)["feedback_negative"] == 3
+    assert real.stats(0.05)["feedback"] == 5 and real.stats(0.05)["feedback_negative"] == 4
+    traced = [e[4] for e in b.events if e[0].startswith("0af7651916cd43dd8448eb211c80319c:")]
+    assert traced == [-0.25, -0.25]  # feedback on the trace reaches each of its calls
     for name in ("volume", "rates", "drift", "alerts", "jobs", "flagged", "feedback"):
         assert plain(getattr(ra, name)) == plain(getattr(rb, name)), name
     for field in (None, "prompt", "response"):
@@ -105,8 +107,9 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
         if wb is not None:
             assert plain({**wa, "clusters": json.loads(wa["clusters"])}) == \
                 plain({**wb, "clusters": json.loads(wb["clusters"])})
-    assert memory.event_segments(["seed-1", "seed-100", "nope"]) == real.event_segments(["seed-1", "seed-100", "nope"]) \
-        == {"seed-1": ("chat", "v1"), "seed-100": ("chat", "v2")}
+    ids = ["seed-1", "seed-100", "nope", "0af7651916cd43dd8448eb211c80319c"]
+    assert memory.event_segments(ids) == real.event_segments(ids) == {
+        "seed-1": ("chat", "v1"), "seed-100": ("chat", "v2"), "0af7651916cd43dd8448eb211c80319c": ("chat", "v1")}
     worst = real.most_drifted_window()
     window = (worst["app"], worst["model_version"], worst["field"], worst["window_start"], worst["window_end"], 300)
     assert plain(memory.window_vectors(*window)) == plain(real.window_vectors(*window))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -181,3 +182,16 @@ def test_room_says_how_many_more_records_the_queue_takes(settings):
     finally:
         gate.set()
         pub.close()
+
+
+def test_feedback_goes_to_the_feedback_topic_keyed_by_event_and_invalid_feedback_is_refused(settings):
+    producer = FakeProducer()
+    with make(settings, producer) as pub:
+        assert pub.feedback("evt-1", -1, comment="wrong", source="user")
+        assert not pub.feedback("evt-1", 7)  # outside [-1, 1]
+        assert not pub.feedback("bad id with spaces", 1)
+        assert pub.flush(timeout=5)
+    [(topic, key, value)] = producer.sent
+    assert (topic, key) == (settings.topic_feedback, b"evt-1")
+    assert json.loads(value)["score"] == -1 and json.loads(value)["comment"] == "wrong"
+    assert pub.stats.refused_invalid == 2

@@ -259,3 +259,45 @@ def test_detection_windows_evict_the_least_recent_segment_closing_its_window_and
     clock.t = 121 * 60
     windows.due()
     assert windows.live_segments == 0 and windows.evicted_idle == 2
+
+
+# --- late feedback ----------------------------------------------------------------------------
+
+
+def test_late_feedback_joins_its_segments_window_and_the_negative_share_fires_its_rule():
+    clock = Clock()
+    windows = DetectionWindows(size=3, minutes=5, clock=clock)
+    for i in range(12):  # feedback does not count toward the window's size
+        assert windows.add_feedback("chat", "v1", -1.0 if i < 6 else 1.0, f"e{i}", T0 + timedelta(seconds=i)) == []
+    out = windows.add([result("e0", "toxicity", 0.1, False)]) + windows.add([result("e1", "toxicity", 0.1, False)])
+    assert out == []
+    out = windows.add([result("e2", "toxicity", 0.1, False)])
+    [obs] = [o for o in out if o.metric == "feedback_negative_rate"]
+    assert (obs.value, obs.n, obs.examples[:2]) == (0.5, 12, ("e0", "e1"))
+    e = PolicyEngine(Policy(rules=[{"name": "negative-feedback", "metric": "feedback_negative_rate",
+                                    "threshold": 0.35, "min_events": 10}]), clock=clock)
+    [alert] = e.observe([obs]).alerts
+    assert "negative user feedback" in alert.summary and alert.value == 0.5
+
+
+def test_a_window_of_feedback_alone_closes_by_time_and_too_little_feedback_is_not_judged():
+    clock = Clock()
+    windows = DetectionWindows(size=100, minutes=1, clock=clock)
+    windows.add_feedback("chat", "v1", -1.0, "e0", T0)
+    windows.add_feedback("chat", "v1", float("nan"), "e1", T0)  # skipped, counted
+    clock.t = 61
+    [obs] = windows.due()
+    assert (obs.metric, obs.n, obs.window_start) == ("feedback_negative_rate", 1, T0)
+    assert windows.nonfinite_values == 1
+    e = PolicyEngine(Policy(rules=[{"name": "nf", "metric": "feedback_negative_rate", "threshold": 0.35,
+                                    "min_events": 10}]), clock=clock)
+    assert not e.observe([obs]).alerts
+
+
+def test_recent_segments_remember_the_last_events_only():
+    from driftwarden.retrain_trigger.alerting.policy import RecentSegments
+
+    recent = RecentSegments(size=2)
+    for i in range(3):
+        recent.remember(f"e{i}", "chat", f"v{i}")
+    assert recent.get("e0") is None and recent.get("e2") == ("chat", "v2")
