@@ -9,8 +9,9 @@ SDK's real OTLP/HTTP exporters send traces and logs to ``OTEL_EXPORTER_OTLP_ENDP
 receiver, or a collector in front of it), configured by the standard ``OTEL_*`` variables.
 
 Usage: ``python otel_app.py v2|openinference QUESTION...``. Prints one JSON line per call with
-what the client saw: the question, the answer, the model, the token counts and the wall time.
-With ``openinference`` each call runs in a RAG chain whose RETRIEVER span carries documents.
+what the client saw: the question, the answer, the model, the token counts, the wall time and the
+trace id of the app's span around the call. With ``openinference`` that span is a RAG chain whose
+RETRIEVER span carries documents.
 """
 
 from __future__ import annotations
@@ -97,19 +98,20 @@ def main(instrumentor: str, questions: list[str]) -> None:
         messages = [{"role": "system", "content": "You are a helpful support agent."},
                     {"role": "user", "content": question}]
         started = time.perf_counter()
-        if instrumentor == "v2":
-            reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
-        else:
-            with tracer.start_as_current_span("rag", attributes={"openinference.span.kind": "CHAIN"}):
+        # The app's own span around the call, as apps have: its trace id is what feedback names.
+        chain = {"openinference.span.kind": "CHAIN"} if instrumentor == "openinference" else {}
+        with tracer.start_as_current_span("handle-question", attributes=chain) as root:
+            if instrumentor == "openinference":
                 attrs = {"openinference.span.kind": "RETRIEVER", "input.value": question}
                 attrs.update({f"retrieval.documents.{i}.document.content": d for i, d in enumerate(DOCUMENTS)})
                 with tracer.start_as_current_span("retrieve", attributes=attrs):
                     pass
-                reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        trace_id = format(root.get_span_context().trace_id, "032x")
         elapsed_ms = (time.perf_counter() - started) * 1000
         print(json.dumps({"question": question, "answer": reply.choices[0].message.content, "model": reply.model,
                           "tokens_in": reply.usage.prompt_tokens, "tokens_out": reply.usage.completion_tokens,
-                          "client_ms": elapsed_ms}), flush=True)
+                          "client_ms": elapsed_ms, "trace_id": trace_id}), flush=True)
     tracer_provider.force_flush()
     logger_provider.force_flush()
     tracer_provider.shutdown()

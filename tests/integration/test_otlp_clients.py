@@ -142,9 +142,9 @@ def feedback(traffic, stack, stack_settings) -> dict:
     n = sum(len(v) for v in traffic.values())
     counts = wait_for(stack_settings, lambda c: c["events"] >= n, timeout_s=120, stack=stack)
     endpoint = f"http://{stack_settings.otlp.host}:{stack_settings.otlp.port}/v1/feedback"
-    ids = sorted(stack_ids(stack_settings))
+    ids = sorted(call["trace_id"] for run in traffic.values() for call in run if "trace_id" in call)
     half = len(ids) // 2
-    status, answer = post_json(endpoint, [{"event_id": i, "score": -1, "comment": "wrong, mail me at a@b.example"}
+    status, answer = post_json(endpoint, [{"event_id": i, "score": -1, "comment": "wrong, mail me at maria.lopez@example.com"}
                                           for i in ids[:half]] + [{"event_id": "x y", "score": 3}])
     assert status == 200 and answer["accepted"] == half and [r["index"] for r in answer["rejected"]] == [half]
     assert post_json(endpoint, {"event_id": "no", "score": "bad"})[0] == 400
@@ -156,21 +156,15 @@ def feedback(traffic, stack, stack_settings) -> dict:
         time.sleep(2)
         pub.publish(valid_event("arrives-later", app="shop-assistant", model_version="2024-11",
                                 prompt="A question whose feedback came first", response="An answer."))
-    return {"ids": ids, "events_before": counts["events"]}
-
-
-def stack_ids(settings) -> list[str]:
-    """Ids of the app's stored events, read through the sink's report data."""
-    from driftwarden.streams.sink_pages import read_stats
-
-    return [a["event_id"] for a in read_stats(settings).get("events_ids", [])]
+    return {"trace_ids": ids, "events_before": counts["events"]}
 
 
 @pytest.fixture(scope="module")
-def stored(traffic, stack, stack_settings) -> Iterator[dict[str, tuple]]:
+def stored(traffic, feedback, stack, stack_settings) -> Iterator[dict[str, tuple]]:
     """The stored events by prompt, read once everything arrived (the stack is stopped for it)."""
-    n = sum(len(v) for v in traffic.values())
-    wait_for(stack_settings, lambda c: c["events"] >= n, timeout_s=120, stack=stack)
+    n = len(feedback["trace_ids"])
+    wait_for(stack_settings, lambda c: c["events"] >= feedback["events_before"] + 1 and c["feedback"] >= n + 1
+             and c["alerts_firing"] >= 1, timeout_s=120, stack=stack)
     stack.stop()  # the store is read directly: the sink must let go of it first
     client = open_client(stack_settings)
     db = stack_settings.clickhouse_database
@@ -211,3 +205,28 @@ def test_the_same_export_sent_twice_is_stored_once(stored, traffic, stack_settin
                          f"WHERE prompt = 'the same export, sent twice'").result_rows[0][0]
     client.close()
     assert count == 1
+
+
+def test_feedback_by_trace_reaches_each_call_and_feedback_that_came_first_joins_its_event(stored, feedback,
+                                                                                          stack_settings):
+    from datetime import UTC, datetime
+
+    from driftwarden.core.storage.client import open_store
+
+    store = open_store(stack_settings)
+    try:
+        stats = store.stats(0.05)
+        assert stats["feedback"] == len(feedback["trace_ids"]) + 1 and stats["feedback_negative"] == stats["feedback"]
+        data = store.curation_data("shop-assistant", "2024-11", datetime(2000, 1, 1, tzinfo=UTC),
+                                   datetime(2100, 1, 1, tzinfo=UTC), 1000)
+        scores = {event_id: fb for event_id, _, _, _, fb, _ in data.events}
+        assert scores["arrives-later"] == -1.0
+        traced = [fb for event_id, fb in scores.items() if event_id.split(":")[0] in feedback["trace_ids"]]
+        assert len(traced) == len(feedback["trace_ids"]) and set(traced) <= {-1.0, -0.5}
+        comments = open_client(stack_settings).query(
+            f"SELECT comment FROM {stack_settings.clickhouse_database}.feedback FINAL WHERE comment != ''").result_rows
+        assert comments and all("maria.lopez@example.com" not in c[0] and "<EMAIL_ADDRESS>" in c[0] for c in comments)
+        alerts = [a for a in stats["alerts"] if a["rule"] == "negative-feedback"]
+        assert alerts and alerts[0]["app"] == "shop-assistant" and alerts[0]["value"] == 1.0
+    finally:
+        store.close()
