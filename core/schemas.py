@@ -384,6 +384,9 @@ class DetectionResult(BaseModel):
     """A short human-readable reason."""
     error: str | None = None
     """Set when the detector failed on this event; the stream goes on."""
+    subject: str | None = Field(default=None, max_length=128)
+    """Whom the call was for (the operational detector's: the event's ``user_id`` or the metadata
+    value ``DRIFTWARDEN_COST_SUBJECT`` names), for per-user cost rules. Not stored in ``detections``."""
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()
@@ -412,6 +415,7 @@ def make_result(
     scores: dict[str, float] | None = None,
     spans: list[Span] | None = None,
     evidence: str | None = None,
+    subject: str | None = None,
 ) -> DetectionResult:
     """The one factory for results: names the detector, its version and config fingerprint.
 
@@ -428,7 +432,8 @@ def make_result(
         spans = spans[:MAX_SPANS]
     if evidence is not None and len(evidence) > MAX_EVIDENCE:
         evidence = evidence[: MAX_EVIDENCE - 1] + "…"
-    return _result(detector, event, score=score, label=label, scores=named, spans=spans, evidence=evidence)
+    return _result(detector, event, score=score, label=label, scores=named, spans=spans, evidence=evidence,
+                   subject=subject[:128] if subject else None)
 
 
 def make_error(detector: Any, event: InferenceEvent, exc: BaseException) -> DetectionResult:

@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     """JSON object ``{"model": {"input_per_1k": .., "output_per_1k": ..}}`` used for cost."""
     latency_slo_ms: float = Field(10_000.0, gt=0)
     """The operational detector flags calls slower than this."""
+    cost_subject: str = Field("user_id", pattern=r"^(user_id|session_id|metadata\.[^\s]{1,128})?$")
+    """Whom a call's cost is counted for in per-user cost rules (``per: subject``): ``user_id``,
+    ``session_id`` or ``metadata.<key>``; empty turns it off."""
     redact_pii: bool = True
     """Redact detected PII before anything is stored: prompt, response, context passages, metadata
     values, the error text, and the stored copy of dead letters. Turning it off (``false``) stores

@@ -17,6 +17,8 @@ class OperationalConfig(DetectorConfig):
     """Calls slower than this are flagged."""
     prices: dict[str, Price] = Field(default_factory=dict)
     """Model name -> price per 1k tokens, for events that carry no cost."""
+    subject: str = "user_id"
+    """Whom a call's cost is counted for (``user_id``, ``session_id``, ``metadata.<key>``; empty: no one)."""
 
 
 def cost_usd(event: InferenceEvent, prices: dict[str, Price]) -> float | None:
@@ -30,7 +32,17 @@ def cost_usd(event: InferenceEvent, prices: dict[str, Price]) -> float | None:
 
 
 def operational_config(settings: Settings) -> OperationalConfig:
-    return OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table), batch_size=10_000)
+    return OperationalConfig(latency_slo_ms=settings.latency_slo_ms, prices=dict(settings.price_table),
+                             subject=settings.cost_subject, batch_size=10_000)
+
+
+def subject_of(event: InferenceEvent, subject: str) -> str | None:
+    """The event's ``user_id``, ``session_id`` or metadata value named by ``subject``."""
+    if subject.startswith("metadata."):
+        return event.metadata.get(subject[len("metadata."):]) or None
+    if subject in ("user_id", "session_id"):
+        return getattr(event, subject) or None
+    return None
 
 
 @register("operational", config_from=operational_config, offline=False)
@@ -71,4 +83,5 @@ class OperationalDetector(BaseDetector):
             label=is_error or slow,
             scores=scores,
             evidence="; ".join(reasons) or None,
+            subject=subject_of(event, self.config.subject),
         )

@@ -45,7 +45,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     policy = load_policy(settings.policy_file)
     bounds = {"idle_minutes": settings.segment_idle_minutes, "max_segments": settings.max_segments}
     engine = PolicyEngine(policy, grafana_url=settings.grafana_url, **bounds)
-    windows = DetectionWindows(policy.window_size, policy.window_minutes, **bounds)
+    windows = DetectionWindows(policy.window_size, policy.window_minutes,
+                               max_subjects=policy.max_subjects if policy.per_subject else 0, **bounds)
     alerts = app.topic(topics.alerts, value_serializer="raw", key_serializer="raw")
     retrain = app.topic(topics.retrain, value_serializer="raw", key_serializer="raw")
     log.info("policy %s: %d rules from %s", engine.fingerprint, len(policy.rules),

@@ -91,6 +91,8 @@ class Observation:
     window_end: datetime
     n: int
     detector: str | None = None
+    subject: str | None = None
+    """The user (or other subject) a per-subject metric is about; None for the whole segment."""
     examples: tuple[str, ...] = ()
     detail: str = ""
     """What the alert's summary adds about the window (a drift window: what is new)."""
@@ -113,6 +115,8 @@ class _Window:
     feedback: list[tuple[float, str]] = field(default_factory=list)
     """(score, event_id) of late feedback on the segment's events, in the order it came."""
     feedback_times: list[datetime] = field(default_factory=list)
+    spend: dict[str, float] = field(default_factory=dict)
+    """Cost per subject (user), the top ``max_subjects`` spenders."""
 
 
 class DetectionWindows:
@@ -124,7 +128,7 @@ class DetectionWindows:
     """
 
     def __init__(self, size: int, minutes: float, clock: Callable[[], float] = time.monotonic, *,
-                 idle_minutes: float = 1440.0, max_segments: int = 2_000):
+                 idle_minutes: float = 1440.0, max_segments: int = 2_000, max_subjects: int = 0):
         if max_segments < 1 or not idle_minutes > 0:
             raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
         self.size = size
@@ -142,6 +146,10 @@ class DetectionWindows:
         """Segments evicted because ``max_segments`` were live (each one is a hit of the cap)."""
         self.nonfinite_values = 0
         """Scores, latencies and costs skipped because they were not finite numbers."""
+        self.max_subjects = max_subjects
+        """Spenders tracked per window (0: none; the policy has no per-subject rule)."""
+        self.subjects_dropped = 0
+        """Spenders dropped from a window to keep its top ``max_subjects``."""
         self._cap_warning = Throttled(clock)
 
     @property
@@ -151,7 +159,8 @@ class DetectionWindows:
     def counters(self) -> dict[str, int]:
         return {"detection_segments_live": self.live_segments, "detection_segments_evicted_idle": self.evicted_idle,
                 "detection_segments_evicted_cap": self.evicted_cap,
-                "detection_values_not_finite": self.nonfinite_values}
+                "detection_values_not_finite": self.nonfinite_values,
+                "detection_subjects_dropped": self.subjects_dropped}
 
     def add(self, results: Iterable[DetectionResult]) -> list[Observation]:
         """The results of one event; the observations of the window this closes, if any (and of
@@ -181,6 +190,8 @@ class DetectionWindows:
                 window.errors += int((_finite(r.scores.get("is_error", 0.0)) or 0.0) > 0)
                 if cost is not None:
                     window.cost = max(-METRIC_CAP, min(METRIC_CAP, window.cost + cost))
+                    if self.max_subjects and r.subject:
+                        self._spend(window, str(r.subject)[:128], cost)
             elif r.score is not None and r.label is not None:
                 score = _finite(r.score)
                 if score is None:
@@ -191,6 +202,19 @@ class DetectionWindows:
         if len(window.ids) >= self.size:
             out += self._close(key)
         return out
+
+    def _spend(self, window: _Window, subject: str, cost: float) -> None:
+        """Add to a subject's spend, keeping the top ``max_subjects``: a new subject past the cap
+        replaces the smallest spender when it has spent more (counted either way)."""
+        spend = window.spend
+        if subject in spend or len(spend) < self.max_subjects:
+            spend[subject] = max(-METRIC_CAP, min(METRIC_CAP, spend.get(subject, 0.0) + cost))
+            return
+        self.subjects_dropped += 1
+        smallest = min(spend, key=spend.__getitem__)
+        if cost > spend[smallest]:
+            del spend[smallest]
+            spend[subject] = cost
 
     def add_feedback(self, app: str, model_version: str, score: float, event_id: str, given_at: datetime
                      ) -> list[Observation]:
@@ -276,6 +300,9 @@ class DetectionWindows:
             out.append(Observation(metric="error_rate", value=window.errors / len(window.latency), n=n, **common))
             hours = max((end - start).total_seconds(), 60.0) / 3600
             out.append(Observation(metric="cost_per_hour", value=_clamp(window.cost / hours), n=n, **common))
+            for subject, spent in sorted(window.spend.items()):
+                out.append(Observation(metric="cost_per_hour", value=_clamp(spent / hours), n=n, subject=subject,
+                                       **common))
         if window.feedback:
             negative = [event_id for score, event_id in window.feedback if score < 0]
             out.append(Observation(metric="feedback_negative_rate", value=len(negative) / len(window.feedback),
@@ -375,7 +402,7 @@ class Decision:
 @dataclass
 class _Segment:
     last_seen: float
-    states: set[tuple[str, str, str, str]] = field(default_factory=set)
+    states: set[tuple[str, str, str, str, str]] = field(default_factory=set)
 
 
 class PolicyEngine:
@@ -402,7 +429,7 @@ class PolicyEngine:
         self.now = now
         self.idle_seconds = idle_minutes * 60
         self.max_segments = max_segments
-        self.states: dict[tuple[str, str, str, str], RuleState] = {}
+        self.states: dict[tuple[str, str, str, str, str], RuleState] = {}
         #: Segments (app, model_version) with their rule states, least recently seen first.
         self._segments: OrderedDict[tuple[str, str], _Segment] = OrderedDict()
         self.evicted_idle = 0
@@ -434,6 +461,7 @@ class PolicyEngine:
         return [r for r in self.policy.rules
                 if r.metric == obs.metric and (r.detector is None or r.detector == obs.detector)
                 and r.segment.matches(obs.app, obs.model_version, obs.field)
+                and (r.per == "subject") == (obs.subject is not None)
                 and not (r.metric in COUNTED_METRICS and obs.n < r.min_events)]
 
     def observe(self, observations: Iterable[Observation]) -> Decision:
@@ -453,6 +481,8 @@ class PolicyEngine:
             for rule in rules:
                 try:
                     self._step(rule, obs, decision)
+                    if obs.subject is not None:
+                        self._forget_quiet_subject(rule, obs)
                 except Exception:  # noqa: BLE001 - the rule's state is as it was before this window
                     self.failures += 1
                     log.error("rule %s could not judge window %r of %s; the window is skipped for this rule and its "
@@ -531,7 +561,7 @@ class PolicyEngine:
         return len(idle)
 
     def _step(self, rule: Rule, obs: Observation, decision: Decision) -> None:
-        key = (rule.name, obs.app, obs.model_version, obs.field)
+        key = (rule.name, obs.app, obs.model_version, obs.field, obs.subject or "")
         st = self.states.get(key)
         if st is None:
             st = self.states[key] = RuleState()
@@ -580,9 +610,23 @@ class PolicyEngine:
         log.warning("rule %s fired for %s: %r", rule.name, join_id(obs.app, obs.model_version, obs.field),
                     alert.summary)
 
+    def _forget_quiet_subject(self, rule: Rule, obs: Observation) -> None:
+        """A per-subject state with nothing to remember (not firing, no streak, out of cooldown) is
+        dropped, so the states stay bounded by the subjects that are breaching or recently fired."""
+        key = (rule.name, obs.app, obs.model_version, obs.field, obs.subject or "")
+        st = self.states.get(key)
+        if st is None or st.firing or st.streak or (
+                st.last_fired is not None and self.clock() - st.last_fired < rule.cooldown_minutes * 60):
+            return
+        del self.states[key]
+        segment = self._segments.get((obs.app, obs.model_version))
+        if segment is not None:
+            segment.states.discard(key)
+
     @staticmethod
     def _dedupe(rule: Rule, obs: Observation) -> str:
-        return join_id(rule.name, obs.app, obs.model_version, obs.field, sep=":")
+        parts = (rule.name, obs.app, obs.model_version, obs.field) + ((obs.subject,) if obs.subject else ())
+        return join_id(*parts, sep=":")
 
     def _alert(self, rule: Rule, obs: Observation, st: RuleState, status: str) -> AlertEvent:
         labels = {"alertname": rule.name, "severity": rule.severity, "app": obs.app,
@@ -590,6 +634,8 @@ class PolicyEngine:
                   "service": "driftwarden"}
         if obs.detector:
             labels["detector"] = obs.detector
+        if obs.subject:
+            labels["subject"] = obs.subject
         return AlertEvent(
             alert_id=st.alert_id or "", dedupe_key=self._dedupe(rule, obs), status=status, rule=rule.name,
             severity=rule.severity, app=obs.app, model_version=obs.model_version, field=obs.field,
@@ -604,6 +650,8 @@ class PolicyEngine:
     def _summary(self, rule: Rule, obs: Observation, st: RuleState, status: str) -> str:
         what = METRIC_WORDS[obs.metric].format(detector=obs.detector or "")
         segment = f"{obs.app} {obs.model_version}" + (f" ({obs.field})" if obs.field != "*" else "")
+        if obs.subject:
+            segment += f" for {obs.subject!r}"
         window = (f"window {obs.window_id} ({obs.n} events, {obs.window_start:%Y-%m-%d %H:%M:%S}–"
                   f"{obs.window_end:%H:%M:%S} UTC)")
         moved = f"; it was {st.baseline:.4g} in the first window seen" if st.baseline is not None else ""

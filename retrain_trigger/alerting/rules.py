@@ -81,6 +81,10 @@ class Rule(BaseModel):
     """Alert severity (PagerDuty's and Alertmanager's ``severity``)."""
     retrain: bool = False
     """Request retraining when the rule fires (once per episode)."""
+    per: Literal["segment", "subject"] = "segment"
+    """``subject``: judge ``cost_per_hour`` per user of the segment (whom ``DRIFTWARDEN_COST_SUBJECT``
+    names: the ``user_id`` by default), tracking the policy's ``max_subjects`` top spenders of each
+    window: "alert me when one user spends more than $X per hour"."""
     min_events: int = Field(20, ge=1)
     """Detection windows with fewer events (for ``feedback_negative_rate``: fewer feedback records)
     are not judged (too noisy)."""
@@ -94,6 +98,8 @@ class Rule(BaseModel):
                              f"prompt_injection, hallucination, pii, or one a plug-in registers)")
         if self.metric not in DETECTOR_METRICS and self.detector:
             raise ValueError(f"'detector' only goes with {' or '.join(DETECTOR_METRICS)}")
+        if self.per == "subject" and self.metric != "cost_per_hour":
+            raise ValueError("'per: subject' only goes with cost_per_hour")
         if self.metric not in DRIFT_METRICS and self.segment.field != "*":
             raise ValueError("segment.field only applies to drift metrics")
         clear = self.clear
@@ -131,6 +137,9 @@ class Policy(BaseModel):
     """Detection windows (per app and model version) close after this many events ..."""
     window_minutes: float = Field(5.0, gt=0, le=10_080, allow_inf_nan=False)
     """... or after this many minutes, whichever comes first."""
+    max_subjects: int = Field(100, ge=1, le=100_000)
+    """Users tracked per detection window for ``per: subject`` rules: the top spenders (when more
+    come, the smallest spender so far is dropped and counted)."""
     rules: list[Rule]
     """The rules; names are unique."""
 
@@ -142,6 +151,11 @@ class Policy(BaseModel):
                 raise ValueError(f"rule name {rule.name!r} is used twice")
             seen.add(rule.name)
         return self
+
+    @property
+    def per_subject(self) -> bool:
+        """Whether any rule judges per subject (the windows then track spenders)."""
+        return any(rule.per == "subject" for rule in self.rules)
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()

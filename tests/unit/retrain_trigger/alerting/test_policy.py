@@ -71,7 +71,7 @@ def test_hysteresis_keeps_it_firing_until_the_clear_threshold():
     assert not e.observe([drift(0.03, 1)]).alerts, "above the threshold but below the clear threshold"
     resolved = e.observe([drift(0.2, 2)]).alerts
     assert [a.status for a in resolved] == ["resolved"] and resolved[0].ends_at is not None
-    assert resolved[0].alert_id == e.states[("prompt-drift", "chat", "v1", "prompt")].alert_id
+    assert resolved[0].alert_id == e.states[("prompt-drift", "chat", "v1", "prompt", "")].alert_id
 
 
 def test_no_new_alert_during_the_cooldown_but_one_after_it():
@@ -165,7 +165,7 @@ def test_when_building_the_alert_fails_the_rule_is_not_left_firing_and_the_next_
 
     e = PolicyEngine(engine(clock).policy, clock=clock, now=now)
     assert e.observe([drift(0.001, 1), drift(0.001, 2)]).alerts == [], "the second window's alert failed"
-    st = e.states[("prompt-drift", "chat", "v1", "prompt")]
+    st = e.states[("prompt-drift", "chat", "v1", "prompt", "")]
     assert not st.firing and st.alert_id is None and e.failures == 1
     fired = e.observe([drift(0.001, 3)])
     assert [a.status for a in fired.alerts] == ["firing"] and len(fired.requests) == 1
@@ -301,3 +301,46 @@ def test_recent_segments_remember_the_last_events_only():
     for i in range(3):
         recent.remember(f"e{i}", "chat", f"v{i}")
     assert recent.get("e0") is None and recent.get("e2") == ("chat", "v2")
+
+
+# --- cost per user ----------------------------------------------------------------------------
+
+
+def test_a_per_subject_cost_rule_fires_for_the_one_user_who_spends_too_much():
+    clock = Clock()
+    windows = DetectionWindows(size=10, minutes=5, clock=clock, max_subjects=3)
+    out = []
+    for i in range(10):
+        user = "whale" if i < 5 else f"u{i}"
+        out += windows.add([result(f"e{i}", "operational", 0.0, False, latency_ms=10.0,
+                                   cost_usd=2.0 if user == "whale" else 0.01).model_copy(update={"subject": user})])
+    per_user = {o.subject: o for o in out if o.metric == "cost_per_hour" and o.subject}
+    assert set(per_user) <= {"whale", "u5", "u6", "u7", "u8", "u9"} and "whale" in per_user
+    assert len(per_user) == 3 and windows.subjects_dropped == 3
+    assert per_user["whale"].value == 10.0 * 60  # $10 within the minute-long floor
+    e = PolicyEngine(Policy(rules=[{"name": "user-spend", "metric": "cost_per_hour", "per": "subject",
+                                    "threshold": 100}, {"name": "app-spend", "metric": "cost_per_hour",
+                                                        "threshold": 1000}]), clock=clock)
+    decision = e.observe(out)
+    [alert] = decision.alerts
+    assert alert.rule == "user-spend" and alert.labels["subject"] == "whale" and "'whale'" in alert.summary
+    assert alert.dedupe_key.endswith(":whale")
+    assert len(e.states) == 2  # the firing user and the segment-wide rule; quiet users are not kept
+
+
+def test_per_subject_only_goes_with_the_cost_metric():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="per: subject"):
+        Policy(rules=[{"name": "x", "metric": "error_rate", "per": "subject", "threshold": 0.1}])
+
+
+def test_the_operational_detector_names_the_subject_from_the_user_or_a_metadata_key():
+    from driftwarden.core.schemas import event_from_mapping
+    from driftwarden.detectors.operational import subject_of
+    from driftwarden.tests.cases import valid_event
+
+    event = event_from_mapping(valid_event("e1", user_id="u-7", metadata={"tenant": "acme"}))
+    assert subject_of(event, "user_id") == "u-7" and subject_of(event, "metadata.tenant") == "acme"
+    assert subject_of(event, "metadata.none") is None and subject_of(event, "") is None
