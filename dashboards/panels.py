@@ -109,6 +109,14 @@ OVERVIEW = DashboardSpec(
                   "countIf(status = 'error') / count() AS error_rate FROM {db}.inference_events FINAL "
                   f"WHERE $__timeFilter(ts) AND {SEG} GROUP BY time, segment ORDER BY time",
                   ("time", "segment", "error_rate"), unit="percentunit"),
+        PanelSpec("Top spenders (USD, by user)", "table",
+                  "SELECT e.user_id AS user_id, concat(e.app, ' ', e.model_version) AS segment, count() AS calls, "
+                  "round(sum(d.scores['cost_usd']), 4) AS usd FROM {db}.detections AS d FINAL INNER JOIN "
+                  "(SELECT event_id, app, model_version, user_id FROM {db}.inference_events FINAL "
+                  "WHERE user_id IS NOT NULL) AS e ON e.event_id = d.event_id WHERE d.detector = 'operational' "
+                  f"AND $__timeFilter(d.event_ts) AND {segment('e.app', 'e.model_version')} "
+                  "GROUP BY user_id, segment ORDER BY usd DESC LIMIT 20",
+                  ("user_id", "segment", "calls", "usd")),
         PanelSpec("Dead letters by stage", "table",
                   "SELECT stage, count() AS dead_letters, max(received_at) AS last_seen FROM {db}.dead_letters FINAL "
                   "WHERE $__timeFilter(received_at) GROUP BY stage ORDER BY dead_letters DESC",
@@ -116,9 +124,15 @@ OVERVIEW = DashboardSpec(
     ),
 )
 
+#: Late feedback with its event's segment: by event id, or by trace id for a traced call.
+FEEDBACK_JOIN = ("FROM {db}.feedback AS f FINAL INNER JOIN (SELECT event_id, splitByChar(':', event_id)[1] AS trace, "
+                 "app, model_version FROM {db}.inference_events FINAL) AS e ON f.event_id = e.event_id OR "
+                 "f.event_id = e.trace ")
+
 SAFETY = DashboardSpec(
     uid="driftwarden-safety", title="driftwarden · safety",
-    description="Toxicity, prompt injection, PII and hallucination rates over time, per segment.",
+    description="Toxicity, prompt injection, PII and hallucination rates over time, per segment, and what users "
+                "say later (negative feedback).",
     panels=(
         PanelSpec("Flagged rate per detector", "timeseries",
                   "SELECT $__timeInterval(event_ts) AS time, detector, avg(label) AS flagged_rate "
@@ -139,6 +153,20 @@ SAFETY = DashboardSpec(
                   f"AND $__timeFilter(d.event_ts) AND {segment('d.app', 'd.model_version')} "
                   "ORDER BY d.event_ts DESC LIMIT 50",
                   ("time", "app", "model_version", "detector", "score", "evidence", "event_id")),
+        PanelSpec("Negative user feedback share", "timeseries",
+                  "SELECT $__timeInterval(f.given_at) AS time, concat(e.app, ' ', e.model_version) AS segment, "
+                  "avg(f.score < 0) AS negative_share "
+                  + FEEDBACK_JOIN +
+                  f"WHERE $__timeFilter(f.given_at) AND {segment('e.app', 'e.model_version')} "
+                  "GROUP BY time, segment ORDER BY time",
+                  ("time", "segment", "negative_share"), unit="percentunit"),
+        PanelSpec("Latest negative feedback", "table",
+                  "SELECT f.given_at AS time, e.app AS app, e.model_version AS model_version, f.source AS source, "
+                  "f.score AS score, f.comment AS comment, f.event_id AS event_id "
+                  + FEEDBACK_JOIN +
+                  f"WHERE f.score < 0 AND $__timeFilter(f.given_at) AND {segment('e.app', 'e.model_version')} "
+                  "ORDER BY f.given_at DESC LIMIT 50",
+                  ("time", "app", "model_version", "source", "score", "comment", "event_id")),
     ),
 )
 

@@ -67,7 +67,8 @@ def collect(store: Store, levels: Levels | None = None) -> dict[str, Any]:
     read = store.report_data(FLAGGED, alpha, offline_names())
     data: dict[str, Any] = {"stats": read.stats, "generated_at": datetime.now(UTC), "volume": read.volume,
                             "rates": read.rates, "drift": read.drift, "alerts": read.alerts, "jobs": read.jobs,
-                            "flagged": read.flagged, "alpha": alpha, "drift_thresholds": drift_thresholds}
+                            "flagged": read.flagged, "alpha": alpha, "drift_thresholds": drift_thresholds,
+                            "feedback": read.feedback}
     data["map"] = _drift_map(store)
     data["new"] = _what_is_new(store)
     return data
@@ -148,6 +149,14 @@ def render(data: dict[str, Any], redact=None) -> str:
         pts = [r for r in data["rates"] if r[1] == det]
         rates.add_scatter(x=[r[0] for r in pts], y=[r[2] for r in pts], mode="lines+markers", name=det)
     parts.append(figure(rates, "Share of events flagged, per detector", "flagged rate"))
+    if data.get("feedback"):
+        fb = go.Figure()
+        fb.add_bar(x=[r[0] for r in data["feedback"]], y=[r[2] for r in data["feedback"]], name="feedback given",
+                   yaxis="y2", marker={"color": "lightgrey"})
+        fb.add_scatter(x=[r[0] for r in data["feedback"]], y=[r[1] for r in data["feedback"]], mode="lines+markers",
+                       name="negative share", marker={"color": "crimson"})
+        fb.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "feedback"})
+        parts.append(figure(fb, "Late user feedback: negative share per 5 minutes", "negative share"))
     drift = go.Figure()
     for seg in sorted({r[1] for r in data["drift"]}):
         pts = [r for r in data["drift"] if r[1] == seg]
@@ -199,6 +208,7 @@ def render(data: dict[str, Any], redact=None) -> str:
     cards = "".join(f"<div class=card><b>{v}</b><span>{esc(k)}</span></div>" for k, v in (
         ("events", s["events"]), ("detections", s["detections"]), ("dead letters", s["dead_letters"]),
         ("drift windows", s["drift_windows"]), ("alerts firing", s.get("alerts_firing", 0)),
+        ("negative feedback", f"{s.get('feedback_negative', 0)} / {s.get('feedback', 0)}"),
         ("retraining jobs", sum(s.get("retrain_jobs_by_status", {}).values()))))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>driftwarden report</title>

@@ -42,7 +42,8 @@ def write_seed(store, n: int = 120):
         event = event_from_mapping(valid_event(f"seed-{i}", app="chat", model_version=mv, timestamp=ts.isoformat(),
                                                status="error" if i % 17 == 0 else "ok",
                                                response="" if i % 17 == 0 else "Sure, here you go.",
-                                               prompt=f"question number {i} about my account"))
+                                               prompt=f"question number {i} about my account",
+                                               user_id=f"user-{i % 7}"))
         events.append(event)
         common = {"event_id": event.event_id, "detector_version": "1", "config_fingerprint": "f", "app": "chat",
                   "model_version": mv, "event_ts": ts, "scored_at": ts}

@@ -39,6 +39,8 @@ def store(tmp_path_factory):
     for table, key in SEGMENT_TABLES.items():  # a second app, "secret", with a copy of everything "chat" has
         client.command(f"INSERT INTO {db}.{table} SELECT * REPLACE ('secret' AS app, concat('secret-', {key}) AS "
                        f"{key}) FROM (SELECT * FROM {db}.{table} FINAL WHERE app = 'chat')")
+    client.command(f"INSERT INTO {db}.feedback SELECT * REPLACE (concat('secret-', event_id) AS event_id) "
+                   f"FROM (SELECT * FROM {db}.feedback FINAL)")
     for name in UNSAFE_NAMES:
         client.command(f"INSERT INTO {db}.inference_events (event_id, ts, app, model_version) "
                        f"VALUES ({{id:String}}, now64(3), {{name:String}}, {{name:String}})",
