@@ -14,7 +14,6 @@ message itself so that a span that cannot become an event is dead-lettered as it
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -150,7 +149,6 @@ def _hex_ids_to_base64(node: Any, depth: int = 0) -> None:
 
 def _parse(body: bytes, kind: str, message: Any) -> Any:
     from google.protobuf import json_format
-    from google.protobuf.message import DecodeError
 
     try:
         if kind == "protobuf":
@@ -163,7 +161,7 @@ def _parse(body: bytes, kind: str, message: Any) -> Any:
             json_format.ParseDict(data, message, ignore_unknown_fields=True)
     except OtlpDecodeError:
         raise
-    except (DecodeError, json_format.ParseError, ValueError, TypeError, RecursionError, binascii.Error) as exc:
+    except Exception as exc:  # noqa: BLE001 - DecodeError, ParseError, ValueError, ...: any is the body's
         what = "protobuf" if kind == "protobuf" else "OTLP/JSON"
         raise OtlpDecodeError(f"the body is not {what} of {type(message).__name__} "
                               f"({type(exc).__name__})") from exc

@@ -183,3 +183,37 @@ def test_waiting_spans_and_records_are_bounded():
     m.add_logs(log_views([(*ids(), "gen_ai.user.message", {"content": "x"}, {}) for _ in range(5)]), now=0.0)
     assert m.counts["logs.dropped"] == 3
     assert len(m.drain().dead_letters) == 2 and m.pending == 0
+
+
+HOSTILE_VALUES = [None, 0, -1, 2**62, 1e308, float("nan"), True, "", "x" * 5000, "\x00\ud7ff", [], {}, [1, [2, [3]]],
+                  {"role": 5, "parts": "no"}, [{"role": None, "parts": [{"type": "text", "content": {"a": [1]}}]}],
+                  "[{\"role\": \"user\", \"parts\": 7}]", "[[[[[]]]]]", "{\"choices\": 3}", "null"]
+KEYS = ["gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions", "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens", "gen_ai.request.model", "gen_ai.response.model", "gen_ai.prompt.0.content",
+        "gen_ai.completion.0.role", "user.id", "gen_ai.conversation.id", "llm.input_messages.0.message.content",
+        "llm.output_messages.0.message.role", "input.value", "output.value", "output.mime_type", "metadata",
+        "llm.token_count.prompt", "retrieval.documents.0.document.content", "llm.model_name"]
+
+
+def test_hostile_attribute_values_never_raise_and_every_llm_span_is_an_event_or_a_dead_letter():
+    import random
+
+    rng = random.Random(7)
+    m = mapper(join_wait_s=0)
+    spans = []
+    for i in range(300):
+        base = genai_latest() if i % 3 == 0 else genai_old() if i % 3 == 1 else openinference_llm()
+        for key in rng.sample(KEYS, 6):
+            value = rng.choice(HOSTILE_VALUES)
+            if value is None:
+                base.pop(key, None)
+            else:
+                base[key] = value
+        events = [(rng.choice(["gen_ai.user.message", "gen_ai.choice", "gen_ai.content.prompt", "x"]),
+                   {"gen_ai.prompt": rng.choice(HOSTILE_VALUES[1:]), "content": rng.choice(HOSTILE_VALUES[1:])})]
+        spans.append(span(base, events=events))
+    out = m.add_spans(views(spans), now=0.0)
+    llm = sum(m.counts[f"spans.{c}.{w}"] for c in ("genai", "openinference") for w in ("mapped", "dead_lettered"))
+    assert len(out.events) + len(out.dead_letters) == llm
+    assert llm + sum(m.counts[k] for k in m.counts if k.endswith(".skipped")) == 300
+    assert all(len(e.event_id) == 49 for e in out.events)
