@@ -701,5 +701,5 @@ def parse_feedback(raw: bytes | str | dict[str, Any]) -> Feedback:
         return Feedback.model_validate_json(raw)
     except ValidationError as exc:
         raise InvalidEventError(_describe(exc), "validate") from exc
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidEventError(cap_reason(f"feedback cannot be read ({type(exc).__name__})"), "decode") from exc

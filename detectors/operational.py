@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 
 from pydantic import Field
@@ -36,13 +38,22 @@ def operational_config(settings: Settings) -> OperationalConfig:
                              subject=settings.cost_subject, batch_size=10_000)
 
 
+_OPAQUE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
 def subject_of(event: InferenceEvent, subject: str) -> str | None:
-    """The event's ``user_id``, ``session_id`` or metadata value named by ``subject``."""
+    """The event's ``user_id``, ``session_id`` or metadata value named by ``subject``. It reaches
+    alerts and their receivers: a value that is not an opaque id (an e-mail address, a name with
+    spaces) is replaced by ``sha256:`` and the first 16 hex digits of its hash, stable per value."""
     if subject.startswith("metadata."):
-        return event.metadata.get(subject[len("metadata."):]) or None
-    if subject in ("user_id", "session_id"):
-        return getattr(event, subject) or None
-    return None
+        value = event.metadata.get(subject[len("metadata."):]) or None
+    elif subject in ("user_id", "session_id"):
+        value = getattr(event, subject) or None
+    else:
+        value = None
+    if value is None or _OPAQUE.match(value):
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 @register("operational", config_from=operational_config, offline=False)

@@ -146,6 +146,8 @@ class OtlpReceiver:
             return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", "json", retry=True)
         try:
             body = await self._body(request)
+            if self.stopping:
+                return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", "json", retry=True)
             data = json.loads(body)
         except OtlpDecodeError as exc:
             return self._status(413 if exc.too_large else 400, INVALID_ARGUMENT, str(exc), "json")
@@ -166,6 +168,9 @@ class OtlpReceiver:
                 parsed = parse_feedback(item)
             except InvalidEventError as exc:
                 rejected.append({"index": index, "reason": exc.reason})
+                continue
+            except Exception as exc:  # noqa: BLE001 - one item never fails the others
+                rejected.append({"index": index, "reason": f"feedback cannot be read ({type(exc).__name__})"})
                 continue
             self.publisher.publish_record(self.settings.topic_feedback, parsed.event_id.encode(),
                                           parsed.to_json_bytes())
@@ -188,6 +193,8 @@ class OtlpReceiver:
         except OtlpDecodeError as exc:
             code = 413 if exc.too_large else 400
             return self._status(code, INVALID_ARGUMENT, str(exc), kind)
+        if self.stopping:  # it began stopping while the body came in: what is held now was drained
+            return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", kind, retry=True)
         needed = len(items) if signal_name == "traces" else 0
         if needed > self.publisher.capacity // 2:
             return self._status(413, INVALID_ARGUMENT, f"{needed} spans in one request, more than the receiver "
@@ -198,10 +205,12 @@ class OtlpReceiver:
         now = time.monotonic()
         outcome = self.mapper.add_spans(items, now) if signal_name == "traces" else self.mapper.add_logs(items, now)
         self._publish(outcome)
-        rejected = len(outcome.dead_letters)
-        message = ""
-        if rejected:
-            message = outcome.rejected_reasons[0] + (f" (and {rejected - 1} more)" if rejected > 1 else "")
+        # Only this request's spans count as rejected (a span forced out of the wait is an earlier one's);
+        # log records are all taken, whatever becomes of the spans they complete.
+        mine = {item.key for item in items} if signal_name == "traces" else set()
+        reasons = [r for k, r in zip(outcome.rejected_keys, outcome.rejected_reasons, strict=True) if k in mine]
+        rejected = len(reasons)
+        message = reasons[0] + (f" (and {rejected - 1} more)" if rejected > 1 else "") if reasons else ""
         self.answers[200] += 1
         return self._response(200, export_response(signal_name, kind, rejected, message), kind)
 

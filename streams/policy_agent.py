@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 
 import faust
 
@@ -36,6 +37,8 @@ from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_TTL_S = 60.0
 
 
 def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
@@ -95,6 +98,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
             await emit(decision)
 
     recent = RecentSegments()
+    unknown: OrderedDict[str, float] = OrderedDict()
+    """Ids the store did not know, and when it was asked (not asked again for UNKNOWN_TTL_S)."""
     feedback_counts: Counter[str] = Counter()
 
     @app.agent(app.topic(topics.feedback, value_serializer="raw", key_serializer="raw"), name="policy-feedback")
@@ -107,7 +112,10 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
                     items.append(parse_feedback(raw))
                 except Exception:  # noqa: BLE001 - the sink dead-letters it with the reason
                     feedback_counts["feedback_unreadable"] += 1
-            missing = sorted({f.event_id for f in items if recent.get(f.event_id) is None})
+            now = time.monotonic()
+            while unknown and next(iter(unknown.values())) < now - UNKNOWN_TTL_S:
+                unknown.popitem(last=False)
+            missing = sorted({f.event_id for f in items if recent.get(f.event_id) is None and f.event_id not in unknown})
             found: dict = {}
             if missing and store is not None:
                 try:
@@ -119,11 +127,15 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
             observations = []
             for f in items:
                 segment = recent.get(f.event_id) or found.get(f.event_id)
-                if segment is None:
+                if segment is None:  # not stored (yet): asked again only after a while
                     feedback_counts["feedback_event_unknown"] += 1
+                    unknown[f.event_id] = now
+                    unknown.move_to_end(f.event_id)
+                    while len(unknown) > 100_000:
+                        unknown.popitem(last=False)
                     continue
                 feedback_counts["feedback_judged"] += 1
-                observations += windows.add_feedback(*segment, f.score, f.event_id, f.timestamp)
+                observations += windows.add_feedback(*segment, f.score, f.event_id, f.timestamp, f.source)
             try:
                 decision = engine.observe(observations)
             except Exception:  # noqa: BLE001

@@ -194,8 +194,13 @@ class Publisher:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event queued before this call is acknowledged or refused."""
         marker = _FlushMarker()
-        self._queue.put(marker)
-        return marker.done.wait(timeout)
+        started = time.monotonic()
+        try:
+            self._queue.put(marker, timeout=timeout)  # a full queue and a broker away: never forever
+        except queue.Full:
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return marker.done.wait(left)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Flush what is queued and stop the background thread. Safe to call twice."""

@@ -76,6 +76,8 @@ class Stack:
         """Start the OTLP receiver and wait until it answers on its port."""
         import urllib.request
 
+        if not self.settings.otlp.port:
+            raise StackError("OTLP receiver", "needs a fixed port in the local stack (DRIFTWARDEN_OTLP__PORT is 0)")
         self.otlp = self._spawn("otlp", "otlp", [])
         url = f"http://{self.settings.otlp.host}:{self.settings.otlp.port}/"
         deadline = time.monotonic() + timeout_s

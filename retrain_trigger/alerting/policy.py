@@ -112,11 +112,16 @@ class _Window:
     latency: list[float] = field(default_factory=list)
     errors: int = 0
     cost: float = 0.0
-    feedback: list[tuple[float, str]] = field(default_factory=list)
-    """(score, event_id) of late feedback on the segment's events, in the order it came."""
+    feedback: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(event_id, source) -> score of late feedback on the segment's events (the last per event and
+    source, like the table; at most :data:`MAX_WINDOW_FEEDBACK`)."""
     feedback_times: list[datetime] = field(default_factory=list)
     spend: dict[str, float] = field(default_factory=dict)
     """Cost per subject (user), the top ``max_subjects`` spenders."""
+
+
+#: Feedback records one detection window holds at most (one per event and source).
+MAX_WINDOW_FEEDBACK = 10_000
 
 
 class DetectionWindows:
@@ -150,6 +155,9 @@ class DetectionWindows:
         """Spenders tracked per window (0: none; the policy has no per-subject rule)."""
         self.subjects_dropped = 0
         """Spenders dropped from a window to keep its top ``max_subjects``."""
+        self._last_subjects: dict[tuple[str, str], set[str]] = {}
+        self.feedback_dropped = 0
+        """Feedback records past :data:`MAX_WINDOW_FEEDBACK` in one window (not judged)."""
         self._cap_warning = Throttled(clock)
 
     @property
@@ -160,7 +168,8 @@ class DetectionWindows:
         return {"detection_segments_live": self.live_segments, "detection_segments_evicted_idle": self.evicted_idle,
                 "detection_segments_evicted_cap": self.evicted_cap,
                 "detection_values_not_finite": self.nonfinite_values,
-                "detection_subjects_dropped": self.subjects_dropped}
+                "detection_subjects_dropped": self.subjects_dropped,
+                "detection_feedback_dropped": self.feedback_dropped}
 
     def add(self, results: Iterable[DetectionResult]) -> list[Observation]:
         """The results of one event; the observations of the window this closes, if any (and of
@@ -204,20 +213,20 @@ class DetectionWindows:
         return out
 
     def _spend(self, window: _Window, subject: str, cost: float) -> None:
-        """Add to a subject's spend, keeping the top ``max_subjects``: a new subject past the cap
-        replaces the smallest spender when it has spent more (counted either way)."""
+        """Add to a subject's spend, keeping the top ``max_subjects`` (Space-Saving; drops counted)."""
         spend = window.spend
         if subject in spend or len(spend) < self.max_subjects:
             spend[subject] = max(-METRIC_CAP, min(METRIC_CAP, spend.get(subject, 0.0) + cost))
             return
+        # Space-Saving: the newcomer takes the smallest spender's place and count, so a user of
+        # many cheap calls climbs in; a tracked spend overstates by at most the evicted count.
         self.subjects_dropped += 1
         smallest = min(spend, key=spend.__getitem__)
-        if cost > spend[smallest]:
-            del spend[smallest]
-            spend[subject] = cost
+        floor = spend.pop(smallest)
+        spend[subject] = max(-METRIC_CAP, min(METRIC_CAP, floor + cost))
 
-    def add_feedback(self, app: str, model_version: str, score: float, event_id: str, given_at: datetime
-                     ) -> list[Observation]:
+    def add_feedback(self, app: str, model_version: str, score: float, event_id: str, given_at: datetime,
+                     source: str = "user") -> list[Observation]:
         """Late feedback on an event of the segment: it joins the segment's open window (it does not
         count toward the window's size); the observations of a window evicted for it, if any."""
         key = (app, model_version)
@@ -233,8 +242,11 @@ class DetectionWindows:
             out += self._evict_least_recent(key)
         self._seen[key] = now
         window = self._open.setdefault(key, _Window(opened=now))
-        window.feedback.append((max(-1.0, min(1.0, value)), event_id))
-        window.feedback_times.append(given_at)
+        if (event_id, source) in window.feedback or len(window.feedback) < MAX_WINDOW_FEEDBACK:
+            window.feedback[(event_id, source)] = max(-1.0, min(1.0, value))
+            window.feedback_times = [min([given_at, *window.feedback_times]), max([given_at, *window.feedback_times])]
+        else:
+            self.feedback_dropped += 1
         return out
 
     def due(self) -> list[Observation]:
@@ -258,6 +270,7 @@ class DetectionWindows:
         out = self._close(key) if window is not None and (window.ids or window.feedback) else []
         self._open.pop(key, None)
         self._sequence.pop(key, None)
+        self._last_subjects.pop(key, None)
         return out
 
     def _evict_least_recent(self, incoming: tuple[str, str]) -> list[Observation]:
@@ -303,8 +316,14 @@ class DetectionWindows:
             for subject, spent in sorted(window.spend.items()):
                 out.append(Observation(metric="cost_per_hour", value=_clamp(spent / hours), n=n, subject=subject,
                                        **common))
+        # A subject of the last window that spent nothing in this one is judged at 0, so its rule
+        # resolves (and its state is forgotten) instead of waiting for a spend that never comes.
+        for subject in sorted(self._last_subjects.get(key, set()) - set(window.spend)):
+            out.append(Observation(metric="cost_per_hour", value=0.0, n=n, subject=subject, **common))
+        if self.max_subjects:
+            self._last_subjects[key] = set(window.spend)
         if window.feedback:
-            negative = [event_id for score, event_id in window.feedback if score < 0]
+            negative = [event_id for (event_id, _), score in window.feedback.items() if score < 0]
             out.append(Observation(metric="feedback_negative_rate", value=len(negative) / len(window.feedback),
                                    n=len(window.feedback), examples=tuple(negative[:EXAMPLES]), **common))
         return out

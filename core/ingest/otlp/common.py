@@ -143,9 +143,7 @@ def span_fields(span: SpanView, config: OtlpConfig, convention: str) -> tuple[di
         error = span.status_message or span.attributes.get("error.type") or "the span's status is ERROR"
         fields["error"] = str(error)[:4096]
     meta = Metadata()
-    meta.add("otel.convention", convention)
-    meta.add("otel.trace_id", span.trace_id)
-    meta.add("otel.span_id", span.span_id)
+    meta.add("otel.convention", convention)  # the trace and span ids are the event id
     meta.add("otel.span_name", span.name[:256])
     return fields, meta
 

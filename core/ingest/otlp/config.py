@@ -15,7 +15,8 @@ class OtlpConfig(BaseModel):
     host: str = "127.0.0.1"
     """Address the receiver listens on (``0.0.0.0`` to take traffic from other hosts)."""
     port: int = Field(4318, ge=0, le=65535)
-    """HTTP port (4318 is OTLP/HTTP's own; 0 picks a free one and logs it)."""
+    """HTTP port (4318 is OTLP/HTTP's own; 0 picks a free one and logs it, for ``driftwarden otlp``
+    alone: ``up`` needs a fixed one)."""
     max_body_bytes: int = Field(32 << 20, ge=1024, le=1 << 30)
     """Largest request body, before and after gzip; a larger one is answered 413."""
     model_version_attribute: str = Field("service.version", min_length=1, max_length=256)

@@ -14,6 +14,7 @@ message itself so that a span that cannot become an event is dead-lettered as it
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -40,14 +41,21 @@ def content_kind(content_type: str | None) -> str | None:
 def gunzip(body: bytes, limit: int) -> bytes:
     """The gzip ``body`` decompressed, refusing more than ``limit`` bytes (a small body can
     unpack to gigabytes)."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise OtlpDecodeError(f"the gzip body does not decompress ({exc})") from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise OtlpDecodeError(f"the body unpacks to more than {limit} bytes", too_large=True)
-    return out
+    out = bytearray()
+    rest = body
+    while True:  # a gzip stream may hold several members, one after the other
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise OtlpDecodeError(f"the gzip body does not decompress ({exc})") from exc
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise OtlpDecodeError(f"the body unpacks to more than {limit} bytes", too_large=True)
+        if not inflater.eof:
+            raise OtlpDecodeError("the gzip body is cut short")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ class SpanView:
     events: tuple[tuple[str, int, dict[str, Any]], ...]
     """(name, time in ns, attributes) of each span event."""
     message: Any = field(repr=False, compare=False, default=None)
-    """The protobuf ``Span``."""
+    """The protobuf ``Span`` (it keeps its whole request alive: :meth:`detached` lets go of it)."""
+    raw_bytes: bytes | None = field(repr=False, compare=False, default=None)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -76,7 +85,14 @@ class SpanView:
 
     def raw(self) -> bytes:
         """The span's protobuf bytes (what a dead letter of it holds)."""
+        if self.raw_bytes is not None:
+            return self.raw_bytes
         return self.message.SerializeToString() if self.message is not None else b""
+
+    def detached(self) -> SpanView:
+        """The same span holding its own bytes instead of the message: a span kept waiting must
+        not keep the request it came in (every span of it) in memory."""
+        return dataclasses.replace(self, message=None, raw_bytes=self.raw())
 
     def attribute(self, name: str) -> Any:
         """The span's attribute ``name``, else its resource's, else None."""

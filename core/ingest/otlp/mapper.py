@@ -29,9 +29,12 @@ CONVENTIONS: tuple[ModuleType, ...] = (openinference, genai)
 #: ``source_topic`` of a dead-lettered span (``dlq_id`` = this / 0 / a hash of trace and span id,
 #: so a span exported twice is stored once).
 DLQ_SOURCE = "otlp.traces"
-#: Documents kept per trace, and traces kept, for the LLM spans that come after their retriever.
+#: Documents kept per trace (at most this many, and characters in all), traces kept, and for how
+#: long, for the LLM spans that come after their retriever.
 MAX_DOCUMENTS = 64
-MAX_TRACES = 10_000
+MAX_DOCUMENT_CHARS = 100_000
+MAX_TRACES = 2_000
+DOCUMENTS_TTL_S = 120.0
 
 
 @dataclass
@@ -41,11 +44,14 @@ class Outcome:
     events: list[InferenceEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     rejected_reasons: list[str] = field(default_factory=list)
+    rejected_keys: list[tuple[str, str]] = field(default_factory=list)
+    """(trace id, span id) of each dead letter, in order."""
 
     def extend(self, other: Outcome) -> None:
         self.events += other.events
         self.dead_letters += other.dead_letters
         self.rejected_reasons += other.rejected_reasons
+        self.rejected_keys += other.rejected_keys
 
 
 @dataclass
@@ -70,13 +76,13 @@ class SpanMapper:
         self.limits = limits
         self.conventions = conventions
         self.counts: Counter[str] = Counter()
-        """``spans.received``, ``spans.<convention>.mapped|skipped|dead_lettered``, ``spans.unknown.skipped``,
+        """``spans.received``, ``spans.<convention>.mapped|skipped|dead_lettered|duplicate``, ``spans.unknown.skipped``,
         ``logs.received``, ``logs.joined``, ``logs.skipped``, ``logs.dropped``, ``spans.forced`` (mapped
         before their wait ended, the pending set being full)."""
         self._spans: OrderedDict[tuple[str, str], _Pending] = OrderedDict()
         self._logs: OrderedDict[tuple[str, str], tuple[float, list[LogView]]] = OrderedDict()
         self._log_count = 0
-        self._documents: OrderedDict[str, list[str]] = OrderedDict()
+        self._documents: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
         self._done: OrderedDict[tuple[str, str], None] = OrderedDict()  # recently mapped spans
 
     # --- the receiver's side ----------------------------------------------------------------------
@@ -95,9 +101,14 @@ class SpanMapper:
             if convention is not None and convention.is_retriever(span):
                 docs = convention.documents(span)
                 if docs:
-                    kept = self._documents.setdefault(span.trace_id, [])
-                    kept.extend(docs[: MAX_DOCUMENTS - len(kept)])
-                    self._documents.move_to_end(span.trace_id)
+                    _, kept = self._documents.pop(span.trace_id, (now, []))
+                    room = MAX_DOCUMENT_CHARS - sum(map(len, kept))
+                    for doc in docs[: MAX_DOCUMENTS - len(kept)]:
+                        if room <= 0:
+                            break
+                        kept.append(doc[:room])
+                        room -= len(kept[-1])
+                    self._documents[span.trace_id] = (now, kept)
                     while len(self._documents) > MAX_TRACES:
                         self._documents.popitem(last=False)
         for span in spans:
@@ -108,12 +119,16 @@ class SpanMapper:
             if not convention.is_llm_call(span):
                 self.counts[f"spans.{convention.NAME}.skipped"] += 1
                 continue
+            if span.key in self._done:  # exported again after it was mapped: its event is on its way
+                self.counts[f"spans.{convention.NAME}.duplicate"] += 1
+                continue
             waiting_logs = self._take_logs(span.key)
             if convention.awaits_logs(span) and not convention.completes(waiting_logs) and self.config.join_wait_s > 0:
                 pending = self._spans.get(span.key)
                 if pending is not None:  # the same span again (a retried export): keep one
                     waiting_logs = pending.logs + waiting_logs
-                self._spans[span.key] = _Pending(span, convention, now + self.config.join_wait_s, waiting_logs)
+                self._spans[span.key] = _Pending(span.detached(), convention, now + self.config.join_wait_s,
+                                                 waiting_logs)
                 while len(self._spans) > self.config.max_pending:
                     _, oldest = self._spans.popitem(last=False)
                     self.counts["spans.forced"] += 1
@@ -158,6 +173,8 @@ class SpanMapper:
                 break
             del self._spans[key]
             out.extend(self._map(pending.span, pending.convention, pending.logs))
+        while self._documents and next(iter(self._documents.values()))[0] < now - DOCUMENTS_TTL_S:
+            self._documents.popitem(last=False)
         horizon = now - 2 * self.config.join_wait_s
         while self._logs:
             key, (arrived, kept) = next(iter(self._logs.items()))
@@ -191,7 +208,7 @@ class SpanMapper:
         while len(self._done) > self.config.max_pending:
             self._done.popitem(last=False)
         try:
-            mapping = convention.to_mapping(span, logs, self._documents.get(span.trace_id, []), self.config)
+            mapping = convention.to_mapping(span, logs, self._documents.get(span.trace_id, (0.0, []))[1], self.config)
             if not str(mapping.get("prompt", "")).strip():
                 raise InvalidEventError(
                     "the LLM span carries no prompt text: turn on content capture in its instrumentation "
@@ -217,6 +234,7 @@ class SpanMapper:
             stage=stage, reason=reason, key=f"{span.trace_id}:{span.span_id}".encode(), raw=span.raw(),
         ))
         out.rejected_reasons.append(reason)
+        out.rejected_keys.append(span.key)
         return out
 
 

@@ -93,6 +93,10 @@ def test_gzip_is_unpacked_and_a_bomb_is_refused_as_too_large():
     assert info.value.too_large
     with pytest.raises(OtlpDecodeError):
         gunzip(b"not gzip", 1 << 20)
+    two = gzip.compress(raw[:100]) + gzip.compress(raw[100:])  # two members: both are read
+    assert gunzip(two, 1 << 20) == raw
+    with pytest.raises(OtlpDecodeError, match="cut short"):
+        gunzip(gzip.compress(raw)[:-12], 1 << 20)
 
 
 def test_content_types_with_parameters_are_understood_and_others_refused():

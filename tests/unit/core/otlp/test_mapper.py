@@ -168,12 +168,35 @@ def test_an_llm_span_too_large_for_the_event_limits_is_dead_lettered_with_the_re
     assert out.rejected_reasons == [letter.reason]
 
 
-def test_the_same_span_exported_twice_gives_the_same_event_id():
+def test_the_same_span_exported_twice_gives_the_same_event_id_and_a_recent_repeat_is_skipped():
     s = span(genai_latest())
+    first = mapper().add_spans(views([s]), now=0.0).events
+    other = mapper().add_spans(views([s]), now=0.0).events  # another receiver (or after a restart)
+    assert first[0].event_id == other[0].event_id
     m = mapper()
-    first = m.add_spans(views([s]), now=0.0).events
-    again = m.add_spans(views([s]), now=1.0).events
-    assert first[0].event_id == again[0].event_id
+    assert len(m.add_spans(views([s]), now=0.0).events) == 1
+    assert m.add_spans(views([s]), now=1.0).events == [] and m.counts["spans.genai.duplicate"] == 1
+
+
+def test_a_waiting_span_lets_go_of_its_request_and_keeps_its_own_bytes():
+    s = span(genai_old())
+    m = mapper()
+    m.add_spans(views([s, span(genai_old())]), now=0.0)
+    pending = next(iter(m._spans.values())).span
+    assert pending.message is None and pending.raw() == s.SerializeToString()
+
+
+def test_retrieved_documents_are_bounded_in_size_and_time():
+    from driftwarden.core.ingest.otlp.mapper import DOCUMENTS_TTL_S, MAX_DOCUMENT_CHARS
+
+    trace_id, _ = ids()
+    m = mapper()
+    attrs = {"openinference.span.kind": "RETRIEVER"}
+    attrs.update({f"retrieval.documents.{i}.document.content": "d" * 60_000 for i in range(5)})
+    m.add_spans(views([span(attrs, trace_id=trace_id)]), now=0.0)
+    assert sum(map(len, m._documents[trace_id.hex()][1])) == MAX_DOCUMENT_CHARS
+    m.due(DOCUMENTS_TTL_S + 1)
+    assert not m._documents
 
 
 def test_waiting_spans_and_records_are_bounded():

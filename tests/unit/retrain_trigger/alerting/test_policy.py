@@ -269,6 +269,8 @@ def test_late_feedback_joins_its_segments_window_and_the_negative_share_fires_it
     windows = DetectionWindows(size=3, minutes=5, clock=clock)
     for i in range(12):  # feedback does not count toward the window's size
         assert windows.add_feedback("chat", "v1", -1.0 if i < 6 else 1.0, f"e{i}", T0 + timedelta(seconds=i)) == []
+    for _ in range(5):  # the same user's thumbs-down again: one per event and source counts
+        windows.add_feedback("chat", "v1", -1.0, "e0", T0)
     out = windows.add([result("e0", "toxicity", 0.1, False)]) + windows.add([result("e1", "toxicity", 0.1, False)])
     assert out == []
     out = windows.add([result("e2", "toxicity", 0.1, False)])
@@ -344,3 +346,31 @@ def test_the_operational_detector_names_the_subject_from_the_user_or_a_metadata_
     event = event_from_mapping(valid_event("e1", user_id="u-7", metadata={"tenant": "acme"}))
     assert subject_of(event, "user_id") == "u-7" and subject_of(event, "metadata.tenant") == "acme"
     assert subject_of(event, "metadata.none") is None and subject_of(event, "") is None
+    mail = event_from_mapping(valid_event("e2", user_id="maria.lopez@example.com"))
+    assert subject_of(mail, "user_id").startswith("sha256:") and "maria" not in subject_of(mail, "user_id")
+
+
+def test_a_user_who_stops_spending_is_judged_at_zero_and_the_alert_resolves():
+    clock = Clock()
+    windows = DetectionWindows(size=2, minutes=5, clock=clock, max_subjects=10)
+    e = PolicyEngine(Policy(rules=[{"name": "user-spend", "metric": "cost_per_hour", "per": "subject",
+                                    "threshold": 100}]), clock=clock)
+
+    def call(i, user, cost):
+        return result(f"e{i}", "operational", 0.0, False, latency_ms=1.0, cost_usd=cost).model_copy(
+            update={"subject": user})
+
+    fired = e.observe(windows.add([call(0, "whale", 5.0)]) + windows.add([call(1, "whale", 5.0)])).alerts
+    assert [a.status for a in fired] == ["firing"]
+    later = e.observe(windows.add([call(2, "other", 0.01)]) + windows.add([call(3, "other", 0.01)])).alerts
+    assert [(a.status, a.labels["subject"]) for a in later] == [("resolved", "whale")]
+
+
+def test_space_saving_lets_a_user_of_many_cheap_calls_into_the_top_spenders():
+    windows = DetectionWindows(size=1000, minutes=5, clock=Clock(), max_subjects=2)
+    calls = [("a", 1.0), ("b", 1.0)] + [("cheap", 0.4)] * 10
+    for i, (user, cost) in enumerate(calls):
+        windows.add([result(f"e{i}", "operational", 0.0, False, latency_ms=1.0, cost_usd=cost).model_copy(
+            update={"subject": user})])
+    window = next(iter(windows._open.values()))
+    assert "cheap" in window.spend
