@@ -139,25 +139,19 @@ class Publisher:
 
     def publish(self, event: InferenceEvent | Mapping[str, Any]) -> bool:
         """Queue one event; returns False (and counts it) if it had to be refused. Never blocks."""
-        if self._closed:
-            raise PublisherClosedError()
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.stats.refused_queue_full += 1
-            self._log_refusal("the queue is full (broker slow or unreachable)")
-            return False
-        self.stats.queued += 1
-        return True
+        return self._enqueue(event)
 
     def publish_record(self, topic: str, key: bytes, value: bytes,
                        headers: Mapping[str, bytes] | None = None) -> bool:
         """Queue one record already encoded for ``topic`` (a dead letter, feedback); returns False
         (and counts it) if it had to be refused. Never blocks."""
+        return self._enqueue(_Record(topic, key, value, tuple((headers or {}).items())))
+
+    def _enqueue(self, item: InferenceEvent | Mapping[str, Any] | _Record) -> bool:
         if self._closed:
             raise PublisherClosedError()
         try:
-            self._queue.put_nowait(_Record(topic, key, value, tuple((headers or {}).items())))
+            self._queue.put_nowait(item)
         except queue.Full:
             self.stats.refused_queue_full += 1
             self._log_refusal("the queue is full (broker slow or unreachable)")

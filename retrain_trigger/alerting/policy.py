@@ -180,13 +180,7 @@ class DetectionWindows:
         first = results[0]
         key = (first.app, first.model_version)
         out: list[Observation] = []
-        now = self.clock()
-        if key in self._seen:
-            self._seen.move_to_end(key)
-        elif len(self._seen) >= self.max_segments:
-            out += self._evict_least_recent(key)
-        self._seen[key] = now
-        window = self._open.setdefault(key, _Window(opened=now))
+        window = self._touch(key, out)
         window.ids.append(first.event_id)
         window.times.append(first.event_ts)
         for r in results:
@@ -212,6 +206,17 @@ class DetectionWindows:
             out += self._close(key)
         return out
 
+    def _touch(self, key: tuple[str, str], out: list[Observation]) -> _Window:
+        """The segment's open window (opened now if none), the segment marked as seen; a segment
+        evicted to make room adds its window's observations to ``out``."""
+        now = self.clock()
+        if key in self._seen:
+            self._seen.move_to_end(key)
+        elif len(self._seen) >= self.max_segments:
+            out += self._evict_least_recent(key)
+        self._seen[key] = now
+        return self._open.setdefault(key, _Window(opened=now))
+
     def _spend(self, window: _Window, subject: str, cost: float) -> None:
         """Add to a subject's spend, keeping the top ``max_subjects`` (Space-Saving; drops counted)."""
         spend = window.spend
@@ -235,13 +240,7 @@ class DetectionWindows:
         if value is None:
             self.nonfinite_values += 1
             return out
-        now = self.clock()
-        if key in self._seen:
-            self._seen.move_to_end(key)
-        elif len(self._seen) >= self.max_segments:
-            out += self._evict_least_recent(key)
-        self._seen[key] = now
-        window = self._open.setdefault(key, _Window(opened=now))
+        window = self._touch(key, out)
         if (event_id, source) in window.feedback or len(window.feedback) < MAX_WINDOW_FEEDBACK:
             window.feedback[(event_id, source)] = max(-1.0, min(1.0, value))
             window.feedback_times = [min([given_at, *window.feedback_times]), max([given_at, *window.feedback_times])]
