@@ -143,11 +143,11 @@ class OtlpReceiver:
         if content_kind(request.headers.get("Content-Type")) != "json":
             return self._status(415, INVALID_ARGUMENT, "send application/json", "json")
         if self.stopping:
-            return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", "json", retry=True)
+            return self._stopping("json")
         try:
             body = await self._body(request)
             if self.stopping:
-                return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", "json", retry=True)
+                return self._stopping("json")
             data = json.loads(body)
         except OtlpDecodeError as exc:
             return self._status(413 if exc.too_large else 400, INVALID_ARGUMENT, str(exc), "json")
@@ -158,8 +158,7 @@ class OtlpReceiver:
             return self._status(413, INVALID_ARGUMENT, f"{len(items)} feedback items in one request, more than "
                                 f"{MAX_FEEDBACK_ITEMS}", "json")
         if self.publisher.room < len(items) + self.mapper.pending:
-            return self._status(self.config.busy_status, RESOURCE_EXHAUSTED, "the producer's queue is full; retry "
-                                "later", "json", retry=True)
+            return self._busy("json")
         accepted, rejected = 0, []
         for index, item in enumerate(items):
             try:
@@ -186,7 +185,7 @@ class OtlpReceiver:
         if kind is None:
             return self._status(415, INVALID_ARGUMENT, "send application/x-protobuf or application/json", None)
         if self.stopping:
-            return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", kind, retry=True)
+            return self._stopping(kind)
         try:
             body = await self._body(request)
             items = decode_traces(body, kind) if signal_name == "traces" else decode_logs(body, kind)
@@ -194,14 +193,13 @@ class OtlpReceiver:
             code = 413 if exc.too_large else 400
             return self._status(code, INVALID_ARGUMENT, str(exc), kind)
         if self.stopping:  # it began stopping while the body came in: what is held now was drained
-            return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", kind, retry=True)
+            return self._stopping(kind)
         needed = len(items) if signal_name == "traces" else 0
         if needed > self.publisher.capacity // 2:
             return self._status(413, INVALID_ARGUMENT, f"{needed} spans in one request, more than the receiver "
                                 f"takes at once ({self.publisher.capacity // 2}); send smaller batches", kind)
         if self.publisher.room < needed + self.mapper.pending:
-            return self._status(self.config.busy_status, RESOURCE_EXHAUSTED, "the producer's queue is full (the "
-                                "broker is slow or away); retry later", kind, retry=True)
+            return self._busy(kind)
         now = time.monotonic()
         outcome = self.mapper.add_spans(items, now) if signal_name == "traces" else self.mapper.add_logs(items, now)
         self._publish(outcome)
@@ -240,6 +238,13 @@ class OtlpReceiver:
             letter = fit_dead_letter(letter, self.settings.max_event_bytes)
             self.publisher.publish_record(self.settings.topic_dlq, letter.key, letter.raw,
                                           dead_letter_headers(letter))
+
+    def _stopping(self, kind: str | None) -> Any:
+        return self._status(503, UNAVAILABLE, "the receiver is stopping; retry", kind, retry=True)
+
+    def _busy(self, kind: str | None) -> Any:
+        return self._status(self.config.busy_status, RESOURCE_EXHAUSTED, "the producer's queue is full (the broker "
+                            "is slow or away); retry later", kind, retry=True)
 
     def _status(self, http: int, code: int, message: str, kind: str | None, retry: bool = False) -> Any:
         self.answers[http] += 1

@@ -163,3 +163,19 @@ def test_a_result_keeps_at_most_its_span_limit_finite_scores_and_short_evidence(
                          scores={"ok": 1.0, "inf": float("inf"), "nan": float("nan")})
     assert len(result.spans) == MAX_SPANS and result.scores == {"ok": 1.0, "spans_dropped": 7.0}
     assert len(result.evidence) == MAX_EVIDENCE
+
+
+def test_hostile_feedback_is_refused_with_a_reason_never_an_unexpected_exception():
+    import pytest
+
+    from driftwarden.core.errors import InvalidEventError
+    from driftwarden.core.schemas import parse_feedback
+
+    nested: dict = {}
+    for _ in range(2000):
+        nested = {"x": nested}
+    for bad in ({"event_id": "e1", "score": 1, "comment": nested}, {"event_id": "e1", "score": float("nan")},
+                {"event_id": "x" * 500, "score": 1}, {"event_id": "e1", "score": 1, "comment": "c" * 5000},
+                b"\xff\xfe", b"[1, 2]", {"event_id": "e1", "score": 1, "source": "a b"}):
+        with pytest.raises(InvalidEventError):
+            parse_feedback(bad)
