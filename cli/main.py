@@ -92,12 +92,17 @@ def up(
 
 
 @app.command()
-def worker(bootstrap: BootstrapOpt = None, data_dir: DataDirOpt = None) -> None:
+def worker(
+    bootstrap: BootstrapOpt = None,
+    data_dir: DataDirOpt = None,
+    web_port: Annotated[Optional[int], typer.Option(min=0, max=65535, help="Port of /metrics, /healthz and "
+                                                    "/readyz (default DRIFTWARDEN_WORKER_WEB_PORT; 0: none).")] = None,
+) -> None:
     """Run one scoring process (validate, score, produce results). Start more to scale out."""
     from driftwarden.streams.app import create_app, run_worker
 
     settings = _settings(bootstrap, data_dir)
-    run_worker(create_app("score", settings), settings.log_level)
+    run_worker(create_app("score", settings, web_port=web_port), settings.log_level)
 
 
 @app.command()
@@ -184,11 +189,12 @@ def stats(
 ) -> None:
     """Counts of stored events, detections and dead letters (works while `up` runs)."""
     from driftwarden.streams.sink_pages import read_stats
+    from driftwarden.streams.web import live_processes
 
     settings = _settings(None, data_dir)
     counts = read_stats(settings)
     if as_json:
-        typer.echo(json.dumps(counts, sort_keys=True))
+        typer.echo(json.dumps({**counts, "processes": live_processes(settings)}, sort_keys=True))
         return
     typer.echo(f"events stored:  {counts['events']}")
     typer.echo(f"detections:     {counts['detections']}")
@@ -198,6 +204,11 @@ def stats(
     typer.echo(f"dead letters:   {counts['dead_letters']}")
     for stage, n in counts["dead_letters_by_stage"].items():
         typer.echo(f"  {stage:<14} {n}")
+    processes = live_processes(settings)
+    if processes:
+        typer.echo("processes (metrics at http://<host>:<port>/metrics):")
+        for p in processes:
+            typer.echo(f"  {p['role']:<6} pid {p['pid']:<8} http://{p['bind']}:{p['port']}/metrics")
 
 
 @app.command()

@@ -47,6 +47,10 @@ class AlertsConfig(BaseModel):
     receiver takes it or ``retry_max_age_hours`` pass; it survives restarts of the sink."""
     retry_max_age_hours: float = Field(24.0, gt=0, le=24 * 30)
     """After this long in durable retry an alert is given up for that receiver (logged, counted)."""
+    resend_interval_s: float = Field(60.0, ge=0, le=3600)
+    """Firing alerts are sent again this often to receivers that expect it: Alertmanager ends an
+    alert that was not re-sent within its ``resolve_timeout`` (5 minutes by default), so keep this
+    well below that. The firing set is read back from the store when the sink starts. 0: never."""
 
 
 class RetrainConfig(BaseModel):

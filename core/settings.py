@@ -45,6 +45,18 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gpt-3.5-turbo": Price(input_per_1k=0.0005, output_per_1k=0.0015),
 }
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name to listen on) is reachable from this machine only."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -138,7 +150,18 @@ class Settings(BaseSettings):
     which batches, catches up whenever they wait. Only 19 frees the workers from the sink's
     bursts on two cores (``bench/detectors.py``); 0 turns it off."""
     worker_web_port: int = Field(0, ge=0, le=65535)
-    """Port of a score worker's faust web server; 0 turns it off."""
+    """Port of a score worker's web server (``/metrics``, ``/healthz``, ``/readyz``); 0 turns it off.
+    The local stack gives each worker a free port and ``driftwarden stats`` lists them."""
+    web_bind: str = "127.0.0.1"
+    """Address the sink's and workers' web servers listen on. Beyond loopback (``0.0.0.0`` in a
+    pod) ``web_token`` must be set: the processes refuse to start without it."""
+    web_token: SecretStr | None = Field(None, validate_default=True)
+    """Bearer token that the sink's data pages (``/stats/``, ``/progress/``, ``/report/``,
+    ``/alerts/``) require when the web server listens beyond loopback (``driftwarden stats`` and the
+    local stack send it). ``/metrics``, ``/healthz`` and ``/readyz`` stay open for probes and scrapers."""
+    metrics_max_segments: int = Field(100, ge=0, le=100_000)
+    """Segments (app, model version, field) with their own series in ``/metrics`` (the last drift
+    p-value): the most recently updated ones; older series are dropped past the cap. 0: none."""
 
     # --- events -----------------------------------------------------------------------------
     max_prompt_chars: int = Field(100_000, ge=1)
@@ -218,6 +241,15 @@ class Settings(BaseSettings):
     """... or this many milliseconds have passed ..."""
     publisher_flush_bytes: int = Field(1_000_000, ge=1)
     """... or the batch holds this many bytes."""
+
+    @field_validator("web_token")
+    @classmethod
+    def _token_beyond_loopback(cls, value: SecretStr | None, info) -> SecretStr | None:
+        bind = info.data.get("web_bind", "127.0.0.1")
+        if not is_loopback(bind) and (value is None or not value.get_secret_value()):
+            raise ValueError(f"must be set when DRIFTWARDEN_WEB_BIND ({bind}) is beyond loopback: the sink's data "
+                             "pages would be open to the network")
+        return value
 
     @field_validator("clickhouse_database")
     @classmethod

@@ -35,6 +35,9 @@ class BatchOutput:
     """The events as they are to be stored (redacted when asked)."""
     embeddings: list[EmbeddingRecord] = field(default_factory=list)
     """Prompt and response embeddings, when they are stored."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds each detector took on the batch (the embeddings they share are in the first that
+    asked for them; redaction under ``redaction``)."""
 
 
 class ScoringPipeline:
@@ -72,11 +75,13 @@ class ScoringPipeline:
         ctx = BatchContext(events, self.encoder.encode if self.encoder is not None else None)
         by_detector: dict[str, list[DetectionResult]] = {}
         for detector in self.detectors:
+            started = time.perf_counter()
             try:
                 results = detector.detect(events, ctx)
             except Exception as exc:  # noqa: BLE001 - the stream goes on
                 log.exception("detector %s failed on a whole batch; its results are marked as errors", detector.name)
                 results = [make_error(detector, e, exc) for e in events]
+            out.seconds[detector.name] = time.perf_counter() - started
             by_detector[detector.name] = results
             out.results.extend(results)
         if self.store_embeddings:
@@ -94,8 +99,10 @@ class ScoringPipeline:
                     ))
         if self.redact:
             pii = next(d for d in self.detectors if d.name == "pii")
+            started = time.perf_counter()
             spent_by = time.monotonic() + pii.config.batch_budget_ms / 1000  # redaction's own batch budget
             out.events = [pii.redact(e, r, spent_by) for e, r in zip(events, by_detector["pii"], strict=True)]
+            out.seconds["redaction"] = time.perf_counter() - started
         return out
 
 

@@ -23,7 +23,9 @@ from driftwarden.core.secrets import scrub
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
 from driftwarden.retrain_trigger.alerting.retry import DeliveryRetries, retry_due
-from driftwarden.retrain_trigger.alerting.dispatch import Dispatcher
+from driftwarden.retrain_trigger.alerting.dispatch import MAX_FIRING, Dispatcher
+from driftwarden.streams.metrics import delivery_counts
+from driftwarden.streams.web import protected
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import exit_process, guarded
 from driftwarden.streams.validation import parsed
@@ -36,11 +38,23 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
     dispatcher = Dispatcher(settings.alerts)
     retries = DeliveryRetries(store, settings.alerts) if store is not None else None
     started = asyncio.Event()
+    metrics = getattr(app, "metrics", None)
+    if metrics is not None:
+        names = [r.name for r in dispatcher.receivers]
+        metrics.add_counters("driftwarden_alert_deliveries", "Alert deliveries per receiver and outcome",
+                             ("receiver", "outcome"), lambda: delivery_counts(dispatcher.counts, names))
+    resending = any(r.resend for r in dispatcher.receivers) and settings.alerts.resend_interval_s > 0
 
     @app.task
     async def start_dispatcher():
         try:
             await dispatcher.start()
+            if resending and store is not None:
+                # What fired before a restart is still firing: re-send it, or Alertmanager ends it.
+                dispatcher.track(await asyncio.to_thread(store.firing_alerts, MAX_FIRING))
+                if dispatcher.firing:
+                    log.info("%d alert(s) still firing from before this start are re-sent every %.0f s",
+                             len(dispatcher.firing), settings.alerts.resend_interval_s)
         except Exception as exc:  # noqa: BLE001 - alerts would be acknowledged unsent: restart instead
             exit_process("starting the alert dispatcher", exc)
         started.set()
@@ -65,6 +79,18 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                 await asyncio.to_thread(retries.park, alert, missed)
                 dispatcher.counts["parked"] += len(missed)
 
+    if resending:
+
+        @app.timer(interval=settings.alerts.resend_interval_s)
+        async def resend_firing():
+            """Firing alerts again to receivers that end alerts not re-sent (Alertmanager)."""
+            await started.wait()
+            try:
+                await dispatcher.resend_firing()
+            except Exception as exc:  # noqa: BLE001 - the next round tries again
+                log.error("re-sending firing alerts failed (%s); the next round, in %.0f s, tries again",
+                          type(exc).__name__, settings.alerts.resend_interval_s)
+
     @app.timer(interval=settings.alerts.retry_interval_s)
     async def retry_parked():
         """Deliveries in durable retry that are due get one more try each."""
@@ -81,6 +107,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
     if app.conf.web_enabled:
 
         @app.page("/alerts/")
+        @protected(settings)
         async def alerts_page(web, request):
             return web.json({"receivers": [r.name for r in dispatcher.receivers], "counts": dict(dispatcher.counts)})
 

@@ -70,10 +70,16 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         datadir=str(datadir),
         web_enabled=bool(port),
         web_port=port or 6066,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_bind,
         web_in_thread=False,
+        # No table routing is used; faust's /router and /table pages would show topology and data.
+        web_router_enabled=False,
+        web_tables_enabled=False,
     )
     topics = TopicNames.from_settings(settings)
+    from driftwarden.streams import web
+
+    app.metrics, app.readiness = web.install(app, settings, role)  # type: ignore[attr-defined]
     if role == "score":
         from driftwarden.streams import score_agent
 

@@ -42,6 +42,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                            load_texts=store.texts if store is not None else None,
                            idle_minutes=settings.segment_idle_minutes, max_segments=settings.max_segments)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
+    metrics = getattr(app, "metrics", None)
     #: Records of segments whose stored state is being read, in arrival order, per segment id.
     pending: dict[str, list[EmbeddingRecord]] = {}
     readers: set[asyncio.Task] = set()
@@ -56,6 +57,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                         result.method, result.statistic, result.p_value, result.novel_share)
                 await (await drift_topic.send(key=join_id(result.app, result.model_version).encode(),
                                               value=result.to_json_bytes()))
+                if metrics is not None:
+                    metrics.drift_window(result.app, result.model_version, result.field, result.p_value,
+                                         settings.drift.alpha)
             except Exception:  # noqa: BLE001 - one window's failure must not stop the stream
                 log.error("drift window %s could not be tested or sent; it is skipped and the segment's next window "
                           "follows. If this repeats, look at the error below and at the broker", window.window_id,

@@ -12,7 +12,9 @@ Spans become events through :mod:`driftwarden.core.ingest.otlp` (the ingestion s
 only serves HTTP and hands the results to a :class:`~driftwarden.streams.publisher.Publisher`.
 ``POST /v1/feedback`` takes late feedback (JSON, one object or a list) for ``llm.feedback``.
 ``GET /stats`` shows the counters (spans received, mapped, skipped, dead-lettered by convention;
-log records joined and dropped; answers by status).
+log records joined and dropped; answers by status); ``GET /metrics`` the same for Prometheus, with
+the Publisher's; ``GET /healthz`` answers while the loop runs, ``GET /readyz`` while the receiver
+takes requests (not stopping, the producer's queue not full).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from driftwarden.core.schemas import EventLimits
 from driftwarden.core.settings import Settings
 from driftwarden.streams.publisher import Publisher
 from driftwarden.streams.validation import dead_letter_headers, fit_dead_letter
+from driftwarden.streams.web import register_process
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,23 @@ class OtlpReceiver:
         self.stopping = False
         self._ticker: asyncio.Task | None = None
         self._logged_at = time.monotonic()
+        self.registry = self._registry()
+
+    def _registry(self) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from driftwarden.streams.metrics import MappingCollector
+        from driftwarden.streams.publisher_metrics import PublisherCollector
+
+        registry = CollectorRegistry()
+        registry.register(MappingCollector("driftwarden_otlp_items", "Spans and log records by what became of "
+                                           "them (the counts of /stats)", "what", lambda: summary(self.mapper.counts)))
+        registry.register(MappingCollector("driftwarden_otlp_responses", "Answers by HTTP status", "code",
+                                           lambda: {str(k): v for k, v in self.answers.items()}))
+        registry.register(MappingCollector("driftwarden_otlp_pending_spans", "LLM spans waiting for their log "
+                                           "records", "state", lambda: {"waiting": self.mapper.pending}, "gauge"))
+        registry.register(PublisherCollector(self.publisher))
+        return registry
 
     # --- the application ------------------------------------------------------------------------
 
@@ -75,6 +95,9 @@ class OtlpReceiver:
         app.router.add_post("/v1/logs", self.logs)
         app.router.add_post("/v1/feedback", self.feedback)
         app.router.add_get("/stats", self.stats)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.health)
+        app.router.add_get("/readyz", self.ready)
         app.router.add_get("/", self.health)
         app.on_startup.append(self._start_ticker)
         app.on_shutdown.append(self._stop)
@@ -112,7 +135,24 @@ class OtlpReceiver:
     async def health(self, request: Any) -> Any:
         from aiohttp import web
 
-        return web.json_response({"status": "stopping" if self.stopping else "ok"})
+        return web.json_response({"status": "stopping" if self.stopping else "ok"},
+                                 status=503 if self.stopping else 200)
+
+    async def ready(self, request: Any) -> Any:
+        from aiohttp import web
+
+        room = self.publisher.room
+        checks = {"accepting": {"ok": not self.stopping, "detail": "stopping" if self.stopping else "yes"},
+                  "producer_queue": {"ok": room > 0, "detail": f"room for {room} record(s)"}}
+        ready = all(c["ok"] for c in checks.values())
+        return web.json_response({"ready": ready, "role": "otlp", "checks": checks}, status=200 if ready else 503)
+
+    async def metrics(self, request: Any) -> Any:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def stats(self, request: Any) -> Any:
         from aiohttp import web
@@ -271,6 +311,7 @@ async def _serve(settings: Settings, publisher: Publisher, ready: asyncio.Event 
     site = web.TCPSite(runner, settings.otlp.host, settings.otlp.port)
     await site.start()
     port = next((a[1] for a in runner.addresses if isinstance(a, tuple)), settings.otlp.port)
+    register_process(settings, "otlp", port)
     log.info("OTLP receiver listening on http://%s:%s (POST /v1/traces, /v1/logs); events go to %s",
              settings.otlp.host, port, settings.topic_inference)
     stop = asyncio.Event()

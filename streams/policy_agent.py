@@ -55,12 +55,16 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     log.info("policy %s: %d rules from %s", engine.fingerprint, len(policy.rules),
              settings.policy_file or "the shipped default")
 
+    metrics = getattr(app, "metrics", None)
+
     async def emit(decision: Decision) -> None:
         for alert in decision.alerts:
             try:
                 await (await alerts.send(key=alert.dedupe_key.encode(), value=alert.to_json_bytes()))
             except Exception as exc:  # noqa: BLE001 - the rule is firing now: its alert must not be lost
                 exit_process(f"sending alert {alert.alert_id!r} to {topics.alerts}", exc)
+            if metrics is not None:
+                metrics.alerts.labels(alert.rule[:128], alert.status).inc()
         for request in decision.requests:
             log.warning("retraining requested for %s (events %s .. %s): %r",
                         join_id(request.app, request.model_version), request.start, request.end, request.reason[:200])
@@ -69,6 +73,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
                                           value=request.to_json_bytes()))
             except Exception as exc:  # noqa: BLE001 - nor its retraining request
                 exit_process(f"sending retraining request {request.request_id!r} to {topics.retrain}", exc)
+            if metrics is not None:
+                metrics.retrain_requests.inc()
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="policy-detections")
     @guarded("the policy agent (detections)")

@@ -32,8 +32,12 @@ RESUME_DELAY_S = 3.0
 def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store) -> RetrainWorkflow:
     status_topic = app.topic(topics.retrain_status, value_serializer="raw", key_serializer="raw")
 
+    metrics = getattr(app, "metrics", None)
+
     async def publish(status: RetrainStatus) -> None:
         await (await status_topic.send(key=status.job_id.encode(), value=status.to_json_bytes()))
+        if metrics is not None:
+            metrics.retrain_job(status.status)
 
     workflow = RetrainWorkflow(settings, store, build_launcher(settings), publish,
                                spawn=lambda coro, name: app.loop.create_task(coro, name=name))

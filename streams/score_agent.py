@@ -63,6 +63,8 @@ class Verdicts:
 
     records: list[tuple[InferenceEvent, Outgoing]]
     dead: list[DeadLetter]
+    seconds: dict[str, float]
+    """Seconds per detector, summed over the batch's scoring runs."""
 
 
 def score_batch(pipeline: ScoringPipeline, messages: list[RawMessage], limits: EventLimits,
@@ -109,7 +111,11 @@ def score_batch(pipeline: ScoringPipeline, messages: list[RawMessage], limits: E
             except Exception as exc:  # noqa: BLE001 - recorded on its dead letter
                 log.warning("event %r cannot be sent on (%s); it is dead-lettered", stored.event_id, exc)
                 dead.append(_failed(source[stored.event_id], "produce", exc, limits))
-    return Verdicts(records=records, dead=dead)
+    seconds: dict[str, float] = {}
+    for output in outputs:
+        for name, spent in output.seconds.items():
+            seconds[name] = seconds.get(name, 0.0) + spent
+    return Verdicts(records=records, dead=dead, seconds=seconds)
 
 
 def _failed(msg: RawMessage, stage: str, exc: BaseException, limits: EventLimits) -> DeadLetter:
@@ -127,6 +133,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
     embeddings = app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw")
     stats = ScoreStats()
     app.score_stats = stats  # type: ignore[attr-defined]
+    metrics = app.metrics  # type: ignore[attr-defined]
+
+    async def models_loaded() -> tuple[bool, str]:
+        return True, ", ".join(d.name for d in pipeline.detectors)  # built above, before the app started
+
+    app.readiness.add("models_loaded", models_loaded)  # type: ignore[attr-defined]
     log.info("score agent: detectors %s", ", ".join(d.name for d in pipeline.detectors))
 
     seen_partitions: set[tuple[str, int]] = set()
@@ -147,9 +159,14 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
                 if (m.topic, m.partition) not in seen_partitions:
                     seen_partitions.add((m.topic, m.partition))
                     log.info("scoring partition %s/%d (first offset %d)", m.topic, m.partition, m.offset)
+            metrics.events_consumed.inc(len(messages))
+            metrics.batch_size.labels("score").observe(len(messages))
             verdicts = await asyncio.to_thread(score_batch, pipeline, messages, limits, stats)
+            for name, spent in verdicts.seconds.items():
+                metrics.detector_seconds.labels(name).observe(spent)
             pending = []
             for letter in (fit_dead_letter(d, settings.max_event_bytes) for d in verdicts.dead):
+                metrics.dead_letter(letter.stage, letter.reason)
                 log.warning(
                     "dead letter %s/%d/%d at stage %s: %s", letter.source_topic, letter.source_partition,
                     letter.source_offset, letter.stage, letter.reason[:300],
@@ -171,5 +188,6 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
             stats.events += len(verdicts.records)
             stats.dead_letters += len(verdicts.dead)
             stats.results += sum(1 for _, out in verdicts.records if out.detections is not None)
+            metrics.events_scored.inc(len(verdicts.records))
             log.debug("scored %d events (%d dead) in %.3f s", len(verdicts.records), len(verdicts.dead),
                       time.perf_counter() - started)

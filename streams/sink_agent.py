@@ -41,6 +41,7 @@ from driftwarden.core.storage.writer import ChaosClient, DeadLetter, insert_spli
 from driftwarden.detectors.registry import names as detector_names
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import guarded
+from driftwarden.streams.web import protected, store_check
 from driftwarden.streams.validation import (
     dead_letter_from_headers,
     dead_letter_headers,
@@ -63,6 +64,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         log.warning("chaos: ClickHouse writes fail while %s exists", settings.chaos_store_down_file)
         client = ChaosClient(client, settings.chaos_store_down_file)
     writer = store = ClickHouseStore(client, settings.clickhouse_database)
+    metrics = app.metrics  # type: ignore[attr-defined]
+    app.readiness.add("store_reachable", store_check(store))  # type: ignore[attr-defined]
     app.progress_sources = []  # type: ignore[attr-defined]
     """Callables returning counters (live segments, evictions) that ``/progress/`` shows."""
     size, within = settings.sink_batch_size, settings.sink_linger_ms / 1000
@@ -71,8 +74,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     written: Counter[str] = Counter()
     """Rows ClickHouse acknowledged since start, per table (and ``detections/<detector>``)."""
 
-    def count_failure(_attempt: int, _exc: BaseException) -> None:
-        failures["writes_failed"] += 1
+    def count_failure(table: str):
+        def count(_attempt: int, _exc: BaseException) -> None:
+            failures["writes_failed"] += 1
+            metrics.write_retries.labels(table).inc()
+
+        return count
 
     dlq = app.topic(topics.dlq, value_serializer="raw", key_serializer="raw")
     rejected: Counter[str] = Counter()
@@ -85,6 +92,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             key=event.message.key or b"", raw=event.message.value or b"",
         )
         letter = fit_dead_letter(letter, settings.max_event_bytes)
+        metrics.dead_letter("sink", letter.reason)
         await (await dlq.send(key=letter.key[:1024] or None, value=letter.raw, headers=dead_letter_headers(letter)))
 
     async def decode(batch, parse, what: str) -> list[tuple[object, object]]:
@@ -114,6 +122,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         async def reject(pair, exc: RowRejectedError) -> None:
             item, event = pair
             rejected[table] += 1
+            metrics.write_failures.labels(table).inc()
             source = (event.message.partition, event.message.offset)
             if source in lettered:
                 return  # another row of the same record was refused already: one dead letter per record
@@ -133,12 +142,14 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
         async def sink(stream):
             async for batch in stream.take_events(size, within=within):
                 lettered.clear()
+                metrics.batch_size.labels(name).observe(len(batch))
                 pairs = await decode(batch, parse, what)
                 kept: list = []
                 await insert_splitting(write_items, pairs, what=rows, max_backoff_s=settings.sink_retry_max_s,
-                                       on_failure=count_failure, on_rejected=reject,
+                                       on_failure=count_failure(table), on_rejected=reject,
                                        on_written=lambda chunk: kept.extend(item for item, _ in chunk))
                 written[table] += len(kept)
+                metrics.rows_written.labels(table).inc(len(kept))
                 if table == "detections":
                     written.update(f"detections/{r.detector if r.detector in known else 'other'}" for r in kept)
 
@@ -195,6 +206,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
 
     async def unstorable(letter: DeadLetter, exc: RowRejectedError) -> None:
         rejected["dead_letters"] += 1
+        metrics.write_failures.labels("dead_letters").inc()
         log.error("ClickHouse refused dead letter %s as data (%s); it stays on the dead-letter topic only",
                   letter.dlq_id[:300], cap_reason(scrub(str(exc.cause)), 300))
 
@@ -202,14 +214,18 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     @guarded("the sink's dead-letter agent")
     async def sink_dead_letters(stream):
         async for batch in stream.take_events(size, within=within):
+            metrics.batch_size.labels("sink-dead-letters").observe(len(batch))
             letters = await asyncio.to_thread(lambda b=batch: [letter_of(e) for e in b])
-            written["dead_letters"] += await insert_splitting(
+            stored = await insert_splitting(
                 writer.insert_dead_letters, letters, what="dead letters", max_backoff_s=settings.sink_retry_max_s,
-                on_failure=count_failure, on_rejected=unstorable)
+                on_failure=count_failure("dead_letters"), on_rejected=unstorable)
+            written["dead_letters"] += stored
+            metrics.rows_written.labels("dead_letters").inc(stored)
 
     if app.conf.web_enabled:
 
         @app.page("/stats/")
+        @protected(settings)
         async def stats_page(web, request):
             counts = await asyncio.to_thread(store.stats, settings.drift.alpha)
             counts["sink_write_failures"] = failures["writes_failed"]
@@ -217,6 +233,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             return web.json(counts)
 
         @app.page("/report/")
+        @protected(settings)
         async def report_page(web, request):
             """The HTML report, rendered here because this process owns the store."""
             from driftwarden.dashboards.report import build_report
@@ -225,6 +242,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             return web.html(text)
 
         @app.page("/progress/")
+        @protected(settings)
         async def progress_page(web, request):
             """Counters only, no query: cheap enough to poll often (benchmarks, progress bars)."""
             state = {k: v for source in app.progress_sources for k, v in source().items()}

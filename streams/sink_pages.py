@@ -22,7 +22,7 @@ def read_stats(settings: Settings, *, require_owner: bool = False, timeout_s: fl
     asked (used to wait for the sink to be ready)."""
     owner = read_owner(settings)
     if owner.get("port"):
-        return sink_page(owner["port"], "stats", timeout_s)
+        return sink_page(owner["port"], "stats", timeout_s, token=settings.web_token)
     if require_owner:
         raise StorageError("read counts from the sink", RuntimeError("no sink owns the store yet"))
     store = open_store(settings)
@@ -39,7 +39,7 @@ def read_progress(settings: Settings, *, timeout_s: float = 10.0) -> dict:
     port = read_owner(settings).get("port")
     if not port:
         raise StorageError("read progress from the sink", RuntimeError("no sink with a web page is running"))
-    return sink_page(port, "progress", timeout_s)
+    return sink_page(port, "progress", timeout_s, token=settings.web_token)
 
 
 def read_report(settings: Settings, *, timeout_s: float = 300.0) -> str:
@@ -47,7 +47,7 @@ def read_report(settings: Settings, *, timeout_s: float = 300.0) -> str:
     store, otherwise rendered here from the store."""
     owner = read_owner(settings)
     if owner.get("port"):
-        return sink_page(owner["port"], "report", timeout_s, as_json=False)
+        return sink_page(owner["port"], "report", timeout_s, as_json=False, token=settings.web_token)
     from driftwarden.dashboards.report import build_report
 
     store = open_store(settings)
@@ -57,10 +57,15 @@ def read_report(settings: Settings, *, timeout_s: float = 300.0) -> str:
         store.close()
 
 
-def sink_page(port: int, page: str, timeout_s: float, *, as_json: bool = True):
+def sink_page(port: int, page: str, timeout_s: float, *, as_json: bool = True, token=None):
+    """GET one of the sink's pages on this machine; ``token`` (a SecretStr) is sent as a bearer
+    token (the pages need it when the sink listens beyond loopback)."""
     url = f"http://127.0.0.1:{port}/{page}/"
+    request = urllib.request.Request(url)
+    if token is not None and token.get_secret_value():
+        request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             body = resp.read()
             return json.loads(body) if as_json else body.decode("utf-8")
     except (urllib.error.URLError, OSError, ValueError) as exc:

@@ -290,3 +290,15 @@ class MemoryStore:
     def pending_deliveries(self) -> int:
         return sum(r["state"] == "pending" for r in self.deliveries.values())
 
+    def firing_alerts(self, limit: int) -> list[AlertEvent]:
+        resolved = {a.alert_id for a in self.alerts.values() if a.status == "resolved"}
+        latest: dict[str, AlertEvent] = {}
+        for a in sorted((a for a in self.alerts.values() if a.status == "firing"),
+                        key=lambda a: (_utc(a.starts_at), a.alert_id)):
+            latest[a.dedupe_key] = a
+        firing = [a for a in latest.values() if a.alert_id not in resolved]
+        return sorted(firing, key=lambda a: _utc(a.starts_at))[:limit]
+
+    def ping(self) -> None:
+        """Always answers."""
+

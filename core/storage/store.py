@@ -28,7 +28,7 @@ from driftwarden.core.schemas import (
     RetrainRequest,
     RetrainStatus,
 )
-from driftwarden.core.storage.writer import DeadLetter, Writer
+from driftwarden.core.storage.writer import ALERT_COLUMNS, DeadLetter, Writer
 
 DELIVERY_COLUMNS = ["alert_id", "status", "receiver", "state", "attempts", "parked_at", "next_try_at", "last_error",
                     "alert", "updated_at"]
@@ -106,6 +106,8 @@ class Store(Protocol):
                        limit: int) -> tuple[list[list[float]], list[list[float]]]: ...
     def due_deliveries(self, now: datetime, limit: int) -> list[dict]: ...
     def pending_deliveries(self) -> int: ...
+    def firing_alerts(self, limit: int) -> list[AlertEvent]: ...
+    def ping(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -348,6 +350,21 @@ class ClickHouseStore(Writer):
 
     def pending_deliveries(self) -> int:
         return self._scalar(f"SELECT count() FROM {self.database}.alert_deliveries FINAL WHERE state = 'pending'")
+
+    def firing_alerts(self, limit: int) -> list[AlertEvent]:
+        """The latest episode of each rule and segment (``dedupe_key``) when it has not resolved:
+        what is firing now, for receivers that want firing alerts re-sent."""
+        db, cols = self.database, ", ".join(ALERT_COLUMNS)
+        rows = self._rows(
+            f"SELECT {cols} FROM (SELECT {cols} FROM {db}.alerts FINAL WHERE status = 'firing' "
+            f"ORDER BY starts_at DESC, alert_id DESC LIMIT 1 BY dedupe_key) "
+            f"WHERE alert_id NOT IN (SELECT alert_id FROM {db}.alerts FINAL WHERE status = 'resolved') "
+            f"ORDER BY starts_at LIMIT {{limit:UInt32}}", limit=limit)
+        return [AlertEvent.model_validate(dict(zip(ALERT_COLUMNS, row, strict=True))) for row in rows]
+
+    def ping(self) -> None:
+        """Raises unless the store answers a trivial query (readiness)."""
+        self._scalar("SELECT 1")
 
 
 def _utc(dt: datetime) -> datetime:

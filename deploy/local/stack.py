@@ -19,7 +19,7 @@ from pathlib import Path
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.settings import SINK_ONLY_SETTINGS, Settings, child_environment
 from driftwarden.streams.sink_pages import read_stats
-from driftwarden.deploy.local.broker import LocalBroker
+from driftwarden.deploy.local.broker import LocalBroker, free_port
 from driftwarden.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,15 @@ class Stack:
 
     def start_worker(self) -> subprocess.Popen:
         index = len(self.workers)
-        proc = self._spawn("worker", f"worker-{index}", [])
+        proc = self._spawn("worker", f"worker-{index}", self._worker_args(index))
         self.workers.append(proc)
         return proc
+
+    def _worker_args(self, index: int) -> list[str]:
+        """Each worker serves /metrics, /healthz and /readyz on a port of its own (a free one unless
+        DRIFTWARDEN_WORKER_WEB_PORT is set; then that port plus the worker's index)."""
+        base = self.settings.worker_web_port
+        return ["--web-port", str(base + index if base else free_port())]
 
     def check(self) -> None:
         """Raise StackError if a process of the stack died."""
@@ -138,7 +144,7 @@ class Stack:
                 self.start_otlp()
             else:
                 index = int(name.split("-")[1])
-                self.workers[index] = self._spawn("worker", name, [])
+                self.workers[index] = self._spawn("worker", name, self._worker_args(index))
             restarted.append(name)
         return restarted
 

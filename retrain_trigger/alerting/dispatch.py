@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
 
 from driftwarden.core.errors import DeliveryError
 from driftwarden.core.loop_configs import AlertsConfig
@@ -24,6 +25,8 @@ from driftwarden.retrain_trigger.alerting.receivers import Receiver, http_url, r
 log = logging.getLogger(__name__)
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+#: Firing alerts kept for re-sending at most (the oldest is dropped past it, with a warning).
+MAX_FIRING = 10_000
 
 
 class Dispatcher:
@@ -34,7 +37,34 @@ class Dispatcher:
         self.config = config
         self.receivers = receivers_from(config) if receivers is None else receivers
         self.counts: Counter[str] = Counter()
+        self.firing: OrderedDict[str, AlertEvent] = OrderedDict()
+        """The latest firing alert of each rule and segment (``dedupe_key``) not yet resolved."""
         self._session = None
+
+    def track(self, alerts: Iterable[AlertEvent]) -> None:
+        """Remember firing alerts (to re-send) and forget those a resolve ended."""
+        for alert in alerts:
+            if alert.status == "firing":
+                self.firing[alert.dedupe_key] = alert
+                self.firing.move_to_end(alert.dedupe_key)
+                if len(self.firing) > MAX_FIRING:
+                    dropped, _ = self.firing.popitem(last=False)
+                    self.counts["resend_dropped"] += 1
+                    log.warning("more than %d alerts are firing; the oldest (%s) is no longer re-sent and "
+                                "Alertmanager will end it after its resolve_timeout", MAX_FIRING, dropped[:200])
+            elif (current := self.firing.get(alert.dedupe_key)) is not None and current.alert_id == alert.alert_id:
+                del self.firing[alert.dedupe_key]
+
+    async def resend_firing(self) -> int:
+        """Send every firing alert once more to the receivers that expect it (one try each: the
+        next round comes soon); returns how many deliveries succeeded."""
+        targets = [r for r in self.receivers if r.resend]
+        sent = 0
+        for alert in list(self.firing.values()):
+            for receiver in targets:
+                if await self._deliver(receiver, alert, attempts=1, counted="resent"):
+                    sent += 1
+        return sent
 
     async def start(self) -> None:
         import aiohttp
@@ -56,6 +86,7 @@ class Dispatcher:
         if SEVERITY_ORDER[alert.severity] < SEVERITY_ORDER[self.config.min_severity]:
             self.counts["below_min_severity"] += 1
             return {}
+        self.track([alert])
         outcomes = await asyncio.gather(*(self._deliver(r, alert) for r in self.receivers))
         return {r.name: ok for r, ok in zip(self.receivers, outcomes, strict=True)}
 
@@ -71,7 +102,8 @@ class Dispatcher:
             return False
         return await self._deliver(receiver, alert, attempts)
 
-    async def _deliver(self, receiver: Receiver, alert: AlertEvent, attempts: int | None = None) -> bool:
+    async def _deliver(self, receiver: Receiver, alert: AlertEvent, attempts: int | None = None,
+                       counted: str = "delivered") -> bool:
         attempts = self.config.max_attempts if attempts is None else attempts
         try:
             body = receiver.build(alert)
@@ -91,11 +123,17 @@ class Dispatcher:
                 except Exception as exc:  # noqa: BLE001 - anything else (a body JSON cannot hold, ...) is not retried
                     raise DeliveryError(receiver.name, receiver.scrub(f"{type(exc).__name__}: {exc}")[:300],
                                         retryable=False) from None
-                self.counts[f"{receiver.name}_delivered"] += 1
-                log.info("alert %r (%s) delivered to %s", alert.alert_id, alert.status, receiver.name)
+                self.counts[f"{receiver.name}_{counted}"] += 1
+                log.log(logging.DEBUG if counted == "resent" else logging.INFO, "alert %r (%s) %s to %s",
+                        alert.alert_id, alert.status, counted, receiver.name)
                 return True
             except DeliveryError as exc:
                 self.counts[f"{receiver.name}_failed_attempts"] += 1
+                if counted == "resent":
+                    self.counts[f"{receiver.name}_resend_failed"] += 1
+                    log.warning("re-sending firing alert %r to %s failed: %s; the next round tries again in %.0f s",
+                                alert.alert_id, receiver.name, exc, self.config.resend_interval_s)
+                    return False
                 if not exc.retryable or attempt == attempts:
                     self.counts[f"{receiver.name}_undelivered"] += 1
                     log.error("alert %r (%s) not delivered to %s after %d attempt(s): %s; it goes to durable retry "

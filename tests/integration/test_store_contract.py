@@ -113,3 +113,28 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
     worst = real.most_drifted_window()
     window = (worst["app"], worst["model_version"], worst["field"], worst["window_start"], worst["window_end"], 300)
     assert plain(memory.window_vectors(*window)) == plain(real.window_vectors(*window))
+
+
+def test_firing_alerts_are_the_latest_unresolved_episode_of_each_rule_and_segment(stores):
+    real, memory = stores
+    t = T0 + timedelta(hours=3)
+
+    def alert(key: str, episode: int, status: str) -> AlertEvent:
+        start = t + timedelta(minutes=episode)
+        return AlertEvent(alert_id=f"{key}@{episode}", dedupe_key=key, status=status, rule="r", severity="warning",
+                          app="chat", model_version="v9", field="prompt", metric="m", value=1.0, threshold=0.5,
+                          summary="s", window_id=f"w{episode}", window_start=start, window_end=start,
+                          dashboard_url="", starts_at=start, ends_at=start if status == "resolved" else None,
+                          policy_fingerprint="p", labels={"alertname": "r"})
+
+    rows = [alert("a", 1, "firing"), alert("a", 1, "resolved"), alert("a", 2, "firing"),  # a: episode 2 fires
+            alert("b", 1, "firing"), alert("b", 1, "resolved"),  # b: over
+            alert("c", 1, "firing"), alert("c", 2, "firing"), alert("c", 2, "resolved")]  # c: its latest is over
+    for store in (real, memory):
+        store.insert_alerts(rows)
+    mine = lambda alerts: [a for a in alerts if a.model_version == "v9"]  # noqa: E731
+    assert [a.alert_id for a in mine(real.firing_alerts(100))] == ["a@2"]
+    assert plain([a.model_dump() for a in memory.firing_alerts(100)]) == \
+        plain([a.model_dump() for a in real.firing_alerts(100)])
+    assert len(real.firing_alerts(1)) == 1
+    real.ping()

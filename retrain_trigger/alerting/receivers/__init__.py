@@ -37,6 +37,10 @@ class Receiver:
     """Values that must never reach a log line or an error message (the webhook URL, the routing key)."""
     setting: str = ""
     """The variable that configures it, for messages that say what to fix."""
+    resend: bool = False
+    """The service expects firing alerts to be sent again (Alertmanager resolves an alert that was
+    not re-sent within its ``resolve_timeout``): the dispatcher re-sends them every
+    ``resend_interval_s``."""
 
     def __repr__(self) -> str:
         return f"Receiver({self.name!r}, {self.shown!r})"

@@ -43,4 +43,4 @@ def receiver(config: AlertsConfig) -> Receiver | None:
     if not config.alertmanager_url:
         return None
     return Receiver("alertmanager", config.alertmanager_url.rstrip("/") + "/api/v2/alerts", alertmanager_payload,
-                    setting="DRIFTWARDEN_ALERTS__ALERTMANAGER_URL")
+                    setting="DRIFTWARDEN_ALERTS__ALERTMANAGER_URL", resend=True)
