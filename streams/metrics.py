@@ -71,6 +71,23 @@ class SegmentGauge:
         self.gauge.labels(*labels).set(value)
 
 
+class CappedLabel:
+    """Label values admitted first-come up to ``cap``; later values count as ``other``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        value = value[:128]
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.cap:
+            self.seen.add(value)
+            return value
+        return "other"
+
+
 class MappingCollector(Collector):
     """Counters read at scrape time from a function returning ``{label value(s): count}`` (a tuple
     of values when there are several labels)."""
@@ -134,6 +151,9 @@ class Metrics:
         self.events_consumed = Counter("driftwarden_events_consumed", "Messages taken from llm.inference",
                                        registry=r)
         self.events_scored = Counter("driftwarden_events_scored", "Events scored and sent on", registry=r)
+        self.app_events = Counter("driftwarden_app_events", "Events scored per app (the first metrics_max_segments "
+                                  "apps by name; the rest as other)", ["app"], registry=r)
+        self.app_label = CappedLabel(max_segments)
         self.dead_letters = Counter("driftwarden_dead_letters", "Messages sent to the dead-letter topic",
                                     ["stage", "reason"], registry=r)
         self.detector_seconds = Histogram("driftwarden_detector_seconds", "Seconds one detector took on one batch",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import faust
@@ -189,5 +190,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames) -> None:
             stats.dead_letters += len(verdicts.dead)
             stats.results += sum(1 for _, out in verdicts.records if out.detections is not None)
             metrics.events_scored.inc(len(verdicts.records))
+            for app_name, n in Counter(stored.app for stored, _ in verdicts.records).items():
+                metrics.app_events.labels(metrics.app_label(app_name)).inc(n)
             log.debug("scored %d events (%d dead) in %.3f s", len(verdicts.records), len(verdicts.dead),
                       time.perf_counter() - started)

@@ -25,6 +25,16 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 ] && ! ldconfig -p 2>/d
     echo "note: libpython3.11 is missing; the OTLP collector test will fail (apt-get install libpython3.11)" >&2
   fi
 fi
+# The operations tests scrape the stack with a real Prometheus and deliver to a real Alertmanager
+# (Debian's packages; promtool checks and unit-tests deploy/prometheus/rules.yml).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing prometheus and prometheus-alertmanager (Debian packages) for the operations tests ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null
+  else
+    echo "note: prometheus or prometheus-alertmanager is missing; the operations tests will fail (apt-get install prometheus prometheus-alertmanager)" >&2
+  fi
+fi
 stamp=".venv/.driftwarden-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
