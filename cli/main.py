@@ -62,17 +62,32 @@ def up(
     """
     import signal
 
-    from driftwarden.deploy.local.stack import start_stack
+    from driftwarden.deploy.local.stack import STOP_GRACE_S, start_stack
 
     # Ctrl-C and SIGTERM stop the stack cleanly even when this process inherited SIGINT ignored
     # (a shell starts background jobs so, and then Python would install no handler of its own).
+    # Only the first signal interrupts: a second one (a process manager that repeats SIGTERM, a
+    # shell's Ctrl-C that reaches the whole group) must not cut the stop short and leave the
+    # broker or a worker behind.
+    stopping = False
+
     def interrupt(signum, frame):
+        nonlocal stopping
+        if stopping:
+            typer.echo(f"already stopping (signal {signum} ignored); the stack stops within "
+                       f"{STOP_GRACE_S * 3:.0f} s at most", err=True)
+            return
+        stopping = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     settings = _settings(bootstrap, data_dir)
-    stack = start_stack(settings, workers=workers)
+    try:
+        stack = start_stack(settings, workers=workers)
+    except KeyboardInterrupt:  # start_stack stopped what it had started
+        typer.echo("stopped before the stack was up", err=True)
+        raise typer.Exit(130) from None
     typer.echo(
         f"driftwarden is up: broker {stack.bootstrap}"
         f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s)"
@@ -87,7 +102,7 @@ def up(
     except KeyboardInterrupt:
         typer.echo("stopping ...", err=True)  # stderr: line-buffered, shown at once
     finally:
-        stack.stop()
+        stack.stop(STOP_GRACE_S)
     typer.echo("stopped")
 
 

@@ -24,6 +24,10 @@ from driftwarden.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+#: Seconds each group of processes (the OTLP receiver, the workers, the sink) gets to stop after
+#: SIGTERM before it is killed; the broker then gets 10 s more.
+STOP_GRACE_S = 45.0
+
 
 class StackError(DriftwardenError):
     """A process of the local stack did not start or died."""
@@ -148,7 +152,7 @@ class Stack:
             restarted.append(name)
         return restarted
 
-    def stop(self, grace_s: float = 45.0) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop the OTLP receiver first (it hands what it holds to the broker), then workers (they
         finish their batch), then the sink, then the broker; a group still running after
         ``grace_s`` is killed (its unacknowledged input is redelivered)."""
@@ -181,16 +185,16 @@ class Stack:
 
 
 def start_stack(settings: Settings, workers: int = 1) -> Stack:
-    """Start the broker (when no bootstrap is set), create topics, start the sink and workers."""
+    """Start the broker (when no bootstrap is set), create topics, start the sink and workers.
+    Whatever was started is stopped again when a step fails or a signal interrupts it."""
     log_dir = settings.data_dir / "logs"
-    broker = None
-    bootstrap = settings.kafka_bootstrap
-    if not bootstrap:
-        broker = LocalBroker(settings.local_broker_port, log_file=log_dir / "broker.log").start()
-        bootstrap = broker.bootstrap
-    stack = Stack(settings=settings, bootstrap=bootstrap, broker=broker, log_dir=log_dir)
+    stack = Stack(settings=settings, bootstrap=settings.kafka_bootstrap, log_dir=log_dir)
     try:
-        ensure_topics(settings, bootstrap)
+        if not stack.bootstrap:
+            stack.broker = LocalBroker(settings.local_broker_port, log_file=log_dir / "broker.log")
+            stack.broker.start()
+            stack.bootstrap = stack.broker.bootstrap
+        ensure_topics(settings, stack.bootstrap)
         stack.start_sink()
         for _ in range(workers):
             stack.start_worker()

@@ -203,3 +203,89 @@ def test_datasets_list_and_show_describe_the_snapshots(tmp_path):
     assert shown.returncode == 0 and json.loads(shown.stdout)["rows"] == {"train": 1, "review": 0}
     missing = cli("datasets", "show", "nope", "--data-dir", str(tmp_path), timeout=60)
     assert missing.returncode == 2 and "no snapshot 'nope'" in missing.stderr
+
+
+def test_up_beyond_loopback_guards_its_data_pages_and_sigterm_stops_everything_it_started(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from driftwarden.deploy.local.broker import port_open
+
+    broker_port, sink_port = free_port(), free_port()
+    monkeypatch.setenv("DRIFTWARDEN_DATA_DIR", str(tmp_path / "dw"))
+    monkeypatch.setenv("DRIFTWARDEN_LOCAL_BROKER_PORT", str(broker_port))
+    monkeypatch.setenv("DRIFTWARDEN_SINK_WEB_PORT", str(sink_port))
+    monkeypatch.setenv("DRIFTWARDEN_OTLP__PORT", str(free_port()))
+    monkeypatch.setenv("DRIFTWARDEN_WEB_BIND", "0.0.0.0")
+    monkeypatch.setenv("DRIFTWARDEN_WEB_TOKEN", "t0ken-for-the-pages")
+    up = subprocess.Popen([sys.executable, "-m", "driftwarden", "up", "--workers", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert "driftwarden is up" in read_until(up, "driftwarden is up", 120)
+        started = children(up.pid)
+        assert len(started) >= 4, started  # broker, sink, worker, OTLP receiver
+
+        def status(path: str, token: str | None = None) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{sink_port}{path}")
+            if token:
+                request.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status("/stats/") == status("/progress/") == status("/report/") == 401
+        assert status("/stats/", "wrong") == 401
+        assert status("/stats/", "t0ken-for-the-pages") == 200
+        assert status("/metrics") == status("/healthz") == 200  # probes and scrapers need no token
+        listed = stats()  # the CLI sends the token
+        assert {p["role"] for p in listed["processes"]} == {"sink", "score", "otlp"}
+        assert all(p["bind"] == "0.0.0.0" for p in listed["processes"] if p["role"] != "otlp")
+    finally:
+        up.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        up.send_signal(signal.SIGTERM)  # while the stack stops: a repeated SIGTERM must not cut the stop short
+        try:
+            rest, _ = up.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+            raise AssertionError("up did not stop within 90 s of SIGTERM:\n" + up.communicate()[0][-5000:]) from None
+    assert up.returncode == 0 and "stopped" in rest, rest
+    assert not port_open("127.0.0.1", broker_port), "the local broker outlived up"
+    assert [pid for pid in started if Path(f"/proc/{pid}").exists() and b"zombie" not in status_of(pid)] == []
+
+
+def status_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/status").read_bytes().lower()
+    except OSError:
+        return b"zombie"
+
+
+def test_sigterm_while_up_is_starting_stops_what_it_had_started(tmp_path, monkeypatch):
+    from driftwarden.deploy.local.broker import port_open
+
+    broker_port = free_port()
+    monkeypatch.setenv("DRIFTWARDEN_DATA_DIR", str(tmp_path / "dw"))
+    monkeypatch.setenv("DRIFTWARDEN_LOCAL_BROKER_PORT", str(broker_port))
+    monkeypatch.setenv("DRIFTWARDEN_SINK_WEB_PORT", str(free_port()))
+    monkeypatch.setenv("DRIFTWARDEN_OTLP__PORT", str(free_port()))
+    up = subprocess.Popen([sys.executable, "-m", "driftwarden", "up"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not port_open("127.0.0.1", broker_port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert port_open("127.0.0.1", broker_port), "the broker never started"
+    started = children(up.pid)
+    up.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    up.send_signal(signal.SIGTERM)  # a second signal must not cut the stop short
+    try:
+        rest, _ = up.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(up.pid, signal.SIGKILL)
+        raise AssertionError("up did not stop within 120 s of SIGTERM:\n" + up.communicate()[0][-5000:]) from None
+    assert up.returncode in (0, 130), rest
+    assert not port_open("127.0.0.1", broker_port), "the local broker outlived up:\n" + rest
+    assert [pid for pid in started if Path(f"/proc/{pid}").exists() and b"zombie" not in status_of(pid)] == []
