@@ -1,8 +1,9 @@
 """Alert delivery over real HTTP to local recording servers.
 
-Alertmanager, PagerDuty and Slack cannot run here, so each is a local HTTP server that records
-what it receives; every payload is checked against that service's documented format
-(Alertmanager API v2 ``postableAlerts``, PagerDuty Events API v2, Slack incoming webhooks).
+PagerDuty and Slack cannot run here, so each is a local HTTP server that records what it
+receives; every payload is checked against that service's documented format (PagerDuty Events
+API v2, Slack incoming webhooks, and Alertmanager API v2 ``postableAlerts`` for the same alert).
+Delivery to a real Alertmanager, re-sending included, is in ``test_operations.py``.
 """
 
 from __future__ import annotations
