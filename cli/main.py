@@ -227,6 +227,53 @@ def stats(
 
 
 @app.command()
+def purge(
+    app_name: Annotated[str, typer.Option("--app", help="Erase this app's events ...")],
+    user_id: Annotated[Optional[str], typer.Option("--user-id", help="... only this user's ...")] = None,
+    before: Annotated[Optional[str], typer.Option(help="... only those before this ISO 8601 time (UTC if no zone).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be erased; erase nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Erase without asking (scripts).")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Erase events and everything derived from them (detections, embeddings, feedback; for a whole
+    app also its drift windows, alerts and retraining records). Lists what is kept, and the dataset
+    snapshots that hold copies. Works while `up` runs."""
+    from driftwarden.streams.sink_pages import purge as run_purge
+
+    settings = _settings(None, data_dir)
+    body: dict = {"app": app_name, "user_id": user_id, "before": before, "dry_run": True}
+    try:
+        planned = run_purge(settings, body)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    _print_erasure(planned, "would erase")
+    if dry_run:
+        return
+    if not sum(planned["deleted"].values()):
+        typer.echo("nothing to erase")
+        return
+    if not yes:
+        typer.confirm("Erase these rows? This cannot be undone", abort=True)
+    _print_erasure(run_purge(settings, {**body, "dry_run": False}), "erased")
+
+
+def _print_erasure(report: dict, verb: str) -> None:
+    who = f"app {report['app']!r}" + (f", user {report['user_id']!r}" if report["user_id"] else "") + \
+        (f", before {report['before']}" if report["before"] else "")
+    typer.echo(f"{verb} ({who}):")
+    for table, n in report["deleted"].items():
+        typer.echo(f"  {table:<18} {n} rows")
+    kept = {t: k for t, k in report["kept"].items() if k["rows"]}
+    if kept:
+        typer.echo("kept:")
+        for table, k in kept.items():
+            typer.echo(f"  {table:<18} {k['rows']} rows: {k['why']}")
+    for snap in report["snapshots"]:
+        held = "some of" if snap["events_held"] is None else f"{snap['events_held']} of"
+        typer.echo(f"snapshot {snap['version']} holds {held} these events (not changed): {snap['path']}")
+
+
+@app.command()
 def score(
     detector: Annotated[str, typer.Option(help="toxicity, hallucination, pii, prompt_injection, or one a plug-in "
                                                "registers (driftwarden.detectors entry points).")],

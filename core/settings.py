@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from driftwarden.core.detector_configs import DetectorsSettings, DriftConfig
 from driftwarden.core.ingest.otlp.config import OtlpConfig
 from driftwarden.core.loop_configs import AlertsConfig, RetrainConfig
+from driftwarden.core.storage.retention import RetentionConfig
 from driftwarden.core.errors import SettingsError
 from driftwarden.core.secrets import mask_url
 
@@ -127,6 +128,9 @@ class Settings(BaseSettings):
     never logged). Empty: ``<data_dir>/clickhouse``."""
     clickhouse_database: str = "driftwarden"
     """Database that holds driftwarden's tables."""
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    """Days each table keeps a row after it was stored, ``DRIFTWARDEN_RETENTION__<TABLE>_DAYS``
+    (0: for ever); applied as ClickHouse TTL when the store is opened."""
 
     # --- stream processing ------------------------------------------------------------------
     batch_size: int = Field(64, ge=1, le=100_000)

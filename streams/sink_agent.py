@@ -241,6 +241,28 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             text = await asyncio.to_thread(build_report, store, settings)
             return web.html(text)
 
+        class PurgePage(faust.web.View):
+            """``POST /purge/`` ``{"app", "user_id"?, "before"?, "dry_run"?}``: erase events and what
+            derives from them (``driftwarden purge`` calls it while this sink owns the store)."""
+
+            @protected(settings)
+            async def post(self, request):
+                from driftwarden.retrain_trigger.retraining.erasure import erase, target_from
+
+                try:
+                    body = await request.json()
+                    target = target_from(body)
+                except ValueError as exc:
+                    return self.json({"error": str(exc)}, status=400)
+                dry_run = body.get("dry_run", True) is not False
+                log.warning("purge of app %r%s%s requested%s", target.app[:200],
+                            " for one user" if target.user_id else "", f" before {target.before}" if target.before
+                            else "", " (dry run)" if dry_run else "")
+                erasure = await asyncio.to_thread(erase, store, settings.datasets_dir, target, dry_run=dry_run)
+                return self.json(erasure.as_dict())
+
+        app.page("/purge/")(PurgePage)
+
         @app.page("/progress/")
         @protected(settings)
         async def progress_page(web, request):

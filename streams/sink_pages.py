@@ -57,11 +57,28 @@ def read_report(settings: Settings, *, timeout_s: float = 300.0) -> str:
         store.close()
 
 
-def sink_page(port: int, page: str, timeout_s: float, *, as_json: bool = True, token=None):
+def purge(settings: Settings, body: dict, *, timeout_s: float = 3600.0) -> dict:
+    """Erase what ``body`` names (``{"app", "user_id"?, "before"?, "dry_run"}``): through the running
+    sink's ``/purge/`` page while it owns the embedded store, otherwise on the store directly."""
+    from driftwarden.retrain_trigger.retraining.erasure import erase, target_from
+
+    target = target_from(body)  # a bad value is refused here, before anything is asked
+    owner = read_owner(settings)
+    if owner.get("port"):
+        return sink_page(owner["port"], "purge", timeout_s, token=settings.web_token, post=body)
+    store = open_store(settings)
+    try:
+        return erase(store, settings.datasets_dir, target, dry_run=body.get("dry_run", True) is not False).as_dict()
+    finally:
+        store.close()
+
+
+def sink_page(port: int, page: str, timeout_s: float, *, as_json: bool = True, token=None, post: dict | None = None):
     """GET one of the sink's pages on this machine; ``token`` (a SecretStr) is sent as a bearer
     token (the pages need it when the sink listens beyond loopback)."""
     url = f"http://127.0.0.1:{port}/{page}/"
-    request = urllib.request.Request(url)
+    data = json.dumps(post).encode() if post is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     if token is not None and token.get_secret_value():
         request.add_header("Authorization", f"Bearer {token.get_secret_value()}")
     try:

@@ -12,6 +12,7 @@ from driftwarden.core.errors import StorageError, StoreLockedError
 from driftwarden.core.secrets import mask_url, scrub, url_secrets
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.ddl import migrate
+from driftwarden.core.storage.retention import apply_retention
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def open_client(settings: Settings, *, migrate_schema: bool = True):
     if migrate_schema:
         try:
             migrate(client, settings.clickhouse_database)
+            apply_retention(client, settings.clickhouse_database, settings.retention)
         except Exception as exc:
             raise StorageError("apply the schema", scrubbed(exc, url)) from None
     return client

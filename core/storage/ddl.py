@@ -282,6 +282,23 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        8,
+        "the retention each table has (TTL days, applied by core/storage/retention.py)",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS {db}.retention (
+                table      String,
+                days       UInt32,
+                applied_at DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree(applied_at)
+            ORDER BY table
+            """,
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

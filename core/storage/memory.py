@@ -299,6 +299,42 @@ class MemoryStore:
         firing = [a for a in latest.values() if a.alert_id not in resolved]
         return sorted(firing, key=lambda a: _utc(a.starts_at))[:limit]
 
+    def purge(self, target, *, dry_run: bool, ids_limit: int = 0):
+        from driftwarden.core.storage.store import KEPT_DEAD_LETTERS, KEPT_FOR_A_USER, PurgeReport
+
+        def before(ts) -> bool:
+            return target.before is None or _utc(ts) < _utc(target.before)
+
+        ids = {i for i, (e, _, _) in self.events.items() if e.app == target.app and before(e.timestamp)
+               and (target.user_id is None or e.user_id == target.user_id)}
+        tables = {"detections": (self.detections, lambda k, r: r.event_id in ids),
+                  "embeddings": (self.embeddings, lambda k, r: r.event_id in ids),
+                  "feedback": (self.feedback, lambda k, r: r.event_id in ids)}
+        alert_ids = {a.alert_id for a in self.alerts.values() if a.app == target.app and before(a.starts_at)}
+        aggregates = {"drift_windows": (self.drift, lambda k, r: r.app == target.app and before(r.window_end)),
+                      "alerts": (self.alerts, lambda k, r: k[0] in alert_ids),
+                      "retrain_requests": (self.requests,
+                                           lambda k, r: r.app == target.app and before(r.requested_at)),
+                      "retrain_jobs": (self.jobs, lambda k, r: r.app == target.app and before(r.updated_at)),
+                      "alert_deliveries": (self.deliveries, lambda k, r: r["alert_id"] in alert_ids)}
+        report = PurgeReport(event_ids=sorted(ids)[:ids_limit])
+        if target.user_id is None:
+            tables.update(aggregates)
+        else:
+            for name, (table, match) in aggregates.items():
+                report.kept[name] = (sum(1 for k, r in table.items() if match(k, r)), KEPT_FOR_A_USER)
+        tables["inference_events"] = (self.events, lambda k, r: k in ids)
+        for name, (table, match) in tables.items():
+            keys = [k for k, r in table.items() if match(k, r)]
+            report.deleted[name] = len(keys)
+            if not dry_run:
+                for k in keys:
+                    del table[k]
+        report.kept["dead_letters"] = (sum(1 for d in self.dead_letters.values()
+                                           if bytes(d.key).decode("utf-8", "replace").startswith(f"{target.app}/")),
+                                       KEPT_DEAD_LETTERS)
+        return report
+
     def ping(self) -> None:
         """Always answers."""
 

@@ -70,6 +70,38 @@ class ReportData:
     """(5-minute bucket, negative share, feedback given) of late feedback (the last per event and source)."""
 
 
+@dataclass(frozen=True)
+class PurgeTarget:
+    """Which events to erase: an app's, optionally one user's, optionally only before a time."""
+
+    app: str
+    user_id: str | None = None
+    before: datetime | None = None
+
+    @property
+    def whole_app(self) -> bool:
+        return self.user_id is None
+
+
+@dataclass
+class PurgeReport:
+    """Rows erased (or, in a dry run, that would be) per table, and rows kept that may still
+    hold something of the events, per table, with why."""
+
+    deleted: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, tuple[int, str]] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+    """The erased events' ids (sorted; at most the ``ids_limit`` asked for), to find copies elsewhere."""
+
+
+#: Tables whose rows belong to one event each (erased with it).
+PER_EVENT_TABLES = ("detections", "embeddings", "feedback", "inference_events")
+KEPT_FOR_A_USER = ("aggregates over every user's events of the app; they may quote example texts: purge the whole "
+                   "app (without --user-id) to erase them")
+KEPT_DEAD_LETTERS = ("raw bytes that failed validation cannot be attributed to a user with certainty; they expire with "
+                     "DRIFTWARDEN_RETENTION__DEAD_LETTERS_DAYS")
+
+
 class Store(Protocol):
     """Every read and write of driftwarden's tables."""
 
@@ -107,6 +139,7 @@ class Store(Protocol):
     def due_deliveries(self, now: datetime, limit: int) -> list[dict]: ...
     def pending_deliveries(self) -> int: ...
     def firing_alerts(self, limit: int) -> list[AlertEvent]: ...
+    def purge(self, target: PurgeTarget, *, dry_run: bool, ids_limit: int = 0) -> PurgeReport: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
 
@@ -361,6 +394,50 @@ class ClickHouseStore(Writer):
             f"WHERE alert_id NOT IN (SELECT alert_id FROM {db}.alerts FINAL WHERE status = 'resolved') "
             f"ORDER BY starts_at LIMIT {{limit:UInt32}}", limit=limit)
         return [AlertEvent.model_validate(dict(zip(ALERT_COLUMNS, row, strict=True))) for row in rows]
+
+    def purge(self, target: PurgeTarget, *, dry_run: bool, ids_limit: int = 0) -> PurgeReport:
+        """Erase the target's events and every row derived from them (their detections, embeddings
+        and feedback; for a whole app also its drift windows, alerts, their deliveries and its
+        retraining requests and jobs); say what is kept. Mutations run synchronously."""
+        db = self.database
+        where, params = ["app = {app:String}"], {"app": target.app}
+        if target.user_id is not None:
+            where.append("user_id = {user:String}")
+            params["user"] = target.user_id
+        if target.before is not None:
+            params["before"] = target.before
+        before = " AND {col} < {{before:DateTime64(3, 'UTC')}}" if target.before is not None else ""
+        events = " AND ".join(where) + before.format(col="ts")
+        ids = f"SELECT event_id FROM {db}.inference_events WHERE {events}"
+        conditions = {t: f"event_id IN ({ids})" for t in PER_EVENT_TABLES if t != "inference_events"}
+        alerts = "app = {app:String}" + before.format(col="starts_at")
+        aggregates = {"drift_windows": "app = {app:String}" + before.format(col="window_end"),
+                      # before the alerts: its rows are found through them
+                      "alert_deliveries": f"alert_id IN (SELECT alert_id FROM {db}.alerts WHERE {alerts})",
+                      "alerts": alerts,
+                      "retrain_requests": "app = {app:String}" + before.format(col="requested_at"),
+                      "retrain_jobs": "app = {app:String}" + before.format(col="updated_at")}
+        report = PurgeReport()
+        if target.whole_app:
+            conditions.update(aggregates)
+        else:
+            for table, condition in aggregates.items():
+                report.kept[table] = (self._scalar(f"SELECT count() FROM {db}.{table} FINAL WHERE {condition}",
+                                                  **params), KEPT_FOR_A_USER)
+        conditions["inference_events"] = events  # last: the others select by its rows
+        for table, condition in conditions.items():
+            report.deleted[table] = self._scalar(f"SELECT count() FROM {db}.{table} FINAL WHERE {condition}", **params)
+        if ids_limit:
+            report.event_ids = [r[0] for r in self._rows(f"{ids} ORDER BY event_id LIMIT {int(ids_limit)}", **params)]
+        letters = self._scalar(f"SELECT count() FROM {db}.dead_letters FINAL WHERE startsWith(message_key, "
+                               f"{{prefix:String}})", prefix=f"{target.app}/")
+        report.kept["dead_letters"] = (letters, KEPT_DEAD_LETTERS)
+        if not dry_run:
+            for table, condition in conditions.items():
+                if report.deleted[table]:
+                    self.client.command(f"ALTER TABLE {db}.{table} DELETE WHERE {condition} "
+                                        f"SETTINGS mutations_sync = 2", parameters=params)
+        return report
 
     def ping(self) -> None:
         """Raises unless the store answers a trivial query (readiness)."""

@@ -138,3 +138,37 @@ def test_firing_alerts_are_the_latest_unresolved_episode_of_each_rule_and_segmen
         plain([a.model_dump() for a in real.firing_alerts(100)])
     assert len(real.firing_alerts(1)) == 1
     real.ping()
+
+
+def test_purge_erases_a_users_events_with_what_derives_from_them_and_lists_what_it_keeps(stores):
+    from driftwarden.core.storage.ddl import migrate
+    from driftwarden.core.storage.store import ClickHouseStore, PurgeTarget
+    from driftwarden.tests.seeded import write_seed
+
+    shared, _ = stores
+    migrate(shared.client, "purged")  # a database of its own: the other tests' rows stay
+    real, memory = write_seed(ClickHouseStore(shared.client, "purged")), write_seed(MemoryStore())
+    user = PurgeTarget("chat", user_id="user-3")
+    dry = real.purge(user, dry_run=True, ids_limit=5)
+    assert dry == memory.purge(user, dry_run=True, ids_limit=5)
+    assert dry.event_ids == sorted(f"seed-{i}" for i in range(120) if i % 7 == 3)[:5]
+    n = sum(1 for i in range(120) if i % 7 == 3)
+    assert dry.deleted["inference_events"] == n and dry.deleted["embeddings"] == n
+    assert dry.deleted["detections"] == 5 * n and set(dry.deleted) == {"detections", "embeddings", "feedback",
+                                                                        "inference_events"}
+    assert dry.kept["drift_windows"][0] > 0 and "aggregates" in dry.kept["drift_windows"][1]
+    assert real.stats(0.05)["events"] == memory.stats(0.05)["events"] > n  # a dry run erases nothing
+    assert real.purge(user, dry_run=False, ids_limit=5) == memory.purge(user, dry_run=False, ids_limit=5) == dry
+    assert sum(real.purge(user, dry_run=True).deleted.values()) == 0
+    assert plain(memory.stats(0.05)) == plain(real.stats(0.05))
+    assert real.texts("prompt", [f"seed-{i}" for i in (3, 10, 4)]) == memory.texts("prompt", ["seed-3", "seed-10",
+                                                                                                 "seed-4"])
+    whole = PurgeTarget("chat", before=T0 + timedelta(minutes=30))
+    report = real.purge(whole, dry_run=False)
+    assert report == memory.purge(whole, dry_run=False)
+    assert report.deleted["drift_windows"] > 0 and "drift_windows" not in report.kept
+    assert plain(memory.stats(0.05)) == plain(real.stats(0.05))
+    everything = PurgeTarget("chat")
+    assert real.purge(everything, dry_run=False) == memory.purge(everything, dry_run=False)
+    left = real.stats(0.05)
+    assert left["events"] == left["detections"] == 0 and left["alerts"] == []
