@@ -5,11 +5,14 @@ segment (app, model_version, field) close at N events or T minutes (settings ``D
 closed window is tested against its reference in a thread, so the event loop keeps consuming.
 The ``drift_windows`` table is written by the sink from ``llm.drift`` like every other result.
 
-Store reads stay off the event loop: the first record of a new segment waits in a small queue of
-its own while a thread reads the segment's stored reference and last window number; later
-records of that segment queue behind it (their order is kept) and other segments go on. A
-record that cannot be parsed or handled, and a timer run that fails, are logged and skipped:
-the stream goes on.
+The agent takes records in batches. The first record of a segment it does not hold reads the
+segment's stored state in a thread (its checkpoint, reference and last window number; several
+segments at once); then the batch goes through the windows in order, closed windows are tested
+and sent, and **the batch's checkpoint is written to the store before its offsets are
+acknowledged** (:mod:`driftwarden.detectors.drift.checkpoint`): a sink killed at any point
+closes, after its restart, the same windows with the same members. While the store refuses the
+checkpoint, the agent retries and consumes nothing more. A record that cannot be parsed or
+handled, and a timer run that fails, are logged and skipped: the stream goes on.
 """
 
 from __future__ import annotations
@@ -22,30 +25,33 @@ import faust
 from driftwarden.core.schemas import EmbeddingRecord, parse_embeddings
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
+from driftwarden.core.storage.writer import until_acknowledged
+from driftwarden.detectors.drift.checkpoint import KIND, store_loader
 from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
-from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows, join_id
+from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows, StoredState, join_id
 from driftwarden.streams.guard import guarded
 from driftwarden.streams.topics import TopicNames
-from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
-#: New segments whose stored state is read at once (in threads); the next waits for one to finish.
+#: New segments whose stored state is read at once (in threads).
 MAX_PENDING_SEGMENTS = 32
+#: Records per batch at most, and how long a batch waits to fill.
+BATCH, LINGER_S = 500, 0.5
 
 
 def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store | None = None) -> DriftWindows:
-    """``store``: where a segment's reference, last window number and example texts are read
-    back (None: nothing is, as in a test without a store)."""
+    """``store``: where a segment's checkpoint, reference, last window number and example texts
+    are read back and its checkpoints written (None: windows live in memory only)."""
     windows = DriftWindows(settings.drift, load_reference=store.reference_embeddings if store is not None else None,
                            load_last_sequence=store.last_window_sequence if store is not None else None,
                            load_texts=store.texts if store is not None else None,
+                           load_saved=store_loader(store) if store is not None else None,
                            idle_minutes=settings.segment_idle_minutes, max_segments=settings.max_segments)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
     metrics = getattr(app, "metrics", None)
-    #: Records of segments whose stored state is being read, in arrival order, per segment id.
-    pending: dict[str, list[EmbeddingRecord]] = {}
-    readers: set[asyncio.Task] = set()
+    lock = asyncio.Lock()
+    """Held while the windows change and their checkpoint is written (the batch and the timer)."""
 
     async def emit(closed: list[ClosedWindow]) -> None:
         for window in closed:
@@ -65,57 +71,64 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                           "follows. If this repeats, look at the error below and at the broker", window.window_id,
                           exc_info=True)
 
-    async def settle(key: str) -> None:
-        """Feed a segment's queued records in order, reading its stored state in a thread when needed."""
-        try:
-            while pending.get(key):
-                record = pending[key].pop(0)
-                try:
-                    stored = None
-                    if windows.needs_store(record):
-                        stored = await asyncio.to_thread(windows.fetch_stored, record.app, record.model_version,
-                                                         record.field, record.encoder)
-                    closed = windows.add(record, stored)
-                except Exception:  # noqa: BLE001
-                    log.error("drift windows could not take the %s embedding of event %r (segment %s); it is "
-                              "skipped and the segment goes on. If this repeats, look at the error below",
-                              record.field, record.event_id, key, exc_info=True)
-                    continue
-                await emit(closed)
-        finally:
-            left = pending.pop(key, [])
-            if left:  # only when this task was cancelled (shutdown)
-                log.warning("drift windows dropped %d queued embedding(s) of segment %s at shutdown; the windows "
-                            "refill from new events", len(left), key)
+    async def checkpoint() -> None:
+        """Write what changed; retried until the store takes it (the batch is not acknowledged before)."""
+        heads, rows = windows.checkpoint()
+        if store is None or not (heads or rows):
+            return
 
-    async def take(record: EmbeddingRecord) -> None:
-        key = windows.key_of(record)
-        if key is None:
-            return
-        if key in pending:  # behind a store read: keep the segment's order
-            pending[key].append(record)
-            return
-        if windows.needs_store(record):
-            while len(pending) >= MAX_PENDING_SEGMENTS and readers:
-                await asyncio.wait(set(readers), return_when=asyncio.FIRST_COMPLETED)
-            pending[key] = [record]
-            task = asyncio.ensure_future(settle(key))
-            readers.add(task)
-            task.add_done_callback(readers.discard)
-            return
-        await emit(windows.add(record))
+        def write() -> None:
+            store.insert_drift_members(rows)
+            store.save_segment_states(KIND, heads)  # after the members: a head never names members not stored
+
+        await until_acknowledged(write, what=f"the drift checkpoint of {len(heads)} segment(s)",
+                                 max_backoff_s=settings.sink_retry_max_s)
+
+    async def read_stored(first: dict[str, EmbeddingRecord]) -> dict[str, StoredState]:
+        """The stored state of each new segment, read in threads, several at once."""
+        gate = asyncio.Semaphore(MAX_PENDING_SEGMENTS)
+
+        async def one(record: EmbeddingRecord) -> StoredState | None:
+            async with gate:
+                try:
+                    return await asyncio.to_thread(windows.fetch_stored, record.app, record.model_version,
+                                                   record.field, record.encoder)
+                except Exception:  # noqa: BLE001 - add() reads it again, and logs what fails
+                    return None
+
+        keys = list(first)
+        states = await asyncio.gather(*(one(first[k]) for k in keys))
+        return {k: st for k, st in zip(keys, states, strict=True) if st is not None}
 
     @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="drift-windows")
     @guarded("the drift agent")
     async def drift_windows(stream):
-        async for records in parsed(stream, parse_embeddings, "drift agent"):
-            for record in records:
+        async for batch in stream.take_events(BATCH, within=LINGER_S):
+            items: list[tuple[EmbeddingRecord, tuple[int, int]]] = []
+            for event in batch:
                 try:
-                    await take(record)
-                except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
-                    log.error("drift agent could not handle the %s embedding of event %r; it is skipped and the "
-                              "stream goes on. If this repeats, look at the error below", record.field,
-                              record.event_id, exc_info=True)
+                    records = parse_embeddings(event.message.value)
+                except Exception:  # noqa: BLE001 - the sink dead-letters it with the reason
+                    continue
+                items += [(r, (event.message.partition, event.message.offset)) for r in records]
+            first: dict[str, EmbeddingRecord] = {}
+            for record, _ in items:
+                key = windows.key_of(record)
+                if key is not None and key not in first and windows.needs_store(record):
+                    first[key] = record
+            stored = await read_stored(first)
+            async with lock:
+                closed: list[ClosedWindow] = []
+                for record, position in items:
+                    try:
+                        closed += windows.add(record, stored.pop(windows.key_of(record) or "", None),
+                                              position=position)
+                    except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
+                        log.error("drift agent could not handle the %s embedding of event %r; it is skipped and "
+                                  "the stream goes on. If this repeats, look at the error below", record.field,
+                                  record.event_id, exc_info=True)
+                await emit(closed)
+                await checkpoint()
 
     @app.task
     async def warm_up():
@@ -128,12 +141,14 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
 
     @app.timer(interval=5.0)
     async def close_by_time():
-        try:
-            closed = windows.due()
-        except Exception:  # noqa: BLE001 - the timer runs again in 5 s
-            log.error("drift windows could not close windows by time or evict idle segments; the timer tries again "
-                      "in 5 s. If this repeats, look at the error below", exc_info=True)
-            return
-        await emit(closed)
+        async with lock:
+            try:
+                closed = windows.due()
+            except Exception:  # noqa: BLE001 - the timer runs again in 5 s
+                log.error("drift windows could not close windows by time or evict idle segments; the timer tries "
+                          "again in 5 s. If this repeats, look at the error below", exc_info=True)
+                return
+            await emit(closed)
+            await checkpoint()
 
     return windows

@@ -299,6 +299,37 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        9,
+        "durable stream state: segment heads (drift windows, rule states) and drift window members",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS {db}.segment_state (
+                kind       LowCardinality(String),
+                key        String,
+                state      String,
+                updated_at DateTime64(6, 'UTC')
+            ) ENGINE = ReplacingMergeTree(updated_at)
+            ORDER BY (kind, key)
+            """,
+            f"""
+            CREATE TABLE IF NOT EXISTS {{db}}.drift_members (
+                segment     String,
+                window      UInt64,
+                position    UInt32,
+                event_id    String,
+                event_ts    DateTime64(3, 'UTC'),
+                descriptors Map(String, Float64),
+                added_at    DateTime64(3, 'UTC')
+            ) ENGINE = ReplacingMergeTree(added_at)
+            ORDER BY (segment, window, position)
+            {_TABLE_SETTINGS}
+            """,
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

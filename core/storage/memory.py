@@ -53,6 +53,8 @@ class MemoryStore:
         self.dead_letters: dict[str, DeadLetter] = {}
         self.deliveries: dict[tuple[str, str, str], dict] = {}
         self.feedback: dict[tuple[str, str], Feedback] = {}
+        self.states: dict[tuple[str, str], str] = {}
+        self.members: dict[tuple[str, int, int], tuple] = {}
 
     @staticmethod
     def _put(table: dict, key, row, version: datetime | None = None, current_version=None) -> None:
@@ -334,6 +336,28 @@ class MemoryStore:
                                            if bytes(d.key).decode("utf-8", "replace").startswith(f"{target.app}/")),
                                        KEPT_DEAD_LETTERS)
         return report
+
+    def segment_states(self, kind: str, keys=None) -> dict[str, str]:
+        return {k: v for (kd, k), v in self.states.items() if kd == kind and (keys is None or k in keys)}
+
+    def save_segment_states(self, kind: str, states: dict[str, str]) -> None:
+        self.states.update({(kind, k): v for k, v in states.items()})
+
+    def insert_drift_members(self, rows: list[list]) -> None:
+        members = self.members
+        for segment, window, position, event_id, event_ts, descriptors in rows:
+            members[(segment, int(window), int(position))] = (int(window), int(position), event_id, event_ts,
+                                                              dict(descriptors))
+
+    def drift_members(self, segment: str, windows) -> list[tuple]:
+        members = self.members
+        wanted = set(int(w) for w in windows)
+        return [row for (seg, w, p), row in sorted(members.items(), key=lambda kv: kv[0][1:])
+                if seg == segment and w in wanted]
+
+    def embedding_vectors(self, field: str, event_ids) -> dict[str, list[float]]:
+        wanted = set(event_ids)
+        return {r.event_id: list(r.vector) for (eid, f), r in self.embeddings.items() if f == field and eid in wanted}
 
     def ping(self) -> None:
         """Always answers."""

@@ -53,6 +53,7 @@ TABLES: dict[str, tuple[str, str]] = {
     "alert_deliveries": ("alerts_days", "updated_at"),
     "retrain_requests": ("retrain_days", "requested_at"),
     "retrain_jobs": ("retrain_days", "updated_at"),
+    "drift_members": ("embeddings_days", "added_at"),
 }
 
 

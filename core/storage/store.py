@@ -139,6 +139,11 @@ class Store(Protocol):
     def due_deliveries(self, now: datetime, limit: int) -> list[dict]: ...
     def pending_deliveries(self) -> int: ...
     def firing_alerts(self, limit: int) -> list[AlertEvent]: ...
+    def segment_states(self, kind: str, keys: Sequence[str] | None = None) -> dict[str, str]: ...
+    def save_segment_states(self, kind: str, states: dict[str, str]) -> None: ...
+    def insert_drift_members(self, rows: list[list]) -> None: ...
+    def drift_members(self, segment: str, windows: Sequence[int]) -> list[tuple]: ...
+    def embedding_vectors(self, field: str, event_ids: Sequence[str]) -> dict[str, list[float]]: ...
     def purge(self, target: PurgeTarget, *, dry_run: bool, ids_limit: int = 0) -> PurgeReport: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
@@ -438,6 +443,42 @@ class ClickHouseStore(Writer):
                     self.client.command(f"ALTER TABLE {db}.{table} DELETE WHERE {condition} "
                                         f"SETTINGS mutations_sync = 2", parameters=params)
         return report
+
+    # --- durable stream state (drift windows, rule states) ---
+
+    def segment_states(self, kind: str, keys: Sequence[str] | None = None) -> dict[str, str]:
+        """The latest state of each key of ``kind`` (all of them when ``keys`` is None)."""
+        where = "kind = {kind:String}" + (" AND key IN {keys:Array(String)}" if keys is not None else "")
+        rows = self._rows(f"SELECT key, state FROM {self.database}.segment_state FINAL WHERE {where}",
+                          kind=kind, keys=list(keys or []))
+        return dict(rows)
+
+    def save_segment_states(self, kind: str, states: dict[str, str]) -> None:
+        if not states:
+            return
+        now = datetime.now(UTC)
+        self.client.insert(f"{self.database}.segment_state", [[kind, k, v, now] for k, v in states.items()],
+                           column_names=["kind", "key", "state", "updated_at"])
+
+    def insert_drift_members(self, rows: list[list]) -> None:
+        """Rows ``[segment, window, position, event_id, event_ts, descriptors]``."""
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        self.client.insert(f"{self.database}.drift_members", [[*r, now] for r in rows],
+                           column_names=["segment", "window", "position", "event_id", "event_ts", "descriptors",
+                                         "added_at"])
+
+    def drift_members(self, segment: str, windows: Sequence[int]) -> list[tuple]:
+        """``(window, position, event_id, event_ts, descriptors)`` of a segment's windows, in order."""
+        return self._rows(f"SELECT window, position, event_id, event_ts, descriptors FROM {self.database}.drift_members "
+                          f"FINAL WHERE segment = {{seg:String}} AND window IN {{windows:Array(UInt64)}} "
+                          f"ORDER BY window, position", seg=segment, windows=list(windows))
+
+    def embedding_vectors(self, field: str, event_ids: Sequence[str]) -> dict[str, list[float]]:
+        rows = self._rows(f"SELECT event_id, vector FROM {self.database}.embeddings FINAL WHERE field = {{field:String}} "
+                          f"AND event_id IN {{ids:Array(String)}}", field=field, ids=list(event_ids))
+        return {r[0]: list(r[1]) for r in rows}
 
     def ping(self) -> None:
         """Raises unless the store answers a trivial query (readiness)."""

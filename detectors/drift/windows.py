@@ -3,9 +3,10 @@
 Each segment fills a current window from embedding records; the window closes at
 ``window_size`` events or after ``window_minutes``, whichever comes first, and is then tested
 against the segment's reference: the first ``baseline_size`` events of the model version
-(``baseline``) or the window before (``previous``). State lives in memory: after a restart of
-the process the windows refill from new events (stored events and embeddings are not
-affected, and a restarted baseline is the next ``baseline_size`` events of the version).
+(``baseline``) or the window before (``previous``). With a store, each segment's open window is
+durable (:mod:`driftwarden.detectors.drift.checkpoint`): the agent writes it after every batch
+and a restarted sink, or the sink its partition moved to, reads it back and closes the same
+windows; without one, state lives in memory and the windows refill after a restart.
 
 State is bounded: a segment not seen for ``idle_minutes`` is evicted (by :meth:`DriftWindows.due`,
 which the agent's timer calls), and at ``max_segments`` live segments the least recently seen one
@@ -16,6 +17,7 @@ store, and its window numbers continue after the last stored one, so no stored w
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -29,6 +31,8 @@ import numpy as np
 
 from driftwarden.core.detector_configs import DriftConfig
 from driftwarden.core.schemas import DriftCluster, DriftResult, EmbeddingRecord
+from driftwarden.detectors.drift.checkpoint import Member, Saved, SavedLoader, member_row
+from driftwarden.detectors.drift.checkpoint import head as checkpoint_head
 from driftwarden.detectors.drift.clusters import group
 from driftwarden.detectors.drift.methods import run as run_test
 from driftwarden.detectors.drift.univariate import descriptor_drift
@@ -104,6 +108,9 @@ class Window:
     times: list[datetime] = field(default_factory=list)
     descriptors: list[dict[str, float]] = field(default_factory=list)
     opened_at: float | None = None
+    pending: set[str] = field(default_factory=set)
+    """Members read back from a checkpoint whose vector the store did not hold yet: their record
+    is delivered again (its offset was not committed) and :meth:`fill` puts the vector in place."""
 
     def add(self, record: EmbeddingRecord, now: float, vector: np.ndarray | None = None) -> None:
         if self.opened_at is None:
@@ -113,6 +120,39 @@ class Window:
         self.times.append(record.event_ts)
         if record.descriptors:
             self.descriptors.append(record.descriptors)
+
+    def restore(self, members, vectors: dict, now: float) -> None:
+        """Members read back from the store, in their order (vectors by event id; missing ones pending)."""
+        self.opened_at = now if members else None
+        for m in members:
+            self.ids.append(m.event_id)
+            vector = vectors.get(m.event_id)
+            self.vectors.append(None if vector is None else np.asarray(vector, dtype=np.float32))
+            if vector is None:
+                self.pending.add(m.event_id)
+            self.times.append(m.event_ts)
+            if m.descriptors:
+                self.descriptors.append(m.descriptors)
+
+    def fill(self, record: EmbeddingRecord, vector: np.ndarray) -> bool:
+        """Put a pending member's vector in place; False when the record is not pending here."""
+        if record.event_id not in self.pending:
+            return False
+        self.vectors[self.ids.index(record.event_id)] = vector
+        self.pending.discard(record.event_id)
+        return True
+
+    def drop_pending(self) -> int:
+        """Remove members whose vector never came (before a test); returns how many."""
+        if not self.pending:
+            return 0
+        keep = [i for i, event_id in enumerate(self.ids) if event_id not in self.pending]
+        dropped = len(self.ids) - len(keep)
+        self.ids = [self.ids[i] for i in keep]
+        self.vectors = [self.vectors[i] for i in keep]
+        self.times = [self.times[i] for i in keep]
+        self.pending = set()
+        return dropped
 
     def matrix(self) -> np.ndarray:
         return np.asarray(self.vectors, dtype=np.float32)
@@ -134,6 +174,15 @@ class Segment:
     seen: set[str] = field(default_factory=set)
     last_seen: float = 0.0
     dimension: int | None = None
+    reference_ref: dict | None = None
+    """Where the reference lives, for the checkpoint: ``{"window": n}`` (a window of this segment,
+    0 the in-stream baseline) or ``{"stored": true}`` (read from the store)."""
+    position: tuple[int, int] | None = None
+    """(partition, offset) of the last record taken: an older one is a redelivery."""
+    unsaved: list = field(default_factory=list)
+    """Members not yet written to the store (checkpoint.Member)."""
+    dirty: bool = False
+    """Changed since the last checkpoint."""
 
     @property
     def key(self) -> str:
@@ -151,6 +200,8 @@ class StoredState:
     """The reference is the segment's own stored baseline (its events count as seen)."""
     last_sequence: int = 0
     """Number of the segment's last stored window: new windows continue after it."""
+    saved: object = None
+    """The segment's checkpoint (checkpoint.Saved), when it has one."""
 
 
 NOTHING_STORED = StoredState()
@@ -185,6 +236,7 @@ class DriftWindows:
                  load_reference: ReferenceLoader | None = None, *,
                  load_last_sequence: SequenceLoader | None = None,
                  load_texts: TextLoader | None = None,
+                 load_saved: SavedLoader | None = None,
                  idle_minutes: float = 1440.0, max_segments: int = 2_000):
         if max_segments < 1 or not idle_minutes > 0:
             raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
@@ -193,6 +245,12 @@ class DriftWindows:
         self.load_reference = load_reference
         self.load_last_sequence = load_last_sequence
         self.load_texts = load_texts
+        self.load_saved = load_saved
+        """Reads a segment's checkpoint (None: windows live in memory only)."""
+        self.retired: dict[str, int] = {}
+        """Segments evicted since the last checkpoint, with their window count (their heads say so)."""
+        self.pending_dropped = 0
+        """Members read back from a checkpoint whose vector never came (dropped before the test)."""
         self.idle_seconds = idle_minutes * 60
         self.max_segments = max_segments
         #: Least recently seen first.
@@ -216,7 +274,7 @@ class DriftWindows:
         """For a progress page: live segments, evictions (idle, cap), dropped events, rejected records."""
         return {"drift_segments_live": self.live_segments, "drift_segments_evicted_idle": self.evicted_idle,
                 "drift_segments_evicted_cap": self.evicted_cap, "drift_events_dropped": self.dropped_events,
-                "drift_records_rejected": self.rejected_records}
+                "drift_records_rejected": self.rejected_records, "drift_members_without_vector": self.pending_dropped}
 
     def key_of(self, record: EmbeddingRecord) -> str | None:
         """The record's segment id, or None when its field is not watched."""
@@ -227,7 +285,7 @@ class DriftWindows:
     def needs_store(self, record: EmbeddingRecord) -> bool:
         """True when :meth:`add` would read the store for this record (its segment is new, or its
         encoder changed): the agent reads it in a thread first, with :meth:`fetch_stored`."""
-        if self.load_reference is None and self.load_last_sequence is None:
+        if self.load_reference is None and self.load_last_sequence is None and self.load_saved is None:
             return False
         key = self.key_of(record)
         if key is None:
@@ -246,9 +304,26 @@ class DriftWindows:
                 log.warning("could not read the last stored window number of %s from the store; its windows are "
                             "numbered from 1 and may replace stored ones of the same number; check the store",
                             join_id(app, model_version, field), exc_info=True)
+        saved = None
+        if self.load_saved is not None:
+            try:
+                saved = self.load_saved(join_id(app, model_version, field), field, encoder)
+            except Exception:  # noqa: BLE001 - the segment starts again, as without a checkpoint
+                log.warning("could not read the checkpoint of drift segment %s from the store; its open window "
+                            "starts again. If this repeats, check the store", join_id(app, model_version, field),
+                            exc_info=True)
+        if saved is not None and not saved.head.get("evicted"):
+            last = max(last, int(saved.head["sequence"]))
+            ref = saved.head.get("reference")
+            if ref is None or "window" in ref:  # the reference (if any) is among the saved members
+                return StoredState(last_sequence=last, saved=saved)
+        elif saved is not None:
+            last = max(last, int(saved.head["sequence"]))
+            saved = None
         reference = self._stored_reference(app, model_version, field, encoder)
-        return StoredState(last_sequence=last) if reference is None else StoredState(
-            reference=reference[0], reference_id=reference[1], baseline=reference[2], last_sequence=last)
+        return StoredState(last_sequence=last, saved=saved) if reference is None else StoredState(
+            reference=reference[0], reference_id=reference[1], baseline=reference[2], last_sequence=last,
+            saved=saved)
 
     def _stored_reference(self, app: str, model_version: str, field: str,
                           encoder: str) -> tuple[Window, str, bool] | None:
@@ -285,10 +360,12 @@ class DriftWindows:
         log.info("drift reference for %s read from the store: %r", key, reference_id)
         return window, reference_id, not pinned
 
-    def add(self, record: EmbeddingRecord, stored: StoredState | None = None) -> list[ClosedWindow]:
+    def add(self, record: EmbeddingRecord, stored: StoredState | None = None,
+            position: tuple[int, int] | None = None) -> list[ClosedWindow]:
         """One record in; the windows it closes out (a window of a segment evicted to make room
         for this one's included). ``stored``: what :meth:`fetch_stored` read for a new segment
-        (read here, blocking, when it is not given)."""
+        (read here, blocking, when it is not given). ``position``: the record's (partition,
+        offset), which tells a redelivered record from a new one after a restart."""
         key = self.key_of(record)
         if key is None:
             return []
@@ -313,9 +390,13 @@ class DriftWindows:
                           sequence=max(sequence, stored.last_sequence))
             if stored.reference is not None:
                 seg.reference, seg.reference_id = stored.reference, stored.reference_id
+                seg.reference_ref = {"stored": True}
                 if stored.baseline:
                     seg.seen = set(stored.reference.ids)
+            if stored.saved is not None:
+                self._resume(seg, stored.saved, now)
             self.segments[key] = seg
+            seg.dirty = True
         else:
             self.segments.move_to_end(key)
         seg.last_seen = now
@@ -325,9 +406,17 @@ class DriftWindows:
         if vector.size != seg.dimension:
             self._reject(record, key, f"its vector has {vector.size} dimensions, the segment's {seg.dimension}")
             return out
+        if seg.current.fill(record, vector) or (seg.reference is not None and seg.reference.fill(record, vector)):
+            return out  # a member read back from the checkpoint gets its vector
+        if position is not None and seg.position is not None and position[0] == seg.position[0] \
+                and position[1] <= seg.position[1]:
+            return out  # delivered again after a restart: taken before
         if record.event_id in seg.seen:  # a redelivered record
             return out
         seg.seen.add(record.event_id)
+        seg.position = position if position is not None else seg.position
+        seg.dirty = True
+        self._remember(seg, record)
         if seg.reference is None:
             seg.current.add(record, now, vector)
             if len(seg.current) >= self.config.baseline_size:
@@ -337,6 +426,49 @@ class DriftWindows:
         if len(seg.current) >= self.config.window_size:
             out.append(self._close(seg))
         return out
+
+    # --- the checkpoint ---------------------------------------------------------------------
+
+    def _remember(self, seg: Segment, record: EmbeddingRecord) -> None:
+        if self.load_saved is None:
+            return
+        window = 0 if seg.reference is None else seg.sequence + 1
+        seg.unsaved.append(Member(window, len(seg.current), record.event_id, record.event_ts,
+                                  dict(record.descriptors or {})))
+
+    def _resume(self, seg: Segment, saved: Saved, now: float) -> None:
+        """Rebuild a segment from its checkpoint (its reference, open window, seen ids, position)."""
+        h = saved.head
+        seg.sequence = max(seg.sequence, int(h["sequence"]))
+        seg.dimension = h.get("dimension")
+        seg.position = tuple(h["position"]) if h.get("position") else None
+        ref = h.get("reference")
+        if ref is not None and "window" in ref:
+            seg.reference = Window()
+            seg.reference.restore(saved.reference, saved.vectors, now)
+            seg.reference_id, seg.reference_ref = h.get("reference_id", ""), dict(ref)
+        seg.current.restore(saved.current, saved.vectors, now)
+        seg.seen |= {m.event_id for m in (*saved.current, *saved.closed, *saved.reference)}
+        log.info("drift segment %s resumed from its checkpoint: window %d open with %d events (%d awaiting their "
+                 "vector), reference %r", seg.key, seg.sequence + 1, len(seg.current), len(seg.current.pending),
+                 seg.reference_id)
+
+    def checkpoint(self) -> tuple[dict[str, str], list[list]]:
+        """What changed since the last call: ``({segment key: head JSON}, member rows)``, for the
+        store (``save_segment_states``, ``insert_drift_members``), written before the batch's
+        offsets are committed."""
+        heads: dict[str, str] = {}
+        rows: list[list] = []
+        for key, sequence in self.retired.items():
+            heads[key] = json.dumps({"evicted": True, "sequence": sequence})
+        self.retired = {}
+        for key, seg in self.segments.items():
+            if not seg.dirty:
+                continue
+            heads[key] = json.dumps(checkpoint_head(seg, seg.reference_ref, seg.position), default=str)
+            rows += [member_row(key, m) for m in seg.unsaved]
+            seg.unsaved, seg.dirty = [], False
+        return heads, rows
 
     def _vector(self, record: EmbeddingRecord, key: str) -> np.ndarray | None:
         try:
@@ -368,7 +500,11 @@ class DriftWindows:
         return closed
 
     def _retire(self, seg: Segment) -> tuple[list[ClosedWindow], str]:
-        """An evicted segment's open window: tested when it can be, else dropped (and counted)."""
+        """An evicted segment's open window: tested when it can be, else dropped (and counted). Its
+        checkpoint says it was evicted: if it comes back it starts again, numbering on."""
+        if self.load_saved is not None:
+            self.retired[seg.key] = seg.sequence + (1 if seg.reference is not None
+                                                    and len(seg.current) >= self.config.min_window else 0)
         w = seg.current
         if seg.reference is not None and len(w) >= self.config.min_window:
             closed = self._close(seg)
@@ -415,15 +551,21 @@ class DriftWindows:
         return out
 
     def _promote(self, seg: Segment, reference_id: str) -> None:
+        self.pending_dropped += seg.current.drop_pending()
         seg.reference, seg.reference_id = seg.current, reference_id
+        seg.reference_ref = {"window": 0}
+        seg.dirty = True
         seg.current = Window()
         log.info("drift reference for %s: %d events (%r)", seg.key, len(seg.reference), reference_id)
 
     def _close(self, seg: Segment) -> ClosedWindow:
+        self.pending_dropped += seg.current.drop_pending() + (seg.reference.drop_pending() if seg.reference else 0)
         seg.sequence += 1
+        seg.dirty = True
         closed = ClosedWindow(seg, seg.reference, seg.reference_id, seg.current, f"{seg.key}/{seg.sequence}")
         if self.config.reference == "previous":
             seg.reference, seg.reference_id = seg.current, closed.window_id
+            seg.reference_ref = {"window": seg.sequence}
         seg.current = Window()
         seg.seen = set(closed.current.ids) | (set(seg.reference.ids) if seg.reference else set())
         return closed
