@@ -23,8 +23,10 @@ import faust
 
 from driftwarden.core.schemas import DriftResult, parse_detections, parse_feedback
 from driftwarden.core.settings import Settings
+from driftwarden.core.storage.writer import until_acknowledged
 from driftwarden.detectors.drift.windows import join_id
 from driftwarden.retrain_trigger.alerting.policy import (
+    RULE_KIND,
     Decision,
     DetectionWindows,
     PolicyEngine,
@@ -56,8 +58,31 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
              settings.policy_file or "the shipped default")
 
     metrics = getattr(app, "metrics", None)
+    restored = asyncio.Event()
+
+    @app.task
+    async def restore_rule_states():
+        """Rule states written before a restart (or by the sink that held these partitions) first."""
+        try:
+            if store is not None:
+                saved = await asyncio.to_thread(store.segment_states, RULE_KIND)
+                n = engine.restore(saved)
+                if n:
+                    log.info("policy: %d rule state(s) read back from the store (streaks, firing rules, cooldowns)", n)
+        except Exception as exc:  # noqa: BLE001 - judging without them could fire twice: restart instead
+            exit_process("reading the policy's rule states from the store", exc)
+        restored.set()
+
+    async def persist() -> None:
+        """Changed rule states to the store before the record that changed them is acknowledged."""
+        states = engine.checkpoint()
+        if store is None or not states:
+            return
+        await until_acknowledged(lambda: store.save_segment_states(RULE_KIND, states),
+                                 what=f"{len(states)} rule state(s)", max_backoff_s=settings.sink_retry_max_s)
 
     async def emit(decision: Decision) -> None:
+        await restored.wait()
         for alert in decision.alerts:
             try:
                 await (await alerts.send(key=alert.dedupe_key.encode(), value=alert.to_json_bytes()))
@@ -75,10 +100,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
                 exit_process(f"sending retraining request {request.request_id!r} to {topics.retrain}", exc)
             if metrics is not None:
                 metrics.retrain_requests.inc()
+        await persist()
 
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="policy-detections")
     @guarded("the policy agent (detections)")
     async def policy_detections(stream):
+        await restored.wait()
         async for results in parsed(stream, parse_detections, "policy agent"):
             try:
                 if results:
@@ -94,6 +121,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="policy-drift")
     @guarded("the policy agent (drift)")
     async def policy_drift(stream):
+        await restored.wait()
         async for result in parsed(stream, DriftResult.model_validate_json, "policy agent"):
             try:
                 decision = engine.observe(drift_observations(result, texts=settings.alerts.example_texts))
@@ -111,6 +139,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     @app.agent(app.topic(topics.feedback, value_serializer="raw", key_serializer="raw"), name="policy-feedback")
     @guarded("the policy agent (feedback)")
     async def policy_feedback(stream):
+        await restored.wait()
         async for batch in stream.take(500, within=1.0):
             items = []
             for raw in batch:
@@ -151,6 +180,8 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
 
     @app.timer(interval=5.0)
     async def close_detection_windows():
+        if not restored.is_set():
+            return
         try:
             decision = engine.observe(windows.due())
             engine.evict_idle()

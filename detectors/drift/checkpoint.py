@@ -4,9 +4,9 @@ and read back when the segment is next seen (a restart, a partition that moved t
 Two kinds of rows (through the :class:`~driftwarden.core.storage.store.Store`):
 
 - a **head** per segment (``segment_state``, kind ``drift``): its encoder, how many windows it
-  closed (``sequence``), where its reference lives (the members of window ``n``, ``0`` being an
-  in-stream baseline; or the store's baseline or pinned events), and the partition and offset of
-  the last record it took;
+  closed (``sequence``), which window's members are its reference (``0``: its baseline, whether
+  collected in-stream or read from the store when the segment was first seen, so a restart reads
+  back the same events), and the partition and offset of the last record it took;
 - its **members** (``drift_members``), appended as they arrive: window number, position, event id,
   event time and descriptors. Vectors are not copied: they are read from ``embeddings`` by id.
 

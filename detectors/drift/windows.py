@@ -175,8 +175,8 @@ class Segment:
     last_seen: float = 0.0
     dimension: int | None = None
     reference_ref: dict | None = None
-    """Where the reference lives, for the checkpoint: ``{"window": n}`` (a window of this segment,
-    0 the in-stream baseline) or ``{"stored": true}`` (read from the store)."""
+    """Where the reference lives, for the checkpoint: ``{"window": n}``, the members of window ``n``
+    of this segment (0: its baseline, collected in-stream or read from the store when first seen)."""
     position: tuple[int, int] | None = None
     """(partition, offset) of the last record taken: an older one is a redelivery."""
     unsaved: list = field(default_factory=list)
@@ -390,9 +390,14 @@ class DriftWindows:
                           sequence=max(sequence, stored.last_sequence))
             if stored.reference is not None:
                 seg.reference, seg.reference_id = stored.reference, stored.reference_id
-                seg.reference_ref = {"stored": True}
                 if stored.baseline:
                     seg.seen = set(stored.reference.ids)
+                if self.load_saved is not None:
+                    # Its members go into the checkpoint as window 0: a restart reads back these
+                    # events, not whatever the store's first events are by then.
+                    seg.reference_ref = {"window": 0}
+                    seg.unsaved += [Member(0, i, event_id, ts, {}) for i, (event_id, ts) in
+                                    enumerate(zip(stored.reference.ids, stored.reference.times, strict=True))]
             if stored.saved is not None:
                 self._resume(seg, stored.saved, now)
             self.segments[key] = seg

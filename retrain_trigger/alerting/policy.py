@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import json
 import logging
 import math
 import time
@@ -411,6 +412,31 @@ class RuleState:
     suppressed: int = 0
 
 
+#: The kind of the rule states' rows in the store's ``segment_state``.
+RULE_KIND = "rule"
+
+
+def dump_rule_state(st: RuleState, wall: datetime, mono: float) -> dict:
+    """A RuleState as JSON-able data; the monotonic ``last_fired`` becomes a wall-clock time."""
+    fired_at = None if st.last_fired is None else (wall.timestamp() - (mono - st.last_fired))
+    return {"streak": st.streak, "streak_start": st.streak_start.isoformat() if st.streak_start else None,
+            "firing": st.firing, "alert_id": st.alert_id,
+            "started_at": st.started_at.isoformat() if st.started_at else None, "fired_at": fired_at,
+            "baseline": st.baseline, "suppressed": st.suppressed}
+
+
+def load_rule_state(data: dict, wall: datetime, mono: float) -> RuleState:
+    fired_at = data.get("fired_at")
+    return RuleState(
+        streak=int(data["streak"]),
+        streak_start=datetime.fromisoformat(data["streak_start"]) if data.get("streak_start") else None,
+        firing=bool(data["firing"]), alert_id=data.get("alert_id"),
+        started_at=datetime.fromisoformat(data["started_at"]) if data.get("started_at") else None,
+        last_fired=None if fired_at is None else mono - (wall.timestamp() - float(fired_at)),
+        baseline=None if data.get("baseline") is None else float(data["baseline"]),
+        suppressed=int(data.get("suppressed", 0)))
+
+
 @dataclass
 class Decision:
     alerts: list[AlertEvent] = field(default_factory=list)
@@ -448,6 +474,8 @@ class PolicyEngine:
         self.idle_seconds = idle_minutes * 60
         self.max_segments = max_segments
         self.states: dict[tuple[str, str, str, str, str], RuleState] = {}
+        self._changed: set[tuple[str, str, str, str, str]] = set()
+        """State keys changed (or dropped) since the last :meth:`checkpoint`."""
         #: Segments (app, model_version) with their rule states, least recently seen first.
         self._segments: OrderedDict[tuple[str, str], _Segment] = OrderedDict()
         self.evicted_idle = 0
@@ -509,6 +537,40 @@ class PolicyEngine:
                               exc_info=True)
         return decision
 
+    # --- durable state ----------------------------------------------------------------------
+
+    def checkpoint(self) -> dict[str, str]:
+        """The rule states changed since the last call, ``{key: JSON}`` (``"null"`` for a dropped one),
+        for the store's ``segment_state`` (kind ``rule``); the agent writes them before it
+        acknowledges what changed them. Cooldowns travel as wall-clock times."""
+        out = {}
+        wall, mono = self.now(), self.clock()
+        for key in self._changed:
+            st = self.states.get(key)
+            out[json.dumps(list(key))] = "null" if st is None else json.dumps(dump_rule_state(st, wall, mono))
+        self._changed = set()
+        return out
+
+    def restore(self, saved: dict[str, str]) -> int:
+        """Take rule states read back from the store (at start); returns how many."""
+        wall, mono = self.now(), self.clock()
+        n = 0
+        for raw_key, raw in saved.items():
+            try:
+                key = tuple(json.loads(raw_key))
+                data = json.loads(raw)
+                if data is None or len(key) != 5:
+                    continue
+                self.states[key] = load_rule_state(data, wall, mono)  # type: ignore[index]
+            except (ValueError, TypeError, KeyError):
+                log.warning("a stored rule state could not be read (%r); that rule starts again for its segment",
+                            raw_key[:200])
+                continue
+            segment = self._segments.setdefault((key[1], key[2]), _Segment(last_seen=mono))
+            segment.states.add(key)  # type: ignore[arg-type]
+            n += 1
+        return n
+
     def _sane(self, obs: Observation) -> Observation | None:
         """The observation with a finite value: NaN skipped, infinities clamped to ±METRIC_CAP."""
         if isinstance(obs.value, float | int) and math.isfinite(obs.value) and abs(obs.value) <= METRIC_CAP:
@@ -559,6 +621,7 @@ class PolicyEngine:
         entry = self._segments.pop(key)
         for state_key in entry.states:
             self.states.pop(state_key, None)
+            self._changed.add(state_key)
 
     def evict_idle(self) -> int:
         """Drop the rule states of segments idle for ``idle_minutes`` (never those with a firing
@@ -580,6 +643,7 @@ class PolicyEngine:
 
     def _step(self, rule: Rule, obs: Observation, decision: Decision) -> None:
         key = (rule.name, obs.app, obs.model_version, obs.field, obs.subject or "")
+        self._changed.add(key)
         st = self.states.get(key)
         if st is None:
             st = self.states[key] = RuleState()
@@ -610,8 +674,11 @@ class PolicyEngine:
         # Everything that can fail is computed first; the state changes only once the alert (and
         # the retraining request) exist, so a failure cannot leave a rule firing without its alert.
         started_at = self.now()
+        # The id comes from the window, not the clock: a window judged again after a restart (its
+        # record redelivered before the state was written) gives the same alert and request ids,
+        # which the tables, Alertmanager and PagerDuty keep once.
         firing = dataclasses.replace(st, firing=True, last_fired=self.clock(), started_at=started_at,
-                                     alert_id=f"{self._dedupe(rule, obs)}@{started_at:%Y%m%dT%H%M%S%fZ}/"
+                                     alert_id=f"{self._dedupe(rule, obs)}@{obs.window_end:%Y%m%dT%H%M%S%fZ}/"
                                               f"{obs.window_id}")
         alert = self._alert(rule, obs, firing, "firing")
         request = None
@@ -637,6 +704,7 @@ class PolicyEngine:
                 st.last_fired is not None and self.clock() - st.last_fired < rule.cooldown_minutes * 60):
             return
         del self.states[key]
+        self._changed.add(key)
         segment = self._segments.get((obs.app, obs.model_version))
         if segment is not None:
             segment.states.discard(key)

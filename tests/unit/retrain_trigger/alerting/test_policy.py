@@ -374,3 +374,34 @@ def test_space_saving_lets_a_user_of_many_cheap_calls_into_the_top_spenders():
             update={"subject": user})])
     window = next(iter(windows._open.values()))
     assert "cheap" in window.spend
+
+
+def test_rule_states_written_and_read_back_keep_streaks_firing_rules_and_cooldowns():
+    clock = Clock()
+    first = engine(clock, cooldown_minutes=30)
+    first.observe([drift(0.001, 1)])  # one breaching window of the two needed
+    saved = first.checkpoint()
+    assert len(saved) == 1 and first.checkpoint() == {}  # only what changed since the last call
+    second = engine(Clock())
+    assert second.restore(saved) == 1
+    fired = second.observe([drift(0.001, 2)])
+    assert [a.status for a in fired.alerts] == ["firing"], "the streak went on across the restart"
+    # The same window judged again by a third engine that read the state before the alert was
+    # written (a kill between the two) gives the same ids: the tables and receivers keep it once.
+    again = engine(Clock())
+    again.restore(saved)
+    (twin,) = again.observe([drift(0.001, 2)]).alerts
+    assert twin.alert_id == fired.alerts[0].alert_id and again.observe([drift(0.001, 2)]).requests == []
+    # A firing rule read back stays firing (no second alert) and resolves on the clear threshold.
+    third_clock = Clock()
+    third = engine(third_clock, cooldown_minutes=30)
+    third.restore(second.checkpoint())
+    assert not third.observe([drift(0.001, 3)]).alerts
+    assert [a.status for a in third.observe([drift(0.2, 4)]).alerts] == ["resolved"]
+    # ... and its cooldown still runs: a breach within 30 minutes of the firing is not alerted.
+    fourth = engine(Clock(), cooldown_minutes=30, consecutive=1)
+    fourth.restore(third.checkpoint())
+    assert not fourth.observe([drift(0.001, 5)]).alerts
+    dropped = engine(Clock())
+    dropped.restore({json.dumps(["prompt-drift", "chat", "v1", "prompt", ""]): "null", "garbage": "{"})
+    assert dropped.states == {}
