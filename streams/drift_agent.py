@@ -139,6 +139,18 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
             log.warning("descriptor drift warm-up failed; the first window will pay the set-up instead",
                         exc_info=True)
 
+    @app.on_partitions_revoked.connect
+    async def hand_over(sender, revoked, **kwargs):  # noqa: ARG001 - faust's signal signature
+        """Partitions that moved to another sink: their segments' checkpoints are written (faust waits
+        for the batches in flight), so the other sink reads them back; forget them here, or a
+        partition that comes back would find a stale window."""
+        partitions = {tp.partition for tp in revoked if tp.topic == topics.embeddings}
+        if partitions:
+            async with lock:
+                n = windows.forget(partitions)
+            if n:
+                log.info("drift: %d segment(s) of revoked partitions %s handed over", n, sorted(partitions))
+
     @app.timer(interval=5.0)
     async def close_by_time():
         async with lock:

@@ -73,6 +73,18 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
             exit_process("reading the policy's rule states from the store", exc)
         restored.set()
 
+    @app.on_partitions_assigned.connect
+    async def take_over(sender, assigned, **kwargs):  # noqa: ARG001 - faust's signal signature
+        """After a rebalance another sink may have judged some segments: read every rule state back
+        (each sink writes its states before it acknowledges what changed them)."""
+        if store is None or not restored.is_set():
+            return
+        try:
+            saved = await asyncio.to_thread(store.segment_states, RULE_KIND)
+        except Exception as exc:  # noqa: BLE001 - judging on stale states could fire twice: restart instead
+            exit_process("reading the policy's rule states after a rebalance", exc)
+        engine.restore(saved, replace=True)
+
     async def persist() -> None:
         """Changed rule states to the store before the record that changed them is acknowledged."""
         states = engine.checkpoint()

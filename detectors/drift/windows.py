@@ -458,6 +458,14 @@ class DriftWindows:
                  "vector), reference %r", seg.key, seg.sequence + 1, len(seg.current), len(seg.current.pending),
                  seg.reference_id)
 
+    def forget(self, partitions: set[int]) -> int:
+        """Drop from memory the segments whose records come from ``partitions`` (revoked: another
+        sink goes on with them from their checkpoint, which is written). Returns how many."""
+        gone = [k for k, seg in self.segments.items() if seg.position is not None and seg.position[0] in partitions]
+        for key in gone:
+            del self.segments[key]
+        return len(gone)
+
     def checkpoint(self) -> tuple[dict[str, str], list[list]]:
         """What changed since the last call: ``({segment key: head JSON}, member rows)``, for the
         store (``save_segment_states``, ``insert_drift_members``), written before the batch's

@@ -551,9 +551,12 @@ class PolicyEngine:
         self._changed = set()
         return out
 
-    def restore(self, saved: dict[str, str]) -> int:
-        """Take rule states read back from the store (at start); returns how many."""
+    def restore(self, saved: dict[str, str], *, replace: bool = False) -> int:
+        """Take rule states read back from the store (at start, and after a rebalance with
+        ``replace``: the store then holds every sink's latest states); returns how many."""
         wall, mono = self.now(), self.clock()
+        if replace:
+            self.states, self._segments, self._changed = {}, OrderedDict(), set()
         n = 0
         for raw_key, raw in saved.items():
             try:

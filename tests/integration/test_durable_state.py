@@ -49,7 +49,9 @@ def publish(stack, settings, file: str, prefix: str, limit: int) -> None:
 
 def test_a_sink_killed_mid_window_closes_the_same_window_and_alerts_once(stack, stack_settings):
     settings = stack_settings
-    publish(stack, settings, "halueval_general", "base", WINDOW)  # the baseline
+    publish(stack, settings, "halueval_general", "base", WINDOW)  # the baseline, taken whole first
+    wait_for(settings, lambda c: c["embeddings"] >= 2 * WINDOW, timeout_s=240, stack=stack)
+    time.sleep(3)
     half = WINDOW // 2
     publish(stack, settings, "halueval_qa", "first", half)  # half of the drifted window
     wait_for(settings, lambda c: c["embeddings"] >= 2 * (WINDOW + half), timeout_s=240, stack=stack)

@@ -86,3 +86,17 @@ def test_an_evicted_segment_starts_again_and_numbers_on():
     out = run(again, store, recs, 60, N)
     assert out and int(out[0][0].rsplit("/", 1)[1]) > 1  # no stored window number is used twice
     assert not any(set(ids) & {f"e{i}" for i in range(60)} for _, ids, _ in out)  # nothing taken twice
+
+
+def test_segments_of_revoked_partitions_are_forgotten_and_resume_on_the_sink_that_gets_them():
+    recs = records()
+    store = MemoryStore()
+    here = windows(store, "baseline")
+    run(here, store, recs, 0, 45)  # checkpointed after every batch
+    assert here.forget({1}) == 0 and here.live_segments == 1  # another partition: kept
+    assert here.forget({0}) == 1 and here.live_segments == 0
+    there = windows(store, "baseline")  # the sink the partition moved to
+    out = run(there, store, recs, 45, N)
+    clean_store = MemoryStore()
+    clean = run(windows(clean_store, "baseline"), clean_store, recs, 0, N)
+    assert out == clean
