@@ -311,7 +311,8 @@ class MemoryStore:
                and (target.user_id is None or e.user_id == target.user_id)}
         tables = {"detections": (self.detections, lambda k, r: r.event_id in ids),
                   "embeddings": (self.embeddings, lambda k, r: r.event_id in ids),
-                  "feedback": (self.feedback, lambda k, r: r.event_id in ids)}
+                  "feedback": (self.feedback, lambda k, r: r.event_id in ids),
+                  "drift_members": (self.members, lambda k, r: r[2] in ids)}
         alert_ids = {a.alert_id for a in self.alerts.values() if a.app == target.app and before(a.starts_at)}
         aggregates = {"drift_windows": (self.drift, lambda k, r: r.app == target.app and before(r.window_end)),
                       "alerts": (self.alerts, lambda k, r: k[0] in alert_ids),

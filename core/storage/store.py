@@ -95,7 +95,7 @@ class PurgeReport:
 
 
 #: Tables whose rows belong to one event each (erased with it).
-PER_EVENT_TABLES = ("detections", "embeddings", "feedback", "inference_events")
+PER_EVENT_TABLES = ("detections", "embeddings", "feedback", "drift_members", "inference_events")
 KEPT_FOR_A_USER = ("aggregates over every user's events of the app; they may quote example texts: purge the whole "
                    "app (without --user-id) to erase them")
 KEPT_DEAD_LETTERS = ("raw bytes that failed validation cannot be attributed to a user with certainty; they expire with "

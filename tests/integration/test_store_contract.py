@@ -155,7 +155,7 @@ def test_purge_erases_a_users_events_with_what_derives_from_them_and_lists_what_
     n = sum(1 for i in range(120) if i % 7 == 3)
     assert dry.deleted["inference_events"] == n and dry.deleted["embeddings"] == n
     assert dry.deleted["detections"] == 5 * n and set(dry.deleted) == {"detections", "embeddings", "feedback",
-                                                                        "inference_events"}
+                                                                        "drift_members", "inference_events"}
     assert dry.kept["drift_windows"][0] > 0 and "aggregates" in dry.kept["drift_windows"][1]
     assert real.stats(0.05)["events"] == memory.stats(0.05)["events"] > n  # a dry run erases nothing
     assert real.purge(user, dry_run=False, ids_limit=5) == memory.purge(user, dry_run=False, ids_limit=5) == dry
