@@ -39,6 +39,18 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen | None, grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s`` if it still runs."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (for tests and benchmarks)."""
     with socket.socket() as sock:
@@ -88,15 +100,7 @@ class LocalBroker:
         raise BrokerError(self.bootstrap, f"the local broker did not listen within {timeout_s:.0f} s")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> LocalBroker:

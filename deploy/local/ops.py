@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from driftwarden.core.errors import DriftwardenError
-from driftwarden.deploy.local.broker import free_port
+from driftwarden.deploy.local.broker import free_port, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,7 @@ class OpsProcess:
             return json.loads(resp.read())
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> OpsProcess:
