@@ -88,13 +88,13 @@ def up(
     except KeyboardInterrupt:  # start_stack stopped what it had started
         typer.echo("stopped before the stack was up", err=True)
         raise typer.Exit(130) from None
-    typer.echo(
-        f"driftwarden is up: broker {stack.bootstrap}"
-        f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s)"
-        f"{f'; OTLP on http://{settings.otlp.host}:{settings.otlp.port}' if stack.otlp else ''}; "
-        f"store {settings.clickhouse_url_masked}; logs in {stack.log_dir}. Ctrl-C stops."
-    )
     try:
+        typer.echo(
+            f"driftwarden is up: broker {stack.bootstrap}"
+            f"{' (local, in-memory)' if stack.broker else ''}, sink + {workers} worker(s)"
+            f"{f'; OTLP on http://{settings.otlp.host}:{settings.otlp.port}' if stack.otlp else ''}; "
+            f"store {settings.clickhouse_url_masked}; logs in {stack.log_dir}. Ctrl-C stops."
+        )
         while True:
             for name in stack.supervise():  # a process that exited (a crashed agent) is restarted
                 typer.echo(f"{name} exited and was restarted; its log: {stack.log_dir / (name + '.log')}", err=True)
@@ -102,6 +102,7 @@ def up(
     except KeyboardInterrupt:
         typer.echo("stopping ...", err=True)  # stderr: line-buffered, shown at once
     finally:
+        stopping = True  # a signal now (also after a failure) must not cut the stop short
         stack.stop(STOP_GRACE_S)
     typer.echo("stopped")
 

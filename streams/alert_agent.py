@@ -25,6 +25,7 @@ from driftwarden.core.storage.store import Store
 from driftwarden.retrain_trigger.alerting.retry import DeliveryRetries, retry_due
 from driftwarden.retrain_trigger.alerting.dispatch import MAX_FIRING, Dispatcher
 from driftwarden.streams.metrics import delivery_counts
+from driftwarden.streams.topics import partition_of
 from driftwarden.streams.web import protected
 from driftwarden.streams.topics import TopicNames
 from driftwarden.streams.guard import exit_process, guarded
@@ -49,12 +50,6 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
     async def start_dispatcher():
         try:
             await dispatcher.start()
-            if resending and store is not None:
-                # What fired before a restart is still firing: re-send it, or Alertmanager ends it.
-                dispatcher.track(await asyncio.to_thread(store.firing_alerts, MAX_FIRING))
-                if dispatcher.firing:
-                    log.info("%d alert(s) still firing from before this start are re-sent every %.0f s",
-                             len(dispatcher.firing), settings.alerts.resend_interval_s)
         except Exception as exc:  # noqa: BLE001 - alerts would be acknowledged unsent: restart instead
             exit_process("starting the alert dispatcher", exc)
         started.set()
@@ -78,6 +73,28 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                 # and the alert is redelivered after the restart.
                 await asyncio.to_thread(retries.park, alert, missed)
                 dispatcher.counts["parked"] += len(missed)
+
+    @app.on_partitions_assigned.connect
+    async def firing_of_my_partitions(sender, assigned, **kwargs):  # noqa: ARG001 - faust's signal signature
+        """What fires on the alert partitions this sink holds now (before a restart, or on another sink
+        before a rebalance) is re-sent from here: read it back, and only it (another sink re-sends its own)."""
+        if not resending or store is None:
+            return
+        mine = {tp.partition for tp in assigned if tp.topic == topics.alerts}
+        count = app.consumer.topic_partitions(topics.alerts) or settings.topic_partitions
+        try:
+            firing = await asyncio.to_thread(store.firing_alerts, MAX_FIRING)
+        except Exception as exc:  # noqa: BLE001 - Alertmanager would end them: restart and read again
+            exit_process("reading the firing alerts from the store", exc)
+        held = {k: a for k, a in dispatcher.firing.items() if partition_of(k.encode(), count) in mine}
+        dispatcher.firing.clear()
+        for alert in [a for a in firing if partition_of(a.dedupe_key.encode(), count) in mine] + list(held.values()):
+            current = dispatcher.firing.get(alert.dedupe_key)
+            if current is None or alert.starts_at >= current.starts_at:  # the latest episode of each
+                dispatcher.track([alert])
+        if dispatcher.firing:
+            log.info("%d firing alert(s) of this sink's partitions are re-sent every %.0f s", len(dispatcher.firing),
+                     settings.alerts.resend_interval_s)
 
     if resending:
 

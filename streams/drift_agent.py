@@ -25,7 +25,9 @@ import faust
 from driftwarden.core.schemas import EmbeddingRecord, parse_embeddings
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
-from driftwarden.core.storage.writer import until_acknowledged
+from driftwarden.core.errors import RowRejectedError
+from driftwarden.core.secrets import scrub
+from driftwarden.core.storage.writer import is_data_error, until_acknowledged
 from driftwarden.detectors.drift.checkpoint import KIND, store_loader
 from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
 from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows, StoredState, join_id
@@ -81,8 +83,13 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
             store.insert_drift_members(rows)
             store.save_segment_states(KIND, heads)  # after the members: a head never names members not stored
 
-        await until_acknowledged(write, what=f"the drift checkpoint of {len(heads)} segment(s)",
-                                 max_backoff_s=settings.sink_retry_max_s)
+        try:
+            await until_acknowledged(write, what=f"the drift checkpoint of {len(heads)} segment(s)",
+                                     max_backoff_s=settings.sink_retry_max_s, give_up=is_data_error)
+        except RowRejectedError as exc:  # a value the table cannot hold: the windows go on, less durable
+            log.error("ClickHouse refused the drift checkpoint as data (%s); the windows go on in memory and the "
+                      "next batch writes theirs. A restart now would reopen these segments' windows from their "
+                      "last stored checkpoint", scrub(str(exc.cause))[:300])
 
     async def read_stored(first: dict[str, EmbeddingRecord]) -> dict[str, StoredState]:
         """The stored state of each new segment, read in threads, several at once."""
@@ -120,9 +127,11 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
             async with lock:
                 closed: list[ClosedWindow] = []
                 for record, position in items:
+                    key = windows.key_of(record) or ""
                     try:
-                        closed += windows.add(record, stored.pop(windows.key_of(record) or "", None),
-                                              position=position)
+                        closed += windows.add(record, stored.get(key), position=position)
+                        if key in windows.segments:
+                            stored.pop(key, None)  # used: a later record of the segment needs none
                     except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
                         log.error("drift agent could not handle the %s embedding of event %r; it is skipped and "
                                   "the stream goes on. If this repeats, look at the error below", record.field,

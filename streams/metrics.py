@@ -134,9 +134,9 @@ def consumer_lag(monitor: Any, assigned: set | None = None) -> dict[tuple[str, i
     committed = getattr(monitor, "tp_committed_offsets", None) or {}
     out = {}
     for tp, end_offset in end.items():
-        if end_offset is None or (assigned is not None and tp not in assigned):
-            continue
-        out[(tp.topic, tp.partition)] = max(0, int(end_offset) - int(committed.get(tp) or 0))
+        if end_offset is None or committed.get(tp) is None or (assigned is not None and tp not in assigned):
+            continue  # not committed by this process yet (just started, or just assigned): unknown
+        out[(tp.topic, tp.partition)] = max(0, int(end_offset) - int(committed[tp]))
     return out
 
 

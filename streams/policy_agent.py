@@ -59,6 +59,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
 
     metrics = getattr(app, "metrics", None)
     restored = asyncio.Event()
+    lock = asyncio.Lock()
+    """Held from judging to the written state: another agent's checkpoint never carries a state
+    whose alert is not sent yet, and a rebalance's reload never drops one being written."""
 
     @app.task
     async def restore_rule_states():
@@ -79,11 +82,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
         (each sink writes its states before it acknowledges what changed them)."""
         if store is None or not restored.is_set():
             return
-        try:
-            saved = await asyncio.to_thread(store.segment_states, RULE_KIND)
-        except Exception as exc:  # noqa: BLE001 - judging on stale states could fire twice: restart instead
-            exit_process("reading the policy's rule states after a rebalance", exc)
-        engine.restore(saved, replace=True)
+        async with lock:
+            try:
+                saved = await asyncio.to_thread(store.segment_states, RULE_KIND)
+            except Exception as exc:  # noqa: BLE001 - judging on stale states could fire twice: restart instead
+                exit_process("reading the policy's rule states after a rebalance", exc)
+            engine.restore(saved, replace=True)
 
     async def persist() -> None:
         """Changed rule states to the store before the record that changed them is acknowledged."""
@@ -119,29 +123,31 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     async def policy_detections(stream):
         await restored.wait()
         async for results in parsed(stream, parse_detections, "policy agent"):
-            try:
-                if results:
-                    recent.remember(results[0].event_id, results[0].app, results[0].model_version)
-                decision = engine.observe(windows.add(results))
-            except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
-                log.error("policy agent could not take the detections of event %r; they are skipped and the stream "
-                          "goes on. If this repeats, look at the error below",
-                          results[0].event_id if results else None, exc_info=True)
-                continue
-            await emit(decision)
+            async with lock:
+                try:
+                    if results:
+                        recent.remember(results[0].event_id, results[0].app, results[0].model_version)
+                    decision = engine.observe(windows.add(results))
+                except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
+                    log.error("policy agent could not take the detections of event %r; they are skipped and the stream "
+                              "goes on. If this repeats, look at the error below",
+                              results[0].event_id if results else None, exc_info=True)
+                    continue
+                await emit(decision)
 
     @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="policy-drift")
     @guarded("the policy agent (drift)")
     async def policy_drift(stream):
         await restored.wait()
         async for result in parsed(stream, DriftResult.model_validate_json, "policy agent"):
-            try:
-                decision = engine.observe(drift_observations(result, texts=settings.alerts.example_texts))
-            except Exception:  # noqa: BLE001
-                log.error("policy agent could not judge drift window %r; it is skipped and the stream goes on. If "
-                          "this repeats, look at the error below", result.window_id, exc_info=True)
-                continue
-            await emit(decision)
+            async with lock:
+                try:
+                    decision = engine.observe(drift_observations(result, texts=settings.alerts.example_texts))
+                except Exception:  # noqa: BLE001
+                    log.error("policy agent could not judge drift window %r; it is skipped and the stream goes on. If "
+                              "this repeats, look at the error below", result.window_id, exc_info=True)
+                    continue
+                await emit(decision)
 
     recent = RecentSegments()
     unknown: OrderedDict[str, float] = OrderedDict()
@@ -183,24 +189,26 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
                     continue
                 feedback_counts["feedback_judged"] += 1
                 observations += windows.add_feedback(*segment, f.score, f.event_id, f.timestamp, f.source)
-            try:
-                decision = engine.observe(observations)
-            except Exception:  # noqa: BLE001
-                log.error("policy agent could not judge feedback; it is skipped and the stream goes on", exc_info=True)
-                continue
-            await emit(decision)
+            async with lock:
+                try:
+                    decision = engine.observe(observations)
+                except Exception:  # noqa: BLE001
+                    log.error("policy agent could not judge feedback; it is skipped and the stream goes on", exc_info=True)
+                    continue
+                await emit(decision)
 
     @app.timer(interval=5.0)
     async def close_detection_windows():
         if not restored.is_set():
             return
-        try:
-            decision = engine.observe(windows.due())
-            engine.evict_idle()
-        except Exception:  # noqa: BLE001 - the timer runs again in 5 s
-            log.error("policy agent could not close detection windows by time or evict idle segments; the timer "
-                      "tries again in 5 s. If this repeats, look at the error below", exc_info=True)
-            return
-        await emit(decision)
+        async with lock:
+            try:
+                decision = engine.observe(windows.due())
+                engine.evict_idle()
+            except Exception:  # noqa: BLE001 - the timer runs again in 5 s
+                log.error("policy agent could not close detection windows by time or evict idle segments; the timer "
+                          "tries again in 5 s. If this repeats, look at the error below", exc_info=True)
+                return
+            await emit(decision)
 
     return engine, windows, feedback_counts

@@ -249,6 +249,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
             async def post(self, request):
                 from driftwarden.retrain_trigger.retraining.erasure import erase, target_from
 
+                # A web page could POST here from a browser on this machine: browsers send Origin
+                # on such requests, and cannot send application/json across origins unasked.
+                if request.headers.get("Origin") is not None:
+                    return self.json({"error": "requests from web pages are refused"}, status=403)
+                if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+                    return self.json({"error": "the body must be application/json"}, status=415)
                 try:
                     body = await request.json()
                     target = target_from(body)

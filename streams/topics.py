@@ -44,6 +44,13 @@ class TopicNames:
                 self.retrain, self.retrain_status, self.feedback]
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as the Java client and aiokafka) puts ``key`` in."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def bootstrap_servers(settings: Settings, bootstrap: str | None = None) -> list[str]:
     value = settings.kafka_bootstrap if bootstrap is None else bootstrap
     if not value:

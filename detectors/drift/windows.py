@@ -17,6 +17,7 @@ store, and its window numbers continue after the last stored one, so no stored w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -386,6 +387,9 @@ class DriftWindows:
                 out += self._evict_least_recent(key)
             if stored is None:
                 stored = self.fetch_stored(record.app, record.model_version, record.field, record.encoder)
+            if key in self.retired:  # evicted since the state was read: it starts again, numbering on
+                stored = dataclasses.replace(stored, saved=None,
+                                             last_sequence=max(stored.last_sequence, self.retired[key]))
             seg = Segment(record.app, record.model_version, record.field, record.encoder,
                           sequence=max(sequence, stored.last_sequence))
             if stored.reference is not None:

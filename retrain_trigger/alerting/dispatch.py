@@ -62,6 +62,8 @@ class Dispatcher:
         sent = 0
         for alert in list(self.firing.values()):
             for receiver in targets:
+                if self.firing.get(alert.dedupe_key) is not alert:
+                    break  # resolved (or replaced) during this round: its resolve went out already
                 if await self._deliver(receiver, alert, attempts=1, counted="resent"):
                     sent += 1
         return sent

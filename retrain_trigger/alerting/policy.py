@@ -476,6 +476,9 @@ class PolicyEngine:
         self.states: dict[tuple[str, str, str, str, str], RuleState] = {}
         self._changed: set[tuple[str, str, str, str, str]] = set()
         """State keys changed (or dropped) since the last :meth:`checkpoint`."""
+        self._touched: set[tuple[str, str, str, str, str]] = set()
+        """State keys this process judged: only those are written as dropped (a state read back
+        that another sink owns is forgotten here without erasing it there)."""
         #: Segments (app, model_version) with their rule states, least recently seen first.
         self._segments: OrderedDict[tuple[str, str], _Segment] = OrderedDict()
         self.evicted_idle = 0
@@ -624,7 +627,9 @@ class PolicyEngine:
         entry = self._segments.pop(key)
         for state_key in entry.states:
             self.states.pop(state_key, None)
-            self._changed.add(state_key)
+            if state_key in self._touched:
+                self._changed.add(state_key)
+                self._touched.discard(state_key)
 
     def evict_idle(self) -> int:
         """Drop the rule states of segments idle for ``idle_minutes`` (never those with a firing
@@ -647,6 +652,7 @@ class PolicyEngine:
     def _step(self, rule: Rule, obs: Observation, decision: Decision) -> None:
         key = (rule.name, obs.app, obs.model_version, obs.field, obs.subject or "")
         self._changed.add(key)
+        self._touched.add(key)
         st = self.states.get(key)
         if st is None:
             st = self.states[key] = RuleState()
@@ -708,6 +714,7 @@ class PolicyEngine:
             return
         del self.states[key]
         self._changed.add(key)
+        self._touched.discard(key)
         segment = self._segments.get((obs.app, obs.model_version))
         if segment is not None:
             segment.states.discard(key)
