@@ -74,6 +74,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                 await asyncio.to_thread(retries.park, alert, missed)
                 dispatcher.counts["parked"] += len(missed)
 
+    async def forget_app(name: str) -> None:
+        for key in [k for k, a in dispatcher.firing.items() if a.app == name]:
+            del dispatcher.firing[key]  # its alerts were erased: no longer re-sent
+
+    getattr(app, "purge_hooks", []).append(forget_app)
+
     @app.on_partitions_assigned.connect
     async def firing_of_my_partitions(sender, assigned, **kwargs):  # noqa: ARG001 - faust's signal signature
         """What fires on the alert partitions this sink holds now (before a restart, or on another sink

@@ -148,6 +148,12 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
             log.warning("descriptor drift warm-up failed; the first window will pay the set-up instead",
                         exc_info=True)
 
+    async def forget_app(name: str) -> None:
+        async with lock:
+            windows.forget_app(name)
+
+    getattr(app, "purge_hooks", []).append(forget_app)
+
     @app.on_partitions_revoked.connect
     async def hand_over(sender, revoked, **kwargs):  # noqa: ARG001 - faust's signal signature
         """Partitions that moved to another sink: their segments' checkpoints are written (faust waits

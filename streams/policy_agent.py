@@ -15,6 +15,7 @@ the stream goes on.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -49,7 +50,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     was not seen lately. Returns the engine, the windows and the feedback counters."""
     policy = load_policy(settings.policy_file)
     bounds = {"idle_minutes": settings.segment_idle_minutes, "max_segments": settings.max_segments}
-    engine = PolicyEngine(policy, grafana_url=settings.grafana_url, **bounds)
+    engine = PolicyEngine(policy, grafana_url=settings.grafana_url, durable=store is not None, **bounds)
     windows = DetectionWindows(policy.window_size, policy.window_minutes,
                                max_subjects=policy.max_subjects if policy.per_subject else 0, **bounds)
     alerts = app.topic(topics.alerts, value_serializer="raw", key_serializer="raw")
@@ -76,6 +77,13 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
             exit_process("reading the policy's rule states from the store", exc)
         restored.set()
 
+    async def forget_app(name: str) -> None:
+        async with lock:
+            engine.forget_app(name)
+            windows.forget_app(name)
+
+    getattr(app, "purge_hooks", []).append(forget_app)
+
     @app.on_partitions_assigned.connect
     async def take_over(sender, assigned, **kwargs):  # noqa: ARG001 - faust's signal signature
         """After a rebalance another sink may have judged some segments: read every rule state back
@@ -91,7 +99,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
 
     async def persist() -> None:
         """Changed rule states to the store before the record that changed them is acknowledged."""
-        states = engine.checkpoint()
+        states = {key: (json.loads(key)[1], state) for key, state in engine.checkpoint().items()}
         if store is None or not states:
             return
         await until_acknowledged(lambda: store.save_segment_states(RULE_KIND, states),

@@ -66,6 +66,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
     writer = store = ClickHouseStore(client, settings.clickhouse_database)
     metrics = app.metrics  # type: ignore[attr-defined]
     app.readiness.add("store_reachable", store_check(store))  # type: ignore[attr-defined]
+    app.purge_hooks = []  # type: ignore[attr-defined]
+    """``async (app name) -> None`` of agents holding an app's state in memory, run after the app's
+    stored state was erased (a whole-app purge), so nothing of it is written back."""
     app.progress_sources = []  # type: ignore[attr-defined]
     """Callables returning counters (live segments, evictions) that ``/progress/`` shows."""
     size, within = settings.sink_batch_size, settings.sink_linger_ms / 1000
@@ -265,6 +268,9 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, client=None):
                             " for one user" if target.user_id else "", f" before {target.before}" if target.before
                             else "", " (dry run)" if dry_run else "")
                 erasure = await asyncio.to_thread(erase, store, settings.datasets_dir, target, dry_run=dry_run)
+                if not dry_run and target.whole_app and target.before is None:
+                    for hook in app.purge_hooks:  # type: ignore[attr-defined]
+                        await hook(target.app)
                 return self.json(erasure.as_dict())
 
         app.page("/purge/")(PurgePage)

@@ -308,6 +308,7 @@ MIGRATIONS += (
             CREATE TABLE IF NOT EXISTS {db}.segment_state (
                 kind       LowCardinality(String),
                 key        String,
+                app        String,
                 state      String,
                 updated_at DateTime64(6, 'UTC')
             ) ENGINE = ReplacingMergeTree(updated_at)
@@ -316,6 +317,7 @@ MIGRATIONS += (
             f"""
             CREATE TABLE IF NOT EXISTS {{db}}.drift_members (
                 segment     String,
+                app         String,
                 window      UInt64,
                 position    UInt32,
                 event_id    String,

@@ -53,7 +53,7 @@ class MemoryStore:
         self.dead_letters: dict[str, DeadLetter] = {}
         self.deliveries: dict[tuple[str, str, str], dict] = {}
         self.feedback: dict[tuple[str, str], Feedback] = {}
-        self.states: dict[tuple[str, str], str] = {}
+        self.states: dict[tuple[str, str], tuple[str, str]] = {}
         self.members: dict[tuple[str, int, int], tuple] = {}
 
     @staticmethod
@@ -320,6 +320,8 @@ class MemoryStore:
                                            lambda k, r: r.app == target.app and before(r.requested_at)),
                       "retrain_jobs": (self.jobs, lambda k, r: r.app == target.app and before(r.updated_at)),
                       "alert_deliveries": (self.deliveries, lambda k, r: r["alert_id"] in alert_ids)}
+        if target.before is None:
+            aggregates["segment_state"] = (self.states, lambda k, r: r[0] == target.app)
         report = PurgeReport(event_ids=sorted(ids)[:ids_limit])
         if target.user_id is None:
             tables.update(aggregates)
@@ -339,14 +341,14 @@ class MemoryStore:
         return report
 
     def segment_states(self, kind: str, keys=None) -> dict[str, str]:
-        return {k: v for (kd, k), v in self.states.items() if kd == kind and (keys is None or k in keys)}
+        return {k: v for (kd, k), (_, v) in self.states.items() if kd == kind and (keys is None or k in keys)}
 
-    def save_segment_states(self, kind: str, states: dict[str, str]) -> None:
+    def save_segment_states(self, kind: str, states: dict[str, tuple[str, str]]) -> None:
         self.states.update({(kind, k): v for k, v in states.items()})
 
     def insert_drift_members(self, rows: list[list]) -> None:
         members = self.members
-        for segment, window, position, event_id, event_ts, descriptors in rows:
+        for segment, _app, window, position, event_id, event_ts, descriptors in rows:
             members[(segment, int(window), int(position))] = (int(window), int(position), event_id, event_ts,
                                                               dict(descriptors))
 

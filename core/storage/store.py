@@ -140,7 +140,7 @@ class Store(Protocol):
     def pending_deliveries(self) -> int: ...
     def firing_alerts(self, limit: int) -> list[AlertEvent]: ...
     def segment_states(self, kind: str, keys: Sequence[str] | None = None) -> dict[str, str]: ...
-    def save_segment_states(self, kind: str, states: dict[str, str]) -> None: ...
+    def save_segment_states(self, kind: str, states: dict[str, tuple[str, str]]) -> None: ...
     def insert_drift_members(self, rows: list[list]) -> None: ...
     def drift_members(self, segment: str, windows: Sequence[int]) -> list[tuple]: ...
     def embedding_vectors(self, field: str, event_ids: Sequence[str]) -> dict[str, list[float]]: ...
@@ -422,6 +422,8 @@ class ClickHouseStore(Writer):
                       "alerts": alerts,
                       "retrain_requests": "app = {app:String}" + before.format(col="requested_at"),
                       "retrain_jobs": "app = {app:String}" + before.format(col="updated_at")}
+        if target.before is None:  # the app's durable stream state goes with all of its events
+            aggregates["segment_state"] = "app = {app:String}"
         report = PurgeReport()
         if target.whole_app:
             conditions.update(aggregates)
@@ -453,21 +455,23 @@ class ClickHouseStore(Writer):
                           kind=kind, keys=list(keys or []))
         return dict(rows)
 
-    def save_segment_states(self, kind: str, states: dict[str, str]) -> None:
+    def save_segment_states(self, kind: str, states: dict[str, tuple[str, str]]) -> None:
+        """``{key: (app, state JSON)}``; the app lets a purge of the app erase them."""
         if not states:
             return
         now = datetime.now(UTC)
-        self.client.insert(f"{self.database}.segment_state", [[kind, k, v, now] for k, v in states.items()],
-                           column_names=["kind", "key", "state", "updated_at"])
+        self.client.insert(f"{self.database}.segment_state",
+                           [[kind, k, app, v, now] for k, (app, v) in states.items()],
+                           column_names=["kind", "key", "app", "state", "updated_at"])
 
     def insert_drift_members(self, rows: list[list]) -> None:
-        """Rows ``[segment, window, position, event_id, event_ts, descriptors]``."""
+        """Rows ``[segment, app, window, position, event_id, event_ts, descriptors]``."""
         if not rows:
             return
         now = datetime.now(UTC)
         self.client.insert(f"{self.database}.drift_members", [[*r, now] for r in rows],
-                           column_names=["segment", "window", "position", "event_id", "event_ts", "descriptors",
-                                         "added_at"])
+                           column_names=["segment", "app", "window", "position", "event_id", "event_ts",
+                                         "descriptors", "added_at"])
 
     def drift_members(self, segment: str, windows: Sequence[int]) -> list[tuple]:
         """``(window, position, event_id, event_ts, descriptors)`` of a segment's windows, in order."""

@@ -64,12 +64,14 @@ SavedLoader = Callable[[str, str, str], "Saved | None"]
 
 def head(seg, reference: dict | None, position: tuple[int, int] | None) -> dict:
     return {"app": seg.app, "model_version": seg.model_version, "field": seg.field, "encoder": seg.encoder,
-            "sequence": seg.sequence, "reference": reference, "reference_id": seg.reference_id,
-            "dimension": seg.dimension, "position": list(position) if position else None}
+            "epoch": seg.epoch, "counter": seg.counter, "sequence": seg.sequence, "reference": reference,
+            "reference_id": seg.reference_id, "dimension": seg.dimension,
+            "position": list(position) if position else None}
 
 
-def member_row(key: str, member: Member) -> list:
-    return [key, member.window, member.position, member.event_id, member.event_ts,
+def member_row(segment: str, app: str, member: Member) -> list:
+    """A ``drift_members`` row; ``segment`` is ``<key>#<epoch>``."""
+    return [segment, app, member.window, member.position, member.event_id, member.event_ts,
             {k: float(v) for k, v in member.descriptors.items()}]
 
 
@@ -92,7 +94,8 @@ def store_loader(store) -> SavedLoader:
         if "window" in reference:
             wanted.add(int(reference["window"]))
         windows: dict[int, list[Member]] = {}
-        for window, position, event_id, event_ts, descriptors in store.drift_members(key, sorted(wanted)):
+        for window, position, event_id, event_ts, descriptors in store.drift_members(
+                f"{key}#{saved_head['epoch']}", sorted(wanted)):
             ts = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
             windows.setdefault(int(window), []).append(Member(int(window), int(position), event_id, ts,
                                                               dict(descriptors)))
@@ -101,6 +104,13 @@ def store_loader(store) -> SavedLoader:
         ref = windows.get(int(reference["window"]), []) if "window" in reference else []
         ids = sorted({m.event_id for m in (*current, *closed, *ref)})
         vectors = store.embedding_vectors(field, ids) if ids else {}
+        if "window" in reference and not any(m.event_id in vectors for m in ref):
+            # Its events expired (retention) or were erased: nothing to test against. The segment
+            # starts again as a new one (the store's baseline), numbering on.
+            log.warning("drift segment %s: none of the %d events of its reference is stored any more (retention or "
+                        "erasure); it starts again with a new reference and its open window of %d events is dropped",
+                        key, len(ref), len(current))
+            return Saved({"evicted": True, "sequence": sequence}, [], [], [], {})
         return Saved(saved_head, ref, current, closed, vectors)
 
     return load

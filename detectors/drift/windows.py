@@ -182,6 +182,11 @@ class Segment:
     """(partition, offset) of the last record taken: an older one is a redelivery."""
     unsaved: list = field(default_factory=list)
     """Members not yet written to the store (checkpoint.Member)."""
+    epoch: int = 0
+    """This life of the segment (a new one after an eviction or an encoder change): its members are
+    stored under ``<key>#<epoch>``, so a reused window number never reads an older life's rows."""
+    counter: int = 0
+    """Position of the next member stored (increasing within the epoch)."""
     dirty: bool = False
     """Changed since the last checkpoint."""
 
@@ -248,8 +253,8 @@ class DriftWindows:
         self.load_texts = load_texts
         self.load_saved = load_saved
         """Reads a segment's checkpoint (None: windows live in memory only)."""
-        self.retired: dict[str, int] = {}
-        """Segments evicted since the last checkpoint, with their window count (their heads say so)."""
+        self.retired: dict[str, tuple[str, int]] = {}
+        """Segments evicted since the last checkpoint: (app, window count) (their heads say so)."""
         self.pending_dropped = 0
         """Members read back from a checkpoint whose vector never came (dropped before the test)."""
         self.idle_seconds = idle_minutes * 60
@@ -389,7 +394,7 @@ class DriftWindows:
                 stored = self.fetch_stored(record.app, record.model_version, record.field, record.encoder)
             if key in self.retired:  # evicted since the state was read: it starts again, numbering on
                 stored = dataclasses.replace(stored, saved=None,
-                                             last_sequence=max(stored.last_sequence, self.retired[key]))
+                                             last_sequence=max(stored.last_sequence, self.retired[key][1]))
             seg = Segment(record.app, record.model_version, record.field, record.encoder,
                           sequence=max(sequence, stored.last_sequence))
             if stored.reference is not None:
@@ -402,6 +407,8 @@ class DriftWindows:
                     seg.reference_ref = {"window": 0}
                     seg.unsaved += [Member(0, i, event_id, ts, {}) for i, (event_id, ts) in
                                     enumerate(zip(stored.reference.ids, stored.reference.times, strict=True))]
+                    seg.counter = len(stored.reference.ids)
+            seg.epoch = time.time_ns()
             if stored.saved is not None:
                 self._resume(seg, stored.saved, now)
             self.segments[key] = seg
@@ -442,12 +449,15 @@ class DriftWindows:
         if self.load_saved is None:
             return
         window = 0 if seg.reference is None else seg.sequence + 1
-        seg.unsaved.append(Member(window, len(seg.current), record.event_id, record.event_ts,
+        seg.unsaved.append(Member(window, seg.counter, record.event_id, record.event_ts,
                                   dict(record.descriptors or {})))
+        seg.counter += 1
 
     def _resume(self, seg: Segment, saved: Saved, now: float) -> None:
         """Rebuild a segment from its checkpoint (its reference, open window, seen ids, position)."""
         h = saved.head
+        seg.epoch = int(h["epoch"])
+        seg.counter = int(h["counter"])
         seg.sequence = max(seg.sequence, int(h["sequence"]))
         seg.dimension = h.get("dimension")
         seg.position = tuple(h["position"]) if h.get("position") else None
@@ -470,22 +480,30 @@ class DriftWindows:
             del self.segments[key]
         return len(gone)
 
-    def checkpoint(self) -> tuple[dict[str, str], list[list]]:
-        """What changed since the last call: ``({segment key: head JSON}, member rows)``, for the
-        store (``save_segment_states``, ``insert_drift_members``), written before the batch's
+    def checkpoint(self) -> tuple[dict[str, tuple[str, str]], list[list]]:
+        """What changed since the last call: ``({segment key: (app, head JSON)}, member rows)``, for
+        the store (``save_segment_states``, ``insert_drift_members``), written before the batch's
         offsets are committed."""
-        heads: dict[str, str] = {}
+        heads: dict[str, tuple[str, str]] = {}
         rows: list[list] = []
-        for key, sequence in self.retired.items():
-            heads[key] = json.dumps({"evicted": True, "sequence": sequence})
+        for key, (app, sequence) in self.retired.items():
+            heads[key] = (app, json.dumps({"evicted": True, "sequence": sequence}))
         self.retired = {}
         for key, seg in self.segments.items():
             if not seg.dirty:
                 continue
-            heads[key] = json.dumps(checkpoint_head(seg, seg.reference_ref, seg.position), default=str)
-            rows += [member_row(key, m) for m in seg.unsaved]
+            heads[key] = (seg.app, json.dumps(checkpoint_head(seg, seg.reference_ref, seg.position), default=str))
+            rows += [member_row(f"{key}#{seg.epoch}", seg.app, m) for m in seg.unsaved]
             seg.unsaved, seg.dirty = [], False
         return heads, rows
+
+    def forget_app(self, app: str) -> int:
+        """Drop an app's segments from memory, checkpoint and all (its stored state was erased)."""
+        gone = [k for k, seg in self.segments.items() if seg.app == app]
+        for key in gone:
+            del self.segments[key]
+        self.retired = {k: v for k, v in self.retired.items() if v[0] != app}
+        return len(gone)
 
     def _vector(self, record: EmbeddingRecord, key: str) -> np.ndarray | None:
         try:
@@ -520,8 +538,8 @@ class DriftWindows:
         """An evicted segment's open window: tested when it can be, else dropped (and counted). Its
         checkpoint says it was evicted: if it comes back it starts again, numbering on."""
         if self.load_saved is not None:
-            self.retired[seg.key] = seg.sequence + (1 if seg.reference is not None
-                                                    and len(seg.current) >= self.config.min_window else 0)
+            self.retired[seg.key] = (seg.app, seg.sequence + (1 if seg.reference is not None
+                                                              and len(seg.current) >= self.config.min_window else 0))
         w = seg.current
         if seg.reference is not None and len(w) >= self.config.min_window:
             closed = self._close(seg)

@@ -273,6 +273,12 @@ class DetectionWindows:
         self._last_subjects.pop(key, None)
         return out
 
+    def forget_app(self, app: str) -> None:
+        """Drop an app's open windows unjudged (its events were erased)."""
+        for key in [k for k in {*self._seen, *self._open} if k[0] == app]:
+            for table in (self._seen, self._open, self._sequence, self._last_subjects):
+                table.pop(key, None)
+
     def _evict_least_recent(self, incoming: tuple[str, str]) -> list[Observation]:
         victim = next(iter(self._seen))
         n = len(self._open[victim].ids) if victim in self._open else 0
@@ -462,7 +468,7 @@ class PolicyEngine:
     def __init__(self, policy: Policy, *, grafana_url: str = "http://localhost:3000",
                  dataset: DatasetSpec | None = None, clock: Callable[[], float] = time.monotonic,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC), idle_minutes: float = 1440.0,
-                 max_segments: int = 2_000):
+                 max_segments: int = 2_000, durable: bool = False):
         if max_segments < 1 or not idle_minutes > 0:
             raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
         self.policy = policy
@@ -476,6 +482,8 @@ class PolicyEngine:
         self.states: dict[tuple[str, str, str, str, str], RuleState] = {}
         self._changed: set[tuple[str, str, str, str, str]] = set()
         """State keys changed (or dropped) since the last :meth:`checkpoint`."""
+        self.durable = durable
+        """Track changed states for :meth:`checkpoint` (the policy agent with a store)."""
         self._touched: set[tuple[str, str, str, str, str]] = set()
         """State keys this process judged: only those are written as dropped (a state read back
         that another sink owns is forgotten here without erasing it there)."""
@@ -541,6 +549,14 @@ class PolicyEngine:
         return decision
 
     # --- durable state ----------------------------------------------------------------------
+
+    def forget_app(self, app: str) -> None:
+        """Drop an app's rule states from memory (its stored ones were erased with its events)."""
+        for key in [k for k in self._segments if k[0] == app]:
+            for state_key in self._segments.pop(key).states:
+                self.states.pop(state_key, None)
+                self._changed.discard(state_key)
+                self._touched.discard(state_key)
 
     def checkpoint(self) -> dict[str, str]:
         """The rule states changed since the last call, ``{key: JSON}`` (``"null"`` for a dropped one),
@@ -651,8 +667,9 @@ class PolicyEngine:
 
     def _step(self, rule: Rule, obs: Observation, decision: Decision) -> None:
         key = (rule.name, obs.app, obs.model_version, obs.field, obs.subject or "")
-        self._changed.add(key)
-        self._touched.add(key)
+        if self.durable:
+            self._changed.add(key)
+            self._touched.add(key)
         st = self.states.get(key)
         if st is None:
             st = self.states[key] = RuleState()
@@ -713,8 +730,9 @@ class PolicyEngine:
                 st.last_fired is not None and self.clock() - st.last_fired < rule.cooldown_minutes * 60):
             return
         del self.states[key]
-        self._changed.add(key)
-        self._touched.discard(key)
+        if key in self._touched:
+            self._changed.add(key)
+            self._touched.discard(key)
         segment = self._segments.get((obs.app, obs.model_version))
         if segment is not None:
             segment.states.discard(key)

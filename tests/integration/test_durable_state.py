@@ -70,8 +70,9 @@ def test_a_sink_killed_mid_window_closes_the_same_window_and_alerts_once(stack, 
     windows = client.query(f"SELECT window_id, n_current, n_reference, p_value FROM {db}.drift_windows FINAL "
                            f"WHERE app = 'durable'").result_rows
     members = [r[0] for r in client.query(
-        f"SELECT event_id FROM {db}.drift_members FINAL WHERE segment = 'durable/v1/prompt' AND window = 1 "
-        f"ORDER BY position").result_rows]
+        f"SELECT event_id FROM {db}.drift_members FINAL WHERE startsWith(segment, 'durable/v1/prompt#') "
+        f"AND window = 1 ORDER BY position").result_rows]
+    lives = client.query(f"SELECT uniqExact(segment) FROM {db}.drift_members FINAL WHERE app = 'durable'").result_rows
     alerts = client.query(f"SELECT alert_id, status FROM {db}.alerts FINAL WHERE app = 'durable'").result_rows
     requests = client.query(f"SELECT request_id FROM {db}.retrain_requests FINAL WHERE app = 'durable'").result_rows
     client.close()
@@ -79,4 +80,5 @@ def test_a_sink_killed_mid_window_closes_the_same_window_and_alerts_once(stack, 
     assert windows[0][3] < 0.05
     qa = [json.loads(line)["id"] for line in data_path("halueval_qa").read_text().splitlines()[:half]]
     assert members == [f"first-{i}" for i in qa] + [f"second-{i}" for i in qa]  # the same members, in order
+    assert lives == [(1,)]  # the restarted sink went on with the segment's life, not a new one
     assert [a[1] for a in alerts] == ["firing"] and len(requests) == 1 and requests[0][0] == alerts[0][0]

@@ -4,6 +4,7 @@ results, as a run that was never cut."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -100,3 +101,42 @@ def test_segments_of_revoked_partitions_are_forgotten_and_resume_on_the_sink_tha
     clean_store = MemoryStore()
     clean = run(windows(clean_store, "baseline"), clean_store, recs, 0, N)
     assert out == clean
+
+
+def save(w: DriftWindows, store: MemoryStore) -> None:
+    heads, rows = w.checkpoint()
+    store.save_segment_states("drift", heads)
+    store.insert_drift_members(rows)
+
+
+def test_a_segment_back_after_its_eviction_never_reads_the_members_of_its_earlier_life():
+    recs = records()
+    store = MemoryStore()
+    w = windows(store, "baseline")
+    run(w, store, recs, 0, 45)  # baseline (30) and 15 members of window 1
+    w.evict_idle(now=w.clock() + 10 ** 9)
+    save(w, store)
+    back = windows(store, "baseline")  # it comes back: a new life, reference from the store
+    run(back, store, recs, 45, 50)
+    restarted = windows(store, "baseline")
+    restarted.add(recs[50], position=(0, 50))
+    (seg,) = restarted.segments.values()
+    assert seg.current.ids == [f"e{i}" for i in range(45, 51)]  # none of the first life's 15
+
+
+def test_a_checkpoint_whose_reference_events_expired_starts_the_segment_again():
+    recs = records()
+    store = MemoryStore()
+    run(windows(store, "baseline"), store, recs, 0, 45)
+    old_epoch = json.loads(store.segment_states("drift")["a/v1/prompt"])["epoch"]
+    store.embeddings.clear()  # retention took the vectors
+    store.members = {k: v for k, v in store.members.items() if v[0] != 0}  # and the baseline's members
+    again = windows(store, "baseline")
+    closed = []
+    for i in range(45, N):
+        store.insert_embeddings(recs[i:i + 1])
+        closed += again.add(recs[i], position=(0, i))
+    (seg,) = again.segments.values()
+    assert seg.epoch != old_epoch and seg.sequence >= 1  # a new life, numbering on
+    assert seg.reference is not None and len(seg.reference) == 30 and seg.reference.ids[0] == "e45"
+    assert closed and all(len(c.current) == 20 and again.test(c).n_reference == 30 for c in closed)

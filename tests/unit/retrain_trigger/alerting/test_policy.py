@@ -22,12 +22,12 @@ class Clock:
         return self.t
 
 
-def engine(clock, **rule):
+def engine(clock, durable: bool = False, **rule):
     spec = {"name": "prompt-drift", "metric": "drift_p_value", "threshold": 0.01, "clear_threshold": 0.05,
             "consecutive": 2, "cooldown_minutes": 60, "severity": "critical", "retrain": True,
             "segment": {"field": "prompt"}, "description": "prompts moved"}
     spec.update(rule)
-    return PolicyEngine(Policy(rules=[spec]), clock=clock, grafana_url="http://grafana:3000")
+    return PolicyEngine(Policy(rules=[spec]), clock=clock, grafana_url="http://grafana:3000", durable=durable)
 
 
 def drift(p: float, i: int) -> Observation:
@@ -378,11 +378,11 @@ def test_space_saving_lets_a_user_of_many_cheap_calls_into_the_top_spenders():
 
 def test_rule_states_written_and_read_back_keep_streaks_firing_rules_and_cooldowns():
     clock = Clock()
-    first = engine(clock, cooldown_minutes=30)
+    first = engine(clock, durable=True, cooldown_minutes=30)
     first.observe([drift(0.001, 1)])  # one breaching window of the two needed
     saved = first.checkpoint()
     assert len(saved) == 1 and first.checkpoint() == {}  # only what changed since the last call
-    second = engine(Clock())
+    second = engine(Clock(), durable=True)
     assert second.restore(saved) == 1
     fired = second.observe([drift(0.001, 2)])
     assert [a.status for a in fired.alerts] == ["firing"], "the streak went on across the restart"
@@ -394,12 +394,12 @@ def test_rule_states_written_and_read_back_keep_streaks_firing_rules_and_cooldow
     assert twin.alert_id == fired.alerts[0].alert_id and again.observe([drift(0.001, 2)]).requests == []
     # A firing rule read back stays firing (no second alert) and resolves on the clear threshold.
     third_clock = Clock()
-    third = engine(third_clock, cooldown_minutes=30)
+    third = engine(third_clock, durable=True, cooldown_minutes=30)
     third.restore(second.checkpoint())
     assert not third.observe([drift(0.001, 3)]).alerts
     assert [a.status for a in third.observe([drift(0.2, 4)]).alerts] == ["resolved"]
     # ... and its cooldown still runs: a breach within 30 minutes of the firing is not alerted.
-    fourth = engine(Clock(), cooldown_minutes=30, consecutive=1)
+    fourth = engine(Clock(), durable=True, cooldown_minutes=30, consecutive=1)
     fourth.restore(third.checkpoint())
     assert not fourth.observe([drift(0.001, 5)]).alerts
     dropped = engine(Clock())
