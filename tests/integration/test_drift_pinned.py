@@ -42,5 +42,8 @@ def test_windows_of_a_new_version_are_tested_against_the_pinned_versions_stored_
     assert policy == "pinned" and reference_id.startswith("demo-chat/v1/prompt/pinned:")
     assert f"({WINDOW} stored)" in reference_id
     assert p_value < 0.05  # v2 answers other questions than v1 did
-    # Nothing was stored when v1 began, so its first events became its own (in-stream) baseline.
-    assert not any(w.startswith("demo-chat/v1/") for w in by_id)
+    # v1's own windows depend on timing: when the drift agent first reads v1's state, the sink may
+    # already have stored enough v1 events to pin v1 to itself (else its first events form an
+    # in-stream baseline); either way they are tested against v1, never against v2.
+    assert all(by_id[w][1] in ("pinned", "baseline") and "/v2/" not in by_id[w][2]
+               for w in by_id if w.startswith("demo-chat/v1/"))
