@@ -30,7 +30,8 @@ def test_windows_of_a_new_version_are_tested_against_the_pinned_versions_stored_
     with Publisher(stack.bootstrap, settings=stack_settings) as pub:
         replay_file(data_path("halueval_qa"), pub.publish,
                     ReplayOptions(id_prefix="v2", model_version="v2", shuffle=True, seed=2), limit=WINDOW)
-    wait_for(stack_settings, lambda c: c["drift_windows"] >= 1, timeout_s=180, stack=stack)
+    wait_for(stack_settings, lambda c: any(w["window_id"].startswith("demo-chat/v2/")
+                                           for w in c["drift_windows_latest"]), timeout_s=180, stack=stack)
     stack.stop()
     client = open_client(stack_settings)
     rows = client.query(
