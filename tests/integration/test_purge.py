@@ -48,3 +48,28 @@ def test_purging_a_user_erases_their_events_and_derived_rows_and_keeps_the_rest(
 def test_a_bad_time_is_refused_with_what_to_write():
     out = cli("purge", "--app", "x", "--before", "yesterday", "--dry-run")
     assert out.returncode == 2 and "ISO 8601" in out.stderr
+
+
+def test_hostile_purge_requests_are_refused_and_the_sink_goes_on(stack, stack_settings):
+    import urllib.error
+    import urllib.request
+
+    from driftwarden.core.storage.client import read_owner
+
+    port = read_owner(stack_settings)["port"]
+
+    def post(body: bytes, headers: dict) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/purge/", data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    as_json = {"Content-Type": "application/json"}
+    assert post(b'{"app": "x", "dry_run": false}', {"Content-Type": "text/plain"}) == 415  # a no-cors web page
+    assert post(b'{"app": "x", "dry_run": false}', {**as_json, "Origin": "http://evil.example"}) == 403
+    for body in (b"[1, 2]", b"{not json", b'{"app": ""}', b'{"app": 7}', b'{"app": "x", "user_id": ""}',
+                 json.dumps({"app": "x" * 5000}).encode(), b'{"app": "x", "before": "soon"}', b"\xff\xfe"):
+        assert post(body, as_json) == 400, body
+    assert json.loads(cli("stats", "--json").stdout)["events"] >= 0  # the sink still answers
