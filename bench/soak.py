@@ -87,6 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dw-soak-"))
     down = work / "store-down"
+    timeline = work / "rss.txt"
+    print(f"memory samples: {timeline} (seconds, role, pid, MB, events published)", flush=True)
     settings = load_settings(data_dir=work / "data", local_broker_port=free_port(), sink_web_port=free_port(),
                              otlp={"enabled": False}, retrain={"enabled": False}, chaos_store_down_file=down,
                              sink_retry_max_s=2.0)
@@ -164,6 +166,8 @@ def main() -> None:
                             continue
                         if (mb := rss_mb(proc.pid)) is not None:
                             rss.setdefault(role, []).append(mb)
+                            with timeline.open("a") as fh:
+                                fh.write(f"{now - start:.1f} {role} {proc.pid} {mb:.1f} {published}\n")
                 time.sleep(0.05)
             down.unlink(missing_ok=True)
             pub.flush(120)
