@@ -41,6 +41,8 @@ from driftwarden.streams.web import live_processes
 
 #: Seconds after a process starts before its memory counts (models and caches load first).
 WARM_S = 30.0
+#: Seconds after the drain before the counts are read: the last windows close and raise their alerts.
+SETTLE_S = 10.0
 
 
 def rss_mb(pid: int) -> float | None:
@@ -78,22 +80,20 @@ def stats(settings) -> dict:
     raise RuntimeError("the sink did not answer for a minute")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--load", type=float, default=0.8, help="share of one worker's measured events/s")
-    parser.add_argument("--store-down-s", type=float, default=60.0)
-    parser.add_argument("--burst", type=int, default=600, help="events of the throughput measurement")
-    args = parser.parse_args()
+FAULTS = {0.2: "worker joins", 0.3: "sink killed", 0.45: "store down", 0.6: "worker leaves", 0.75: "sink killed"}
+
+
+def run(args, rows: list[dict], *, faults: bool, rate: float | None) -> dict:
+    """One run on a fresh stack; ``rate`` None: measure one worker first and load at ``--load`` of it
+    (else load at ``rate``, the measurement's burst still sent first, so both runs see the same events)."""
     work = Path(tempfile.mkdtemp(prefix="dw-soak-"))
     down = work / "store-down"
     timeline = work / "rss.txt"
-    print(f"memory samples: {timeline} (seconds, role, pid, MB, events published)", flush=True)
+    print(f"{'faults' if faults else 'clean'} run: memory samples in {timeline} (seconds, role, pid, MB, events "
+          f"published)", flush=True)
     settings = load_settings(data_dir=work / "data", local_broker_port=free_port(), sink_web_port=free_port(),
                              otlp={"enabled": False}, retrain={"enabled": False}, chaos_store_down_file=down,
                              sink_retry_max_s=2.0)
-    setup_logging("WARNING")
-    rows = list(synthesise(read_jsonl(data_path("halueval_general")), 2737, ReplayOptions(id_prefix="soak")))
     stack = start_stack(settings, workers=1)
     published = 0
     try:
@@ -117,13 +117,12 @@ def main() -> None:
                 stack.supervise()
                 time.sleep(0.5)
             rate1 = (n - first) / (time.monotonic() - t0)
-            rate = args.load * rate1
+            if rate is None:
+                rate = args.load * rate1
             print(f"one worker: {rate1:.1f} events/s; loading at {rate:.1f} events/s for {args.minutes:g} min",
                   flush=True)
-            # 2. load with faults
+            # 2. load (with faults)
             duration = args.minutes * 60
-            faults = {0.2: "worker joins", 0.3: "sink killed", 0.45: "store down", 0.6: "worker leaves",
-                      0.75: "sink killed"}
             done: set[float] = set()
             rss: dict[str, list[float]] = {}
             born: dict[int, float] = {}
@@ -137,7 +136,7 @@ def main() -> None:
                 if due > 0:
                     send(due)
                 share = (now - start) / duration
-                for at, what in faults.items():
+                for at, what in FAULTS.items() if faults else ():
                     if share >= at and at not in done:
                         done.add(at)
                         print(f"{now - start:6.0f} s: {what}", flush=True)
@@ -181,17 +180,42 @@ def main() -> None:
             time.sleep(1)
             counts = stats(settings)
         drain_s = time.monotonic() - end
-        alerts = counts.get("alerts_firing", 0)
+        time.sleep(SETTLE_S)  # the last windows and the alerts they raise
+        counts = stats(settings)
     finally:
         stack.stop()
     growth = {role: (v[-1] / v[0] - 1) * 100 for role, v in rss.items() if len(v) > 1}
-    pairs = {"published": published, "refused": refused, "stored": counts["events"],
-             "distinct_ids": counts["events_distinct_ids"], "dead_letters": counts["dead_letters"],
-             "alerts_fired": alerts, "rate_one_worker": round(rate1, 1), "load_rate": round(rate, 1),
-             "max_lag": max_lag, "drain_s": round(drain_s, 1),
-             **{f"rss_{role}_start_mb": round(v[0]) for role, v in rss.items()},
-             **{f"rss_{role}_end_mb": round(v[-1]) for role, v in rss.items()},
-             **{f"rss_{role}_growth_pct": round(g, 1) for role, g in growth.items()}}
+    return {"published": published, "refused": refused, "stored": counts["events"],
+            "distinct_ids": counts["events_distinct_ids"], "dead_letters": counts["dead_letters"],
+            "drift_windows": counts["drift_windows"], "alerts_fired": counts["alerts_firing"] + counts["alerts_resolved"],
+            "alerts_by_rule": counts["alerts_by_rule"], "rate_one_worker": round(rate1, 1), "load_rate": round(rate, 1),
+            "max_lag": max_lag, "drain_s": round(drain_s, 1),
+            **{f"rss_{role}_start_mb": round(v[0]) for role, v in rss.items()},
+            **{f"rss_{role}_end_mb": round(v[-1]) for role, v in rss.items()},
+            **{f"rss_{role}_growth_pct": round(g, 1) for role, g in growth.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--load", type=float, default=0.8, help="share of one worker's measured events/s")
+    parser.add_argument("--store-down-s", type=float, default=60.0)
+    parser.add_argument("--burst", type=int, default=600, help="events of the throughput measurement")
+    parser.add_argument("--no-clean-run", action="store_true",
+                        help="skip the clean run (no faults) whose alerts the faulted run is compared with")
+    args = parser.parse_args()
+    setup_logging("WARNING")
+    rows = list(synthesise(read_jsonl(data_path("halueval_general")), 2737, ReplayOptions(id_prefix="soak")))
+    clean = None if args.no_clean_run else run(args, rows, faults=False, rate=None)
+    if clean is not None:
+        print("clean: " + " ".join(f"{k}={v}" for k, v in clean.items()), flush=True)
+    faulted = run(args, rows, faults=True, rate=None if clean is None else clean["load_rate"])
+    pairs = dict(faulted)
+    if clean is not None:
+        pairs["clean_alerts_fired"] = clean["alerts_fired"]
+        pairs["clean_drift_windows"] = clean["drift_windows"]
+        pairs["alerts_as_clean"] = faulted["alerts_by_rule"] == clean["alerts_by_rule"]
+    pairs["alerts_by_rule"] = ",".join(f"{k}:{v}" for k, v in sorted(faulted["alerts_by_rule"].items())) or "none"
     print(" ".join(f"{k}={v}" for k, v in pairs.items()))
 
 

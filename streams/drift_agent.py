@@ -81,7 +81,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
 
         def write() -> None:
             store.insert_drift_members(rows)
-            store.save_segment_states(KIND, heads)  # after the members: a head never names members not stored
+            store.save_segment_states({KIND: heads})  # after the members: a head never names members not stored
 
         try:
             await until_acknowledged(write, what=f"the drift checkpoint of {len(heads)} segment(s)",

@@ -5,8 +5,12 @@ version, ``llm.feedback`` (late feedback, joined to its event's segment: from th
 lately, else from the store; feedback whose event is not stored yet is not judged) into the same
 windows, and ``llm.drift`` (closed drift windows); the :class:`PolicyEngine` judges each
 window's metrics against the rules and the agent sends what it decides to ``llm.alerts`` and
-``llm.retrain``. Runs in the sink process (one instance: the rules' state is in memory, so a
-restart starts each rule's count of consecutive windows afresh). Its state is bounded per segment
+``llm.retrain``. Runs in the sink process. Its state is durable: the changed open detection
+windows and rule states of a batch are written to the store's ``segment_state`` in one insert
+before the batch's offsets are acknowledged, and read back at start and on every partition
+assignment (windows only for the segments of this sink's partitions), so a sink killed at any
+point judges, after its restart, the same windows with the same events; an event delivered again
+is not counted twice. Its state is bounded per segment
 (``DRIFTWARDEN_SEGMENT_IDLE_MINUTES``, ``DRIFTWARDEN_MAX_SEGMENTS``). A record that cannot be
 parsed or judged, a message that cannot be sent and a failing timer run are logged and skipped:
 the stream goes on.
@@ -32,16 +36,19 @@ from driftwarden.retrain_trigger.alerting.policy import (
     DetectionWindows,
     PolicyEngine,
     RecentSegments,
+    WINDOW_KIND,
     drift_observations,
 )
 from driftwarden.retrain_trigger.alerting.rules import load_policy
 from driftwarden.streams.guard import exit_process, guarded
-from driftwarden.streams.topics import TopicNames
+from driftwarden.streams.topics import TopicNames, partition_of
 from driftwarden.streams.validation import parsed
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_TTL_S = 60.0
+#: Detection records per batch at most, and how long a batch waits to fill.
+BATCH, LINGER_S = 500, 0.5
 
 
 def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
@@ -53,6 +60,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     engine = PolicyEngine(policy, grafana_url=settings.grafana_url, durable=store is not None, **bounds)
     windows = DetectionWindows(policy.window_size, policy.window_minutes,
                                max_subjects=policy.max_subjects if policy.per_subject else 0, **bounds)
+    windows_of = topics.detections
     alerts = app.topic(topics.alerts, value_serializer="raw", key_serializer="raw")
     retrain = app.topic(topics.retrain, value_serializer="raw", key_serializer="raw")
     log.info("policy %s: %d rules from %s", engine.fingerprint, len(policy.rules),
@@ -86,24 +94,36 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
 
     @app.on_partitions_assigned.connect
     async def take_over(sender, assigned, **kwargs):  # noqa: ARG001 - faust's signal signature
-        """After a rebalance another sink may have judged some segments: read every rule state back
-        (each sink writes its states before it acknowledges what changed them)."""
-        if store is None or not restored.is_set():
+        """On every assignment (the first included): the open detection windows of the segments whose
+        partition this sink now holds, and, after a rebalance, every rule state (another sink may
+        have judged some segments). Each sink writes both before it acknowledges what changed them."""
+        if store is None:
             return
+        await restored.wait()
+        mine = {tp.partition for tp in assigned if tp.topic == windows_of}
+        count = app.consumer.topic_partitions(windows_of) or settings.topic_partitions
         async with lock:
             try:
-                saved = await asyncio.to_thread(store.segment_states, RULE_KIND)
+                saved_windows = await asyncio.to_thread(store.segment_states, WINDOW_KIND)
+                saved_rules = await asyncio.to_thread(store.segment_states, RULE_KIND)
             except Exception as exc:  # noqa: BLE001 - judging on stale states could fire twice: restart instead
-                exit_process("reading the policy's rule states after a rebalance", exc)
-            engine.restore(saved, replace=True)
+                exit_process("reading the policy's detection windows and rule states after a rebalance", exc)
+            n = windows.restore(saved_windows, lambda key: partition_of(f"{key[0]}/{key[1]}".encode(), count) in mine,
+                                replace=True)
+            engine.restore(saved_rules, replace=True)
+        if n:
+            log.info("policy: %d open detection window(s) of partitions %s read back from the store", n, sorted(mine))
 
     async def persist() -> None:
-        """Changed rule states to the store before the record that changed them is acknowledged."""
-        states = {key: (json.loads(key)[1], state) for key, state in engine.checkpoint().items()}
-        if store is None or not states:
+        """Changed detection windows and rule states to the store, in one write, before the records
+        that changed them are acknowledged."""
+        rules = {key: (json.loads(key)[1], state) for key, state in engine.checkpoint().items()}
+        opened = windows.checkpoint()
+        if store is None or not (rules or opened):
             return
-        await until_acknowledged(lambda: store.save_segment_states(RULE_KIND, states),
-                                 what=f"{len(states)} rule state(s)", max_backoff_s=settings.sink_retry_max_s)
+        await until_acknowledged(lambda: store.save_segment_states({RULE_KIND: rules, WINDOW_KIND: opened}),
+                                 what=f"{len(opened)} detection window(s) and {len(rules)} rule state(s)",
+                                 max_backoff_s=settings.sink_retry_max_s)
 
     async def emit(decision: Decision) -> None:
         await restored.wait()
@@ -129,18 +149,32 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
     @app.agent(app.topic(topics.detections, value_serializer="raw", key_serializer="raw"), name="policy-detections")
     @guarded("the policy agent (detections)")
     async def policy_detections(stream):
+        """In batches: the windows' and rules' changes are written once per batch, before its offsets
+        are acknowledged (take_events acks them after this body)."""
         await restored.wait()
-        async for results in parsed(stream, parse_detections, "policy agent"):
+        async for batch in stream.take_events(BATCH, within=LINGER_S):
             async with lock:
+                observations = []
+                for event in batch:
+                    try:
+                        results = parse_detections(event.message.value)
+                    except Exception:  # noqa: BLE001 - the sink dead-letters it with the reason
+                        continue
+                    try:
+                        if results:
+                            recent.remember(results[0].event_id, results[0].app, results[0].model_version)
+                        observations += windows.add(results)
+                    except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
+                        log.error("policy agent could not take the detections of event %r; they are skipped and the "
+                                  "stream goes on. If this repeats, look at the error below",
+                                  results[0].event_id if results else None, exc_info=True)
                 try:
-                    if results:
-                        recent.remember(results[0].event_id, results[0].app, results[0].model_version)
-                    decision = engine.observe(windows.add(results))
-                except Exception:  # noqa: BLE001 - one record's failure must not stop the stream
-                    log.error("policy agent could not take the detections of event %r; they are skipped and the stream "
-                              "goes on. If this repeats, look at the error below",
-                              results[0].event_id if results else None, exc_info=True)
-                    continue
+                    decision = engine.observe(observations)
+                except Exception:  # noqa: BLE001
+                    log.error("policy agent could not judge %d detection window observation(s); they are skipped and "
+                              "the stream goes on. If this repeats, look at the error below", len(observations),
+                              exc_info=True)
+                    decision = Decision()
                 await emit(decision)
 
     @app.agent(app.topic(topics.drift, value_serializer="raw", key_serializer="raw"), name="policy-drift")

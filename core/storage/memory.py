@@ -136,6 +136,7 @@ class MemoryStore:
             "drift_alarms": sum(w.p_value < alpha for w in self.drift.values()),
             "alerts_firing": sum(a.status == "firing" for a in self.alerts.values()),
             "alerts_resolved": sum(a.status == "resolved" for a in self.alerts.values()),
+            "alerts_by_rule": dict(sorted(Counter(a.rule for a in self.alerts.values()).items())),
             "retrain_requests": len(self.requests),
             "retrain_jobs_by_status": dict(sorted(Counter(j.status for j in self.jobs.values()).items())),
             "detections_by_detector": by_detector,
@@ -343,8 +344,8 @@ class MemoryStore:
     def segment_states(self, kind: str, keys=None) -> dict[str, str]:
         return {k: v for (kd, k), (_, v) in self.states.items() if kd == kind and (keys is None or k in keys)}
 
-    def save_segment_states(self, kind: str, states: dict[str, tuple[str, str]]) -> None:
-        self.states.update({(kind, k): v for k, v in states.items()})
+    def save_segment_states(self, states: dict[str, dict[str, tuple[str, str]]]) -> None:
+        self.states.update({(kind, k): v for kind, of_kind in states.items() for k, v in of_kind.items()})
 
     def insert_drift_members(self, rows: list[list]) -> None:
         members = self.members

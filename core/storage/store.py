@@ -140,7 +140,7 @@ class Store(Protocol):
     def pending_deliveries(self) -> int: ...
     def firing_alerts(self, limit: int) -> list[AlertEvent]: ...
     def segment_states(self, kind: str, keys: Sequence[str] | None = None) -> dict[str, str]: ...
-    def save_segment_states(self, kind: str, states: dict[str, tuple[str, str]]) -> None: ...
+    def save_segment_states(self, states: dict[str, dict[str, tuple[str, str]]]) -> None: ...
     def insert_drift_members(self, rows: list[list]) -> None: ...
     def drift_members(self, segment: str, windows: Sequence[int]) -> list[tuple]: ...
     def embedding_vectors(self, field: str, event_ids: Sequence[str]) -> dict[str, list[float]]: ...
@@ -193,6 +193,7 @@ class ClickHouseStore(Writer):
                                          a=alpha),
             "alerts_firing": self._scalar(f"SELECT countIf(status = 'firing') FROM {db}.alerts FINAL"),
             "alerts_resolved": self._scalar(f"SELECT countIf(status = 'resolved') FROM {db}.alerts FINAL"),
+            "alerts_by_rule": dict(self._rows(f"SELECT rule, count() FROM {db}.alerts FINAL GROUP BY rule ORDER BY rule")),
             "retrain_requests": self._scalar(f"SELECT count() FROM {db}.retrain_requests FINAL"),
             "retrain_jobs_by_status": dict(self._rows(
                 f"SELECT status, count() FROM {db}.retrain_jobs FINAL GROUP BY status ORDER BY status")),
@@ -455,14 +456,14 @@ class ClickHouseStore(Writer):
                           kind=kind, keys=list(keys or []))
         return dict(rows)
 
-    def save_segment_states(self, kind: str, states: dict[str, tuple[str, str]]) -> None:
-        """``{key: (app, state JSON)}``; the app lets a purge of the app erase them."""
-        if not states:
-            return
+    def save_segment_states(self, states: dict[str, dict[str, tuple[str, str]]]) -> None:
+        """``{kind: {key: (app, state JSON)}}``, in one insert (the kinds change together); the app
+        lets a purge of the app erase them."""
         now = datetime.now(UTC)
-        self.client.insert(f"{self.database}.segment_state",
-                           [[kind, k, app, v, now] for k, (app, v) in states.items()],
-                           column_names=["kind", "key", "app", "state", "updated_at"])
+        rows = [[kind, k, app, v, now] for kind, of_kind in states.items() for k, (app, v) in of_kind.items()]
+        if rows:
+            self.client.insert(f"{self.database}.segment_state", rows,
+                               column_names=["kind", "key", "app", "state", "updated_at"])
 
     def insert_drift_members(self, rows: list[list]) -> None:
         """Rows ``[segment, app, window, position, event_id, event_ts, descriptors]``."""

@@ -119,10 +119,38 @@ class _Window:
     feedback_times: list[datetime] = field(default_factory=list)
     spend: dict[str, float] = field(default_factory=dict)
     """Cost per subject (user), the top ``max_subjects`` spenders."""
+    members: set[str] = field(default_factory=set)
+    """``ids`` as a set: an event seen again (a redelivery) is not counted twice."""
 
 
 #: Feedback records one detection window holds at most (one per event and source).
 MAX_WINDOW_FEEDBACK = 10_000
+#: The kind of the detection windows' rows in the store's ``segment_state``.
+WINDOW_KIND = "detections"
+
+
+def _dump_window(w: _Window, wall: datetime, mono: float) -> dict:
+    """An open window as JSON-able data (its monotonic opening time as a wall-clock time); scores
+    name their event by its index in ``ids``."""
+    index = {event_id: i for i, event_id in enumerate(w.ids)}
+    return {"opened_at": wall.timestamp() - (mono - w.opened), "ids": w.ids,
+            "times": [t.isoformat() for t in w.times],
+            "scores": {d: [[s, int(flag), index.get(e, e)] for s, flag, e in v] for d, v in w.scores.items()},
+            "latency": w.latency, "errors": w.errors, "cost": w.cost,
+            "feedback": [[e, src, v] for (e, src), v in w.feedback.items()],
+            "feedback_times": [t.isoformat() for t in w.feedback_times], "spend": w.spend}
+
+
+def _load_window(data: dict, wall: datetime, mono: float) -> _Window:
+    ids = [str(e) for e in data["ids"]]
+    scores = {str(d): [(float(s), bool(flag), ids[e] if isinstance(e, int) else str(e)) for s, flag, e in v]
+              for d, v in data["scores"].items()}
+    return _Window(opened=mono - (wall.timestamp() - float(data["opened_at"])), ids=ids,
+                   times=[datetime.fromisoformat(t) for t in data["times"]], scores=scores,
+                   latency=[float(x) for x in data["latency"]], errors=int(data["errors"]), cost=float(data["cost"]),
+                   feedback={(str(e), str(src)): float(v) for e, src, v in data["feedback"]},
+                   feedback_times=[datetime.fromisoformat(t) for t in data["feedback_times"]],
+                   spend={str(k): float(v) for k, v in data["spend"].items()}, members=set(ids))
 
 
 class DetectionWindows:
@@ -130,11 +158,18 @@ class DetectionWindows:
 
     At most ``max_segments`` segments are kept (the least recently seen is evicted, its open
     window closed), and a segment not seen for ``idle_minutes`` is forgotten. Counters:
-    :attr:`live_segments`, :attr:`evicted_idle`, :attr:`evicted_cap`, :attr:`nonfinite_values`.
+    :attr:`live_segments`, :attr:`evicted_idle`, :attr:`evicted_cap`, :attr:`nonfinite_values`,
+    :attr:`duplicates`.
+
+    An event already in its segment's open or last closed window is not counted again, so a
+    redelivery (a restart, a rebalance upstream) leaves the windows as they were. The windows are
+    durable through :meth:`checkpoint` and :meth:`restore`: a process killed between two
+    checkpoints, started again, closes the same windows with the same events.
     """
 
     def __init__(self, size: int, minutes: float, clock: Callable[[], float] = time.monotonic, *,
-                 idle_minutes: float = 1440.0, max_segments: int = 2_000, max_subjects: int = 0):
+                 idle_minutes: float = 1440.0, max_segments: int = 2_000, max_subjects: int = 0,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         if max_segments < 1 or not idle_minutes > 0:
             raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
         self.size = size
@@ -160,6 +195,13 @@ class DetectionWindows:
         self.feedback_dropped = 0
         """Feedback records past :data:`MAX_WINDOW_FEEDBACK` in one window (not judged)."""
         self._cap_warning = Throttled(clock)
+        self.now = now
+        self._previous_ids: dict[tuple[str, str], set[str]] = {}
+        """The events of each segment's last closed window: one delivered again is not counted."""
+        self._dirty: set[tuple[str, str]] = set()
+        """Segments changed since the last :meth:`checkpoint`."""
+        self.duplicates = 0
+        """Events skipped because their window (or the segment's last one) already holds them."""
 
     @property
     def live_segments(self) -> int:
@@ -170,7 +212,7 @@ class DetectionWindows:
                 "detection_segments_evicted_cap": self.evicted_cap,
                 "detection_values_not_finite": self.nonfinite_values,
                 "detection_subjects_dropped": self.subjects_dropped,
-                "detection_feedback_dropped": self.feedback_dropped}
+                "detection_feedback_dropped": self.feedback_dropped, "detection_duplicates": self.duplicates}
 
     def add(self, results: Iterable[DetectionResult]) -> list[Observation]:
         """The results of one event; the observations of the window this closes, if any (and of
@@ -180,9 +222,16 @@ class DetectionWindows:
             return []
         first = results[0]
         key = (first.app, first.model_version)
+        current = self._open.get(key)
+        if (current is not None and first.event_id in current.members) or first.event_id in self._previous_ids.get(
+                key, ()):
+            self.duplicates += 1  # delivered again (a restart or a rebalance upstream): counted once
+            return []
         out: list[Observation] = []
         window = self._touch(key, out)
+        self._dirty.add(key)
         window.ids.append(first.event_id)
+        window.members.add(first.event_id)
         window.times.append(first.event_ts)
         for r in results:
             if r.detector == "operational":
@@ -242,6 +291,7 @@ class DetectionWindows:
             self.nonfinite_values += 1
             return out
         window = self._touch(key, out)
+        self._dirty.add(key)
         if (event_id, source) in window.feedback or len(window.feedback) < MAX_WINDOW_FEEDBACK:
             window.feedback[(event_id, source)] = max(-1.0, min(1.0, value))
             window.feedback_times = [min([given_at, *window.feedback_times]), max([given_at, *window.feedback_times])]
@@ -268,16 +318,84 @@ class DetectionWindows:
         self._seen.pop(key, None)
         window = self._open.get(key)
         out = self._close(key) if window is not None and (window.ids or window.feedback) else []
-        self._open.pop(key, None)
-        self._sequence.pop(key, None)
-        self._last_subjects.pop(key, None)
+        self._drop(key)
         return out
 
+    def _drop(self, key: tuple[str, str]) -> None:
+        for table in (self._seen, self._open, self._sequence, self._last_subjects, self._previous_ids):
+            table.pop(key, None)
+        self._dirty.add(key)
+
     def forget_app(self, app: str) -> None:
-        """Drop an app's open windows unjudged (its events were erased)."""
+        """Drop an app's open windows unjudged (its events and stored windows were erased)."""
         for key in [k for k in {*self._seen, *self._open} if k[0] == app]:
-            for table in (self._seen, self._open, self._sequence, self._last_subjects):
-                table.pop(key, None)
+            self._drop(key)
+            self._dirty.discard(key)  # nothing to write: the purge erased the stored state
+
+    def forget(self, owned: Callable[[tuple[str, str]], bool]) -> int:
+        """Drop, unjudged, the segments ``owned`` says this process no longer holds (their partition
+        moved to another sink, which reads their checkpoints back); returns how many."""
+        gone = [k for k in {*self._seen, *self._open} if not owned(k)]
+        for key in gone:
+            self._drop(key)
+            self._dirty.discard(key)  # the new owner's state, not a deletion
+        return len(gone)
+
+    def checkpoint(self) -> dict[str, tuple[str, str]]:
+        """The segments changed since the last call, ``{key: (app, JSON)}`` (``"null"`` for one
+        forgotten), for the store's ``segment_state`` (kind :data:`WINDOW_KIND`): the open window,
+        the window count, the last window's events and spenders. The agent writes them before it
+        acknowledges the records that changed them."""
+        wall, mono = self.now(), self.clock()
+        out = {}
+        for key in self._dirty:
+            if key not in self._seen:
+                state = "null"
+            else:
+                window = self._open.get(key)
+                state = json.dumps({
+                    "window": None if window is None else _dump_window(window, wall, mono),
+                    "sequence": self._sequence.get(key, 0),
+                    "previous_ids": sorted(self._previous_ids.get(key, ())),
+                    "last_subjects": sorted(self._last_subjects.get(key, ()))})
+            out[json.dumps(list(key))] = (key[0], state)
+        self._dirty = set()
+        return out
+
+    def restore(self, saved: dict[str, str], owned: Callable[[tuple[str, str]], bool] = lambda key: True, *,
+                replace: bool = False) -> int:
+        """Take the windows read back from the store (at start; after a rebalance with ``replace``:
+        the store then holds every sink's latest), those of segments ``owned`` says are this
+        process's; returns how many."""
+        wall, mono = self.now(), self.clock()
+        if replace:
+            for key in list({*self._seen, *self._open}):
+                self._drop(key)
+            self._dirty = set()
+        n = 0
+        for raw_key, raw in saved.items():
+            try:
+                key = tuple(json.loads(raw_key))
+                data = json.loads(raw)
+                if data is None or len(key) != 2 or not owned(key):  # type: ignore[arg-type]
+                    continue
+                window = None if data["window"] is None else _load_window(data["window"], wall, mono)
+                sequence = int(data["sequence"])
+                previous = {str(e) for e in data["previous_ids"]}
+                subjects = {str(e) for e in data["last_subjects"]}
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                log.warning("a stored detection window could not be read (%r); that segment's windows start again",
+                            raw_key[:200])
+                continue
+            if window is not None:
+                self._open[key] = window  # type: ignore[index]
+            self._sequence[key] = sequence  # type: ignore[index]
+            self._previous_ids[key] = previous  # type: ignore[index]
+            if subjects:
+                self._last_subjects[key] = subjects  # type: ignore[index]
+            self._seen[key] = mono  # type: ignore[index]
+            n += 1
+        return n
 
     def _evict_least_recent(self, incoming: tuple[str, str]) -> list[Observation]:
         victim = next(iter(self._seen))
@@ -294,6 +412,8 @@ class DetectionWindows:
 
     def _close(self, key: tuple[str, str]) -> list[Observation]:
         window = self._open.pop(key)
+        self._dirty.add(key)
+        self._previous_ids[key] = window.members
         seq = self._sequence[key] = self._sequence.get(key, 0) + 1
         app, mv = key
         times = window.times or window.feedback_times

@@ -1,6 +1,8 @@
 """State that survives a crash: the sink killed with SIGKILL in the middle of a drifted window,
 then started again, closes the same window (same id, same members) and raises exactly one alert
-and one retraining request, as a run without the kill would (real broker, real engine)."""
+and one retraining request, as a run without the kill would; the open detection window goes on
+with the events it held, so the rule that needs two of them fires on the second, of all its
+events (real broker, real engine)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,14 @@ pytestmark = pytest.mark.integration
 WINDOW = 40
 POLICY = """
 version: 1
+window_size: 40
 rules:
+  - name: every-window
+    description: fires on a segment's second detection window
+    metric: error_rate
+    threshold: -1
+    consecutive: 2
+    severity: info
   - name: prompt-drift
     description: prompts moved
     metric: drift_p_value
@@ -65,6 +74,7 @@ def test_a_sink_killed_mid_window_closes_the_same_window_and_alerts_once(stack, 
     log = (stack.log_dir / "sink.log").read_text(errors="replace")
     stack.stop()
     assert "resumed from its checkpoint: window 1 open with" in log
+    assert "1 open detection window(s) of partitions" in log
     client = open_client(settings)
     db = settings.clickhouse_database
     windows = client.query(f"SELECT window_id, n_current, n_reference, p_value FROM {db}.drift_windows FINAL "
@@ -73,7 +83,10 @@ def test_a_sink_killed_mid_window_closes_the_same_window_and_alerts_once(stack, 
         f"SELECT event_id FROM {db}.drift_members FINAL WHERE startsWith(segment, 'durable/v1/prompt#') "
         f"AND window = 1 ORDER BY position").result_rows]
     lives = client.query(f"SELECT uniqExact(segment) FROM {db}.drift_members FINAL WHERE app = 'durable'").result_rows
-    alerts = client.query(f"SELECT alert_id, status FROM {db}.alerts FINAL WHERE app = 'durable'").result_rows
+    alerts = client.query(f"SELECT alert_id, status FROM {db}.alerts FINAL WHERE app = 'durable' "
+                          f"AND rule = 'prompt-drift'").result_rows
+    counted = client.query(f"SELECT window_id, summary FROM {db}.alerts FINAL WHERE app = 'durable' "
+                           f"AND rule = 'every-window'").result_rows
     requests = client.query(f"SELECT request_id FROM {db}.retrain_requests FINAL WHERE app = 'durable'").result_rows
     client.close()
     assert [(w[0], w[1], w[2]) for w in windows] == [("durable/v1/prompt/1", WINDOW, WINDOW)], windows
@@ -82,3 +95,5 @@ def test_a_sink_killed_mid_window_closes_the_same_window_and_alerts_once(stack, 
     assert members == [f"first-{i}" for i in qa] + [f"second-{i}" for i in qa]  # the same members, in order
     assert lives == [(1,)]  # the restarted sink went on with the segment's life, not a new one
     assert [a[1] for a in alerts] == ["firing"] and len(requests) == 1 and requests[0][0] == alerts[0][0]
+    [(window_id, summary)] = counted
+    assert window_id == "durable/v1/detections/2" and f"({WINDOW} events," in summary, counted

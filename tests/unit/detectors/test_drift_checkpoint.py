@@ -45,7 +45,7 @@ def run(w: DriftWindows, store: MemoryStore, recs, start: int, stop: int, *, lag
             out += [(c.window_id, list(c.current.ids), w.test(c).p_value) for c in w.add(recs[i], position=(0, i))]
         if checkpoint_upto is None or b + batch <= checkpoint_upto:
             heads, rows = w.checkpoint()
-            store.save_segment_states("drift", heads)
+            store.save_segment_states({"drift": heads})
             store.insert_drift_members(rows)
     return out
 
@@ -82,7 +82,7 @@ def test_an_evicted_segment_starts_again_and_numbers_on():
     run(w, store, recs, 0, 60)
     w.evict_idle(now=w.clock() + 10 ** 9)
     heads, rows = w.checkpoint()
-    store.save_segment_states("drift", heads)
+    store.save_segment_states({"drift": heads})
     again = windows(store, "baseline")
     out = run(again, store, recs, 60, N)
     assert out and int(out[0][0].rsplit("/", 1)[1]) > 1  # no stored window number is used twice
@@ -105,7 +105,7 @@ def test_segments_of_revoked_partitions_are_forgotten_and_resume_on_the_sink_tha
 
 def save(w: DriftWindows, store: MemoryStore) -> None:
     heads, rows = w.checkpoint()
-    store.save_segment_states("drift", heads)
+    store.save_segment_states({"drift": heads})
     store.insert_drift_members(rows)
 
 
