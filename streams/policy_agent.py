@@ -98,8 +98,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store=None
         partition this sink now holds, and, after a rebalance, every rule state (another sink may
         have judged some segments). Each sink writes both before it acknowledges what changed them."""
         if store is None:
-            return
-        await restored.wait()
+            return  # no waiting for ``restored`` here: faust starts tasks only after the first assignment
         mine = {tp.partition for tp in assigned if tp.topic == windows_of}
         count = app.consumer.topic_partitions(windows_of) or settings.topic_partitions
         async with lock:
