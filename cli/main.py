@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from driftwarden.core.allocator import tune_allocator
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.logging import setup_logging
 from driftwarden.core.secrets import mask_url, scrub
@@ -118,6 +119,7 @@ def worker(
     from driftwarden.streams.app import create_app, run_worker
 
     settings = _settings(bootstrap, data_dir)
+    tune_allocator(settings.tune_allocator)  # before torch allocates
     run_worker(create_app("score", settings, web_port=web_port), settings.log_level)
 
 
@@ -127,6 +129,7 @@ def sink(bootstrap: BootstrapOpt = None, data_dir: DataDirOpt = None) -> None:
     from driftwarden.streams.app import create_app, run_worker
 
     settings = _settings(bootstrap, data_dir)
+    tune_allocator(settings.tune_allocator)  # before torch allocates
     run_worker(create_app("sink", settings), settings.log_level)
 
 

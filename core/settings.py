@@ -153,6 +153,9 @@ class Settings(BaseSettings):
     retraining jobs): on a shared machine the score workers get the CPU first, and the sink,
     which batches, catches up whenever they wait. Only 19 frees the workers from the sink's
     bursts on two cores (``bench/detectors.py``); 0 turns it off."""
+    tune_allocator: bool = True
+    """Fix glibc's mmap threshold and cap its arenas when a worker or the sink starts
+    (``core/allocator.py``): with glibc's defaults their memory grows in steps over a long run."""
     worker_web_port: int = Field(0, ge=0, le=65535)
     """Port of a score worker's web server (``/metrics``, ``/healthz``, ``/readyz``); 0 turns it off.
     The local stack gives each worker a free port and ``driftwarden stats`` lists them."""
