@@ -15,6 +15,7 @@ from typing import Literal
 
 import faust
 
+from driftwarden.core.errors import SettingsError
 from driftwarden.core.settings import Settings
 from driftwarden.streams.topics import TopicNames, bootstrap_servers
 
@@ -49,7 +50,12 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
     port = settings.sink_web_port if role == "sink" else settings.worker_web_port
     port = port if web_port is None else web_port
     datadir = (settings.data_dir / "faust" / f"{role}-{port}").resolve()
-    datadir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only image, a volume owned by another user
+        raise SettingsError([("DRIFTWARDEN_DATA_DIR", f"{settings.data_dir} is not writable by this process "
+                                                     f"({type(exc).__name__}: {exc}); mount a writable volume there "
+                                                     "or point the variable at a writable directory")]) from exc
     app = faust.App(
         f"driftwarden-{role}",
         broker=[f"kafka://{s}" for s in bootstrap_servers(settings)],

