@@ -78,7 +78,7 @@ def test_the_image_runs_a_worker_and_a_sink_that_store_what_the_host_publishes(i
         try:
             podman(*common, "--name", names["sink"], "-v", f"{data}:/var/lib/driftwarden", image, "sink")
             podman(*common, "--name", names["worker"], "--read-only", "--tmpfs", "/tmp:rw,U", "--tmpfs",
-                   "/var/lib/driftwarden:rw,U", image, "worker", "--web-port", str(worker_port))
+                   "/var/lib/driftwarden:rw,U", "-e", f"DRIFTWARDEN_WORKER_WEB_PORT={worker_port}", image, "worker")
             deadline = time.monotonic() + 300
             while not stats(sink_port) and time.monotonic() < deadline:
                 time.sleep(2)
