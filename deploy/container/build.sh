@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build driftwarden's image with podman from Debian packages alone (no image registry needed).
 #
-#   deploy/container/build.sh [--variant cpu|cuda] [--tag NAME:TAG]
+#   deploy/container/build.sh [--variant cpu|cuda] [--tag NAME:TAG] [--torch-index URL]
 #
 # 1. the base: `debootstrap --variant=minbase bookworm`, imported as localhost/driftwarden-base:bookworm
 #    (the tarball is cached in $CACHE_DIR, the image in podman's store: later builds skip this);
@@ -14,11 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VARIANT=cpu
 TAG=""
+TORCH_INDEX=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) VARIANT="$2"; shift 2 ;;
     --tag) TAG="$2"; shift 2 ;;
-    *) echo "unknown argument $1 (use --variant cpu|cuda, --tag NAME:TAG)" >&2; exit 2 ;;
+    --torch-index) TORCH_INDEX="$2"; shift 2 ;;
+    *) echo "unknown argument $1 (use --variant cpu|cuda, --tag NAME:TAG, --torch-index URL)" >&2; exit 2 ;;
   esac
 done
 case "$VARIANT" in cpu|cuda) ;; *) echo "--variant is cpu or cuda, not $VARIANT" >&2; exit 2 ;; esac
@@ -71,5 +73,5 @@ cp "$KUBECTL" build/container/kubectl
 
 echo "[build] $TAG (variant $VARIANT) ..."
 "${PODMAN[@]}" build --network host --format docker -f deploy/container/Containerfile \
-  --build-arg VARIANT="$VARIANT" -t "$TAG" .
+  --build-arg VARIANT="$VARIANT" --build-arg TORCH_INDEX="$TORCH_INDEX" -t "$TAG" .
 echo "$TAG"
