@@ -38,6 +38,7 @@ def tune_allocator(enabled: bool = True) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (musl's mallopt does nothing)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         log.debug("no glibc mallopt here; the allocator keeps its defaults")

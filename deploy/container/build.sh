@@ -24,6 +24,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$VARIANT" in cpu|cuda) ;; *) echo "--variant is cpu or cuda, not $VARIANT" >&2; exit 2 ;; esac
+if [ "$VARIANT" = "cpu" ] && [ -n "$TORCH_INDEX" ]; then
+  echo "--torch-index is for --variant cuda (the cpu variant takes torch's CPU build)" >&2; exit 2
+fi
+# pip of the project's environment (Debian's python3 has no pip module without python3-pip).
+PIP_PY=".venv/bin/python"; [ -x "$PIP_PY" ] || PIP_PY=python3
 for tool in podman runc; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install podman runc debootstrap (Debian)" >&2; exit 3; }
 done
@@ -41,6 +46,7 @@ if ! "${PODMAN[@]}" image exists "$BASE"; then
   if [ ! -s "$CACHE_DIR/bookworm-minbase.tar" ]; then
     command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 3; }
     root="$(mktemp -d)"
+    trap 'rm -rf "$root"' EXIT
     echo "[base] debootstrap --variant=minbase bookworm from $MIRROR (about a minute) ..."
     debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
       || { echo "debootstrap failed; its log: $CACHE_DIR/debootstrap.log" >&2; exit 1; }
@@ -56,13 +62,14 @@ fi
 echo "[stage] torch wheel and kubectl into build/container/ ..."
 rm -rf build/container && mkdir -p build/container/wheels
 if [ "$VARIANT" = "cpu" ]; then
-  if ! python3 -m pip download --quiet --no-deps --only-binary=:all: -d build/container/wheels 'torch==2.13.0+cpu' 2>/dev/null; then
-    python3 -m pip download --quiet --no-deps --only-binary=:all: -d build/container/wheels \
+  if ! "$PIP_PY" -m pip download --quiet --no-deps --only-binary=:all: -d build/container/wheels 'torch==2.13.0+cpu' 2>/dev/null; then
+    "$PIP_PY" -m pip download --quiet --no-deps --only-binary=:all: -d build/container/wheels \
       --index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0+cpu'
   fi
 fi
 # pip inside the build trusts the CAs this host trusts (a proxy's own CA, where one intercepts
-# TLS): pip's bundle ($PIP_CERT) or the system's, staged for the install step only (not kept).
+# TLS): pip's bundle ($PIP_CERT) or the system's, staged for the build stage only (the final
+# image does not hold it).
 CA_BUNDLE="${CA_BUNDLE:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}"
 if [ -n "$CA_BUNDLE" ] && [ -f "$CA_BUNDLE" ]; then
   cp "$CA_BUNDLE" build/container/ca-bundle.crt

@@ -1,22 +1,41 @@
-"""The image's HEALTHCHECK: healthy when the driftwarden process of this container answers
-``/healthz`` on its port, read from the same settings the process reads (the sink's
-``DRIFTWARDEN_SINK_WEB_PORT``, a worker's ``DRIFTWARDEN_WORKER_WEB_PORT``, the receiver's
-``DRIFTWARDEN_OTLP__PORT``). Kubernetes uses the chart's probes instead; this serves podman and
-docker."""
+"""The image's HEALTHCHECK: healthy when this container's driftwarden process answers
+``/healthz`` on its own port. The role and any port flag come from the process's command line
+(PID 1: ``driftwarden sink``, ``driftwarden worker [--web-port N]``, ``driftwarden otlp
+[--port N]``), the default ports from the same settings the process reads. Kubernetes uses the
+chart's probes instead; this serves podman and docker."""
 
 import sys
 import urllib.request
+from pathlib import Path
 
 from driftwarden.core.settings import load_settings
 
-settings = load_settings()
-for port in (settings.sink_web_port, settings.worker_web_port, settings.otlp.port):
+
+def port_of(args: list[str]) -> int:
+    """The web port of the driftwarden process started with ``args`` (0: none)."""
+    settings = load_settings()
+    flags = {"worker": "--web-port", "otlp": "--port"}
+    role = next((a for a in args if a in ("sink", "worker", "otlp")), None)
+    flag = flags.get(role or "")
+    if flag in args[:-1]:
+        return int(args[args.index(flag) + 1])
+    return {"sink": settings.sink_web_port, "worker": settings.worker_web_port,
+            "otlp": settings.otlp.port}.get(role or "", 0)
+
+
+def main() -> int:
+    args = Path("/proc/1/cmdline").read_bytes().decode(errors="replace").split("\0")
+    port = port_of(args)
     if not port:
-        continue
+        print(f"no web port for {' '.join(args)!r}", file=sys.stderr)
+        return 1
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as answer:
-            if answer.status == 200:
-                sys.exit(0)
-    except OSError:
-        continue
-sys.exit(1)
+            return 0 if answer.status == 200 else 1
+    except OSError as exc:
+        print(f"/healthz on {port}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

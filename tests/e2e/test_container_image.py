@@ -36,7 +36,7 @@ pytestmark = [
     pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} missing: deploy/local/install.sh installs "
                                               "them as root (apt-get install podman runc debootstrap)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="podman with runc runs as root on these machines (DESIGN.md)"),
-    pytest.mark.timeout(1500),
+    pytest.mark.timeout(2400),
 ]
 
 

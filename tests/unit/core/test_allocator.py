@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,10 +15,10 @@ from driftwarden.core.allocator import tune_allocator
 
 # One large block (16 MB: glibc raises it up to 32 MB) freed raises glibc's mmap threshold (and its trim threshold with it), so the
 # 1 MB blocks that follow come from the heap and stay resident after they are freed; with the
-# threshold fixed they are mmapped and unmapped. A small live block above them keeps the heap
+# threshold fixed they are mmapped and unmapped. A live block above them keeps the heap
 # from shrinking (as a long-lived object does in a real process). The child prints its resident MB after freeing.
 _CHILD = textwrap.dedent("""
-    import ctypes, sys
+    import ctypes, resource, sys
     from driftwarden.core.allocator import tune_allocator
     tune_allocator(sys.argv[1] == "tuned")
     libc = ctypes.CDLL("libc.so.6")
@@ -25,18 +26,19 @@ _CHILD = textwrap.dedent("""
     libc.free.argtypes = [ctypes.c_void_p]
     big = libc.malloc(16 << 20); ctypes.memset(big, 1, 16 << 20); libc.free(big)
     blocks = [libc.malloc(1 << 20) for _ in range(200)]
-    pin = libc.malloc(64)  # a live block above them: the heap cannot shrink past it
+    pin = libc.malloc(512 << 10)  # a live block above them (no free chunk that large: from the top)
     for b in blocks:
         ctypes.memset(b, 1, 1 << 20)
     for b in blocks:
         libc.free(b)
     pages = int(open("/proc/self/statm").read().split()[1])
-    print(pages * 4096 // (1 << 20))
+    print(pages * resource.getpagesize() // (1 << 20))
 """)
 
 
 def _resident_mb_after_free(mode: str) -> int:
-    done = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # glibc's own variables would decide
+    done = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     return int(done.stdout.strip())
 

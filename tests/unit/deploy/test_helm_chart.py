@@ -178,9 +178,14 @@ def test_workers_and_the_receiver_never_see_the_sinks_secrets():
         assert not sink_only & {var["name"] for var in found[name]["env"]}, name
 
 
-def test_a_secret_in_values_is_refused_not_rendered():
-    err = render_error("--set", "config.DRIFTWARDEN_CLICKHOUSE_DSN=https://u:hunter2@ch:8443")
-    assert "is a secret" in err and "secrets.existingSecret" in err
+@pytest.mark.parametrize("key, value", [
+    ("DRIFTWARDEN_CLICKHOUSE_DSN", "https://u:hunter2@ch:8443"),
+    ("DRIFTWARDEN_Clickhouse_Dsn", "https://u:hunter2@ch:8443"),  # settings read names case-insensitively
+    ("DRIFTWARDEN_ALERTS", '{"slack_webhook_url": "https://hooks.slack.test/hunter2"}'),  # a nested config whole
+], ids=["by its name", "in another case", "inside a nested config"])
+def test_a_secret_in_values_is_refused_not_rendered(key, value):
+    err = render_error("--set-string", f"config.{key}={value}")
+    assert "secret" in err and "secrets.existingSecret" in err
     assert "hunter2" not in err
 
 
@@ -192,10 +197,17 @@ def test_a_secret_in_values_is_refused_not_rendered():
     (["--set", "secrets.existingSecret="], "DRIFTWARDEN_WEB_TOKEN"),
     (["--set", "kafkaBootstrap="], "kafkaBootstrap is required"),
     (["--set", "config.DRIFTWARDEN_DATA_DIR=/x"], "set by the chart"),
+    (["--set", "config.DRIFTWARDEN_WORKER_WEB_PORT=7000"], "set by the chart"),
+    (["--set", "worker.replicas=5"], "exceeds the topic partitions"),
+    (["--set", "web.bind=127.0.0.1"], "loopback"),
+    (["--set", "persistence.enabled=false"], "needs the shared volume"),
+    (["--set", "config.DRIFTWARDEN_CLICKHOUSE_DATABASE=llm"], "dashboards push"),
     (["--set", "config.LOG_LEVEL=DEBUG"], "DRIFTWARDEN_*"),
     (["--set", "image.variant=rocm"], "cpu or cuda"),
-], ids=["sinks beyond partitions", "two sinks on the embedded store", "workers beyond partitions",
-        "no secret", "no bootstrap", "a variable the chart sets", "not a setting", "unknown image variant"])
+], ids=["sinks beyond partitions", "two sinks on the embedded store", "autoscaling beyond partitions",
+        "no secret", "no bootstrap", "a variable the chart sets", "a port the chart sets", "workers beyond partitions",
+        "loopback bind", "jobs without the shared volume", "dashboards on another database", "not a setting",
+        "unknown image variant"])
 def test_values_that_cannot_work_are_refused_with_the_reason(args, says):
     assert says in render_error(*args)
 
@@ -238,6 +250,8 @@ def test_the_cuda_variant_asks_for_gpus_and_the_cuda_image():
     config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "dw-driftwarden")["data"]
     assert config["DRIFTWARDEN_RETRAIN__K8S_GPU"] == "true"
     assert "nvidia.com/gpu" not in containers(render())["worker"]["resources"]["limits"]
+    tagged = containers(render("--set", "image.variant=cuda", "--set", "image.tag=1.0-cuda"))["worker"]
+    assert tagged["image"] == "driftwarden:1.0-cuda"
 
 
 def test_the_charts_dashboards_are_those_driftwarden_exports(tmp_path):
