@@ -12,15 +12,17 @@ from driftwarden.core.settings import load_settings
 
 
 def port_of(args: list[str]) -> int:
-    """The web port of the driftwarden process started with ``args`` (0: none)."""
-    settings = load_settings()
-    flags = {"worker": "--web-port", "otlp": "--port"}
-    role = next((a for a in args if a in ("sink", "worker", "otlp")), None)
-    flag = flags.get(role or "")
+    """The web port of the driftwarden process started with ``args`` (0: none, or a port flag
+    that is not a number)."""
+    role = next((a for a in args if a in ("sink", "worker", "otlp")), "")
+    flag = {"worker": "--web-port", "otlp": "--port"}.get(role)
     if flag in args[:-1]:
-        return int(args[args.index(flag) + 1])
-    return {"sink": settings.sink_web_port, "worker": settings.worker_web_port,
-            "otlp": settings.otlp.port}.get(role or "", 0)
+        value = args[args.index(flag) + 1]
+        return int(value) if value.isdigit() else 0
+    if not role:
+        return 0
+    settings = load_settings()
+    return {"sink": settings.sink_web_port, "worker": settings.worker_web_port, "otlp": settings.otlp.port}[role]
 
 
 def main() -> int:

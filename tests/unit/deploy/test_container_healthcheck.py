@@ -32,6 +32,8 @@ def healthcheck(monkeypatch):
     (["driftwarden", "otlp", ""], 7003),
     (["driftwarden", "otlp", "--port", "4400", ""], 4400),
     (["driftwarden", "replay", "file.jsonl", ""], 0),
-])
+    (["driftwarden", "worker", "--web-port", "80; rm -rf /", ""], 0),
+], ids=["sink", "worker", "worker with --web-port", "otlp", "otlp with --port", "another command",
+        "a port flag that is not a number"])
 def test_the_health_check_asks_its_own_process_port(healthcheck, args, port):
     assert healthcheck.port_of(args) == port
