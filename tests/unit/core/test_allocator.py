@@ -13,10 +13,11 @@ import pytest
 from driftwarden.core import allocator
 from driftwarden.core.allocator import tune_allocator
 
-# One large block (16 MB: glibc raises it up to 32 MB) freed raises glibc's mmap threshold (and its trim threshold with it), so the
-# 1 MB blocks that follow come from the heap and stay resident after they are freed; with the
-# threshold fixed they are mmapped and unmapped. A live block above them keeps the heap
-# from shrinking (as a long-lived object does in a real process). The child prints its resident MB after freeing.
+# One large block freed (16 MB: glibc raises it up to 32 MB) raises glibc's mmap threshold (and
+# its trim threshold with it), so the 1 MB blocks that follow come from the heap and stay
+# resident after they are freed; with the threshold fixed they are mmapped and unmapped. A live
+# block above them keeps the heap from shrinking (as a long-lived object does in a real process).
+# The child prints its resident MB after freeing.
 _CHILD = textwrap.dedent("""
     import ctypes, resource, sys
     from driftwarden.core.allocator import tune_allocator

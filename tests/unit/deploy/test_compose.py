@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from driftwarden.tests.unit.deploy.test_helm_chart import load_settings_with
+from driftwarden.tests.unit.deploy.settings_env import load_settings_with
 
 COMPOSE = Path(__file__).resolve().parents[3] / "deploy" / "compose" / "compose.yaml"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*)|:\?[^}]*)?\}")

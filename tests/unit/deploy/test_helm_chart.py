@@ -8,10 +8,8 @@ helm comes from ``.tools/helm`` (``deploy/local/install.sh`` fetches it) or the 
 from __future__ import annotations
 
 import filecmp
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from driftwarden.core.settings import ENV_PREFIX, SINK_ONLY_SETTINGS, Settings
+from driftwarden.tests.unit.deploy.settings_env import load_settings_with
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "driftwarden"
@@ -92,12 +91,6 @@ def environment(objects: list[dict], container: dict) -> dict[str, str]:
         else:
             env[var["name"]] = stand_ins.get(var["name"], "s" * 32)
     return env
-
-
-def load_settings_with(env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``load_settings()`` in a process whose environment is exactly ``env`` (plus PATH)."""
-    return subprocess.run([sys.executable, "-c", "from driftwarden.core.settings import load_settings; load_settings()"],
-                          env={"PATH": os.environ.get("PATH", ""), **env}, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize("values", [[], ["-f", str(PRODUCTION)]], ids=["default values", "production example"])
