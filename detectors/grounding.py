@@ -136,9 +136,30 @@ class ContextIndex:
         return ranked[:k]
 
 
-def align(response: str, context: str, prompt: str, embed: Callable[[list[str]], Any], *,
-          candidates: int = 4, max_candidates: int = 24, max_sentences: int = 24) -> Alignment | None:
-    """The per-sentence support of ``response`` by ``context``; None when the response has no words."""
+@dataclass
+class AlignmentPlan:
+    """What an alignment compares, worked out before anything is embedded: the response's
+    sentences and, for each, the context sentences sharing most words with it."""
+
+    spans: list[tuple[int, int]]
+    index: ContextIndex
+    texts: list[str]
+    """The response's sentences."""
+    words: list[list[str]]
+    picks: list[list[int]]
+    """Per response sentence, the context sentences it is compared with."""
+    order: list[int]
+    """Every picked context sentence, once each, in the order they are embedded."""
+
+    @property
+    def to_embed(self) -> list[str]:
+        """The texts the alignment embeds: the response's sentences, then the picked context ones."""
+        return self.texts + [self.index.sentences[c] for c in self.order]
+
+
+def plan(response: str, context: str, *, candidates: int = 4, max_candidates: int = 24,
+         max_sentences: int = 24) -> AlignmentPlan | None:
+    """The alignment's plan for ``response`` against ``context``; None when the response has no words."""
     spans = sentences(response)[:max_sentences]
     if not spans:
         return None
@@ -154,11 +175,27 @@ def align(response: str, context: str, prompt: str, embed: Callable[[list[str]],
                 chosen.setdefault(mine[rank], len(chosen))
                 picks[n].append(mine[rank])
     order = sorted(chosen, key=chosen.__getitem__)
-    vectors = embed(texts + [index.sentences[c] for c in order])
+    return AlignmentPlan(spans=spans, index=index, texts=texts, words=words, picks=picks, order=order)
+
+
+def align(response: str, context: str, prompt: str, embed: Callable[[list[str]], Any], *,
+          candidates: int = 4, max_candidates: int = 24, max_sentences: int = 24) -> Alignment | None:
+    """The per-sentence support of ``response`` by ``context``; None when the response has no words."""
+    planned = plan(response, context, candidates=candidates, max_candidates=max_candidates,
+                   max_sentences=max_sentences)
+    return None if planned is None else align_planned(planned, prompt, embed)
+
+
+def align_planned(planned: AlignmentPlan, prompt: str, embed: Callable[[list[str]], Any]) -> Alignment:
+    """The per-sentence support the ``planned`` comparisons give (``embed`` is asked for
+    ``planned.to_embed``, which a batch may have encoded already)."""
+    spans, index, texts, words, picks = planned.spans, planned.index, planned.texts, planned.words, planned.picks
+    position = {c: n for n, c in enumerate(planned.order)}
+    vectors = embed(planned.to_embed)
     prompt_words = set(content_words(prompt))
     rows = []
     for n, text in enumerate(texts):
-        sims = sorted(((float(vectors[n] @ vectors[len(texts) + chosen[c]]), c) for c in picks[n]), reverse=True)
+        sims = sorted(((float(vectors[n] @ vectors[len(texts) + position[c]]), c) for c in picks[n]), reverse=True)
         best = [c for _, c in sims[:3]]
         best_words = set().union(*(index.word_sets[c] for c in best)) if best else set()
         best_text = " ".join(index.sentences[c] for c in best)

@@ -20,7 +20,6 @@ Backends (``DRIFTWARDEN_DETECTORS__HALLUCINATION__BACKEND``):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
@@ -60,10 +59,10 @@ class HallucinationConfig(ModelConfig):
     """``grounded``: context sentences embedded per event, chosen by word overlap with the
     response sentences (bounds the cost of long contexts)."""
     sample_rate: float = Field(0.5, gt=0.0, le=1.0)
-    """Share of assessable events scored, chosen by a hash of the event id (the same event is
-    always in or out); the others get a result without a score that says they were not
-    sampled. 0.5 by default keeps the score worker at two thirds of its speed without this
-    detector on RAG traffic (``bench/detector_cost.py``); 1.0 scores every event."""
+    """Share of events scored, chosen by a hash of the event id (the same event is always in or
+    out); the others get no hallucination result. 0.5 by default keeps the score worker at two
+    thirds of its speed without this detector on RAG traffic (``bench/detector_cost.py``); 1.0
+    scores every event."""
 
 
 #: Named values of the ``grounded`` backend kept on each result (of the whole response).
@@ -87,14 +86,6 @@ def lexical_support(response: str, context: str, stem_chars: int = 6) -> tuple[f
     known = {stem(w) for w in norm_context.split()}
     share = sum(stem(w) not in known for w in content) / len(content)
     return 0.25 + 0.75 * share, {"verbatim": 0.0, "unsupported_share": share}
-
-
-def sampled(event_id: str, rate: float) -> bool:
-    """Whether ``event_id`` falls in a ``rate`` share of ids (stable across processes)."""
-    if rate >= 1.0:
-        return True
-    digest = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
-    return digest / 2**64 < rate
 
 
 class NLIGrounding:
@@ -130,16 +121,25 @@ class GroundedHead:
         self.encoder = encoder_for(self.head, encoder, detector.name)
         self.version = f"grounded-{self.head.version}"
 
+    def _plan(self, event: InferenceEvent, ctx: BatchContext) -> grounding.AlignmentPlan | None:
+        c = self.config
+        return ctx.memo(("grounding", id(event)), lambda: grounding.plan(
+            event.response, join_context(event.context), max_candidates=c.max_aligned, max_sentences=c.max_sentences))
+
+    def texts_to_embed(self, events: Sequence[InferenceEvent], chosen: list[int], ctx: BatchContext) -> list[str]:
+        return [t for i in chosen if (p := self._plan(events[i], ctx)) is not None for t in p.to_embed]
+
     def score(self, events: Sequence[InferenceEvent], chosen: list[int], ctx: BatchContext) -> dict:
         embed = ctx.texts if ctx.has_encoder else self.encoder.encode
-        return {i: self._grounded(events[i], embed, self.detector.deadline()) for i in chosen}
+        return {i: self._grounded(events[i], ctx, embed, self.detector.deadline()) for i in chosen}
 
-    def _grounded(self, event: InferenceEvent, embed, deadline: float) -> tuple[float, dict[str, float], list[Span]]:
+    def _grounded(self, event: InferenceEvent, ctx: BatchContext, embed, deadline: float
+                  ) -> tuple[float, dict[str, float], list[Span]]:
         c = self.config
-        alignment = grounding.align(event.response, join_context(event.context), event.prompt, embed,
-                                    max_candidates=c.max_aligned, max_sentences=c.max_sentences)
-        if alignment is None:
+        planned = self._plan(event, ctx)
+        if planned is None:
             return 0.0, {"sentences": 0.0}, []
+        alignment = grounding.align_planned(planned, event.prompt, embed)
         self.detector.check_deadline(deadline, "aligning the response to its context")
         whole = float(self.head.predict_proba([alignment.features()])[0])
         per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
@@ -178,8 +178,7 @@ BACKENDS = {"grounded": GroundedHead, "lexical": LexicalSupport, "nli": NLIGroun
 ``score(events, chosen, ctx)`` giving {event index: (score, parts, spans)} for the chosen events."""
 
 
-@register("hallucination", config=HallucinationConfig, needs_context=True, scores_response=True,
-          offline_update={"sample_rate": 1.0})  # a file is checked whole: no sampling
+@register("hallucination", config=HallucinationConfig, needs_context=True, scores_response=True)
 class HallucinationDetector(BaseDetector):
     name = "hallucination"
     config_class = HallucinationConfig
@@ -190,21 +189,26 @@ class HallucinationDetector(BaseDetector):
         self.backend = BACKENDS[self.config.backend](self.config, encoder, self)
         self.version = self.backend.version
 
+    @staticmethod
+    def _chosen(events: Sequence[InferenceEvent]) -> list[int]:
+        """The events it can judge: words in both the context and the response."""
+        return [i for i, e in enumerate(events) if WORD.search(join_context(e.context)) and WORD.search(e.response)]
+
+    def texts_to_embed(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[str]:
+        planner = getattr(self.backend, "texts_to_embed", None)
+        return planner(events, self._chosen(events), ctx) if planner is not None and ctx.has_encoder else []
+
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
-        assessable = [i for i, e in enumerate(events)
-                      if WORD.search(join_context(e.context)) and WORD.search(e.response)]
-        chosen = [i for i in assessable if sampled(events[i].event_id, c.sample_rate)]
+        chosen = self._chosen(events)
         scored = self.backend.score(events, chosen, ctx) if chosen else {}
         results = []
         for i, event in enumerate(events):
             if i not in scored:
                 if not WORD.search(join_context(event.context)):
                     why = "not assessable: the event has no context (or none with words)"
-                elif not WORD.search(event.response):
-                    why = "not assessable: the response has no words"
                 else:
-                    why = f"not sampled (sample_rate {c.sample_rate:g})"
+                    why = "not assessable: the response has no words"
                 results.append(make_result(self, event, score=None, label=None, evidence=why))
                 continue
             score, parts, spans = scored[i]

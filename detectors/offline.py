@@ -32,13 +32,13 @@ def build_offline(name: str, settings: Settings) -> BaseDetector:
     if name not in offline_names():
         raise DetectorError(name, f"cannot score files; choose one of {', '.join(offline_names())}")
     config = config_of(name, settings)
-    if registration(name).offline_update:
-        config = config.model_copy(update=dict(registration(name).offline_update))
+    # A file is checked whole (no sampling), with the detector's own changes for one text per row.
+    config = config.model_copy(update={"sample_rate": 1.0, **registration(name).offline_update})
     encoder = None
     if uses_encoder(config):
         from driftwarden.detectors.embeddings import Encoder
 
-        encoder = Encoder(settings.detectors.embeddings)
+        encoder = Encoder.from_settings(settings)
     return build(name, settings, encoder, config=config)
 
 

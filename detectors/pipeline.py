@@ -1,9 +1,10 @@
 """Runs every enabled detector over a batch of events: the score agent's unit of work.
 
-Per batch: embeddings of prompts and responses are computed once (shared by the detectors that
-need them, and sent on for storage and drift), each detector runs batched, and, when redaction
-is on, the events are redacted with what the PII detector found. Kept free of Kafka so the
-benchmarks can time the same work alone.
+Per batch: every text any detector will embed (prompts, responses, context sentences and
+chunks) is encoded once, in one call grouped by length (shared by the detectors, and the prompt
+and response embeddings sent on for storage and drift); each detector runs batched, and, when
+redaction is on, the events are redacted with what the PII detector found. Kept free of Kafka
+so the benchmarks can time the same work alone.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from driftwarden.core.detector_configs import uses_encoder
 from driftwarden.core.errors import DetectorError
 from driftwarden.core.schemas import DetectionResult, EmbeddingRecord, InferenceEvent, make_error
 from driftwarden.core.settings import Settings
-from driftwarden.detectors.base import BaseDetector, BatchContext
+from driftwarden.detectors.base import BaseDetector, BatchContext, sampled
 from driftwarden.detectors.registry import build_enabled, config_of, enabled_names
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ class BatchOutput:
     embeddings: list[EmbeddingRecord] = field(default_factory=list)
     """Prompt and response embeddings, when they are stored."""
     seconds: dict[str, float] = field(default_factory=dict)
-    """Seconds each detector took on the batch (the embeddings they share are in the first that
-    asked for them; redaction under ``redaction``)."""
+    """Seconds each detector took on the batch; the embeddings of every text the batch needs,
+    encoded in one call before them, under ``embeddings``; redaction under ``redaction``."""
 
 
 class ScoringPipeline:
@@ -50,6 +51,10 @@ class ScoringPipeline:
         if redact and not any(d.name == "pii" for d in self.detectors):
             raise DetectorError("pii", "DRIFTWARDEN_REDACT_PII is true but the PII detector is disabled; "
                                        "enable it (DRIFTWARDEN_DETECTORS__PII__ENABLED=true) or turn redaction off")
+        if redact and next(d for d in self.detectors if d.name == "pii").config.sample_rate < 1.0:
+            raise DetectorError("pii", "DRIFTWARDEN_REDACT_PII is true, so every event must be scanned for PII "
+                                       "before it is stored; set DRIFTWARDEN_DETECTORS__PII__SAMPLE_RATE=1 or turn "
+                                       "redaction off")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoringPipeline:
@@ -60,7 +65,7 @@ class ScoringPipeline:
         if needs_encoder:
             from driftwarden.detectors.embeddings import Encoder
 
-            encoder = Encoder(settings.detectors.embeddings)
+            encoder = Encoder.from_settings(settings)
         detectors = build_enabled(settings, encoder)
         log.info("scoring with %s%s", ", ".join(f"{d.name} {d.version}" for d in detectors),
                  f"; embeddings {encoder.version} on {encoder.device}" if encoder else "")
@@ -73,16 +78,19 @@ class ScoringPipeline:
         if not events:
             return out
         ctx = BatchContext(events, self.encoder.encode if self.encoder is not None else None)
-        by_detector: dict[str, list[DetectionResult]] = {}
+        if self.encoder is not None:
+            self._prefetch(events, ctx, out)
+        by_detector: dict[str, list[DetectionResult | None]] = {}
         for detector in self.detectors:
             started = time.perf_counter()
+            mine, sub = self._sample(detector, events, ctx)
             try:
-                results = detector.detect(events, ctx)
+                results = detector.detect(mine, sub) if mine else []
             except Exception as exc:  # noqa: BLE001 - the stream goes on
                 log.exception("detector %s failed on a whole batch; its results are marked as errors", detector.name)
-                results = [make_error(detector, e, exc) for e in events]
+                results = [make_error(detector, e, exc) for e in mine]
             out.seconds[detector.name] = time.perf_counter() - started
-            by_detector[detector.name] = results
+            by_detector[detector.name] = _spread(results, mine, events)
             out.results.extend(results)
         if self.store_embeddings:
             now = datetime.now(UTC)
@@ -106,15 +114,58 @@ class ScoringPipeline:
         return out
 
 
-def descriptors(events: Sequence[InferenceEvent], by_detector: dict[str, list[DetectionResult]]) -> list[dict[str, float]]:
+    def _sample(self, detector: BaseDetector, events: Sequence[InferenceEvent], ctx: BatchContext
+                ) -> tuple[list[InferenceEvent], BatchContext]:
+        """The events ``detector`` scores (its ``sample_rate`` share, by event id) and their context."""
+        rate = detector.config.sample_rate
+        if rate >= 1.0:
+            return list(events), ctx
+        keep = [i for i, e in enumerate(events) if sampled(e.event_id, rate)]
+        return [events[i] for i in keep], ctx.subset(keep)
+
+    def _prefetch(self, events: Sequence[InferenceEvent], ctx: BatchContext, out: BatchOutput) -> None:
+        """Encode every text the batch needs in one call: the stored prompt and response
+        embeddings and what each detector says it will embed. A failure here costs only speed:
+        each detector then encodes what it asks for itself, with its own error isolation."""
+        started = time.perf_counter()
+        wanted: list[str] = []
+        if self.store_embeddings:
+            wanted += [e.prompt for e in events] + [e.response for e in events if e.response]
+        for detector in self.detectors:
+            try:
+                mine, sub = self._sample(detector, events, ctx)
+                wanted += detector.texts_to_embed(mine, sub) if mine else []
+            except Exception:  # noqa: BLE001 - the detector asks again when it scores
+                log.warning("detector %s could not say which texts it will embed; they are encoded when it "
+                            "scores", detector.name, exc_info=True)
+        try:
+            ctx.prefetch(wanted)
+        except Exception:  # noqa: BLE001 - detectors encode on demand and isolate the bad event
+            log.warning("encoding the batch's %d texts in one call failed; each detector encodes its own and "
+                        "marks the event that fails", len(wanted), exc_info=True)
+        out.seconds["embeddings"] = time.perf_counter() - started
+
+
+def _spread(results: list[DetectionResult], scored: list[InferenceEvent], events: Sequence[InferenceEvent]
+            ) -> list[DetectionResult | None]:
+    """One entry per event of the batch: its result, or None where the detector did not sample it."""
+    if len(scored) == len(events):
+        return list(results)
+    by_id = {id(e): r for e, r in zip(scored, results, strict=True)}
+    return [by_id.get(id(e)) for e in events]
+
+
+def descriptors(events: Sequence[InferenceEvent], by_detector: dict[str, list[DetectionResult | None]]
+                ) -> list[dict[str, float]]:
     """Scalar descriptors per event: lengths, latency, tokens, and each detector's score."""
     out = []
     for i, event in enumerate(events):
         desc = {"prompt_chars": len(event.prompt), "response_chars": len(event.response),
                 "latency_ms": event.latency_ms, "tokens_in": event.tokens_in, "tokens_out": event.tokens_out}
         for name, results in by_detector.items():
-            if name != "operational" and results[i].score is not None:
-                desc[f"{name}_score"] = results[i].score
+            result = results[i]
+            if name != "operational" and result is not None and result.score is not None:
+                desc[f"{name}_score"] = result.score
         out.append({k: f for k, v in desc.items() if math.isfinite(f := _as_float(v))})
     return out
 

@@ -143,23 +143,38 @@ class PromptInjectionDetector(BaseDetector):
     def _probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
         return self.backend.probabilities(texts, ctx, prompts) if texts else []
 
+    def _chunks(self, events: Sequence[InferenceEvent], ctx: BatchContext
+                ) -> tuple[list[tuple[int, int, int]], list[str], Counter, dict[int, int]]:
+        """The context chunks to score, once per batch: (event, start, end) into the joined
+        context and their texts, after the backend's shortlist; chunks scanned and left out per event."""
+        def work() -> tuple[list[tuple[int, int, int]], list[str], Counter, dict[int, int]]:
+            c = self.config
+            pieces: list[tuple[int, int, int]] = []
+            texts: list[str] = []
+            skipped: dict[int, int] = {}
+            if c.scan_context:
+                for i, event in enumerate(events):
+                    if not event.context:
+                        continue
+                    joined = join_context(event.context)
+                    spans, skipped[i] = context_pieces(event.context, c.chunk_chars, c.max_chunks)
+                    for s, e in spans:
+                        pieces.append((i, s, e))
+                        texts.append(joined[s:e])
+            scanned = Counter(i for i, _, _ in pieces)
+            return *self.backend.shortlist(pieces, texts), scanned, skipped
+
+        return ctx.memo(("prompt_injection", tuple(id(e) for e in events)), work)
+
+    def texts_to_embed(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[str]:
+        if not isinstance(self.backend, BuiltinHead) or not ctx.has_encoder:
+            return []
+        return [e.prompt for e in events] + self._chunks(events, ctx)[1]
+
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
         prompt_p = self._probabilities([e.prompt for e in events], ctx, prompts=True)
-        pieces: list[tuple[int, int, int]] = []  # (event, start, end) into the joined context
-        texts: list[str] = []
-        skipped: dict[int, int] = {}
-        if c.scan_context:
-            for i, event in enumerate(events):
-                if not event.context:
-                    continue
-                joined = join_context(event.context)
-                spans, skipped[i] = context_pieces(event.context, c.chunk_chars, c.max_chunks)
-                for s, e in spans:
-                    pieces.append((i, s, e))
-                    texts.append(joined[s:e])
-        scanned = Counter(i for i, _, _ in pieces)
-        pieces, texts = self.backend.shortlist(pieces, texts)
+        pieces, texts, scanned, skipped = self._chunks(events, ctx)
         context_p = self._probabilities(texts, ctx, prompts=False)
         best: dict[int, tuple[float, int, int]] = {}
         for (i, s, e), p in zip(pieces, context_p, strict=True):

@@ -146,6 +146,11 @@ class ToxicityDetector(BaseDetector):
         """The checkpoint's classes (the detoxify backend)."""
         return getattr(self.backend, "classes", ["toxicity"])
 
+    def texts_to_embed(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[str]:
+        if not isinstance(self.backend, BuiltinToxicity) or not ctx.has_encoder:
+            return []
+        return [getattr(e, field) for field in self.config.fields for e in events]
+
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         per_field = {}
         for field in self.config.fields:

@@ -1,8 +1,9 @@
 """Tiny models built in code, saved in the real on-disk formats, for tests of the loading paths.
 
 Nothing is downloaded: a BERT with a 60-word vocabulary, two layers and 32 hidden units, saved
-with ``save_pretrained`` (what a user copies to local disk), and a detoxify checkpoint made the
-way detoxify's training script saves one (``config`` + ``state_dict``).
+with ``save_pretrained`` (what a user copies to local disk), the same as a sentence-transformers
+model, and a detoxify checkpoint made the way detoxify's training script saves one (``config`` +
+``state_dict``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,27 @@ def build_bert_classifier(directory: Path, labels: list[str], seed: int = 0) -> 
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
     model.save_pretrained(str(directory))
+    return directory
+
+
+def build_tiny_sentence_model(directory: Path, seed: int = 0) -> Path:
+    """A tiny sentence-transformers model (BERT, mean pooling, normalisation), saved to
+    ``directory`` as ``SentenceTransformer.save`` writes one."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    source = directory.parent / f"{directory.name}-bert"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "vocab.txt").write_text("\n".join(WORDS) + "\n")
+    BertTokenizer(str(source / "vocab.txt"), do_lower_case=True).save_pretrained(str(source))
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(str(source))
+    transformer = Transformer(str(source), max_seq_length=64)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu").save(str(directory))
     return directory
 
 

@@ -98,16 +98,6 @@ def test_the_shipped_grounding_head_matches_the_features_and_its_threshold_was_c
     assert head.metrics["cv_precision_at_threshold"] >= 0.8
 
 
-def test_sampling_scores_a_stable_share_and_says_which_were_left_out():
-    detector = HallucinationDetector(HallucinationConfig(backend="lexical", sample_rate=0.5))
-    results = detector.detect([event(f"s-{i}", "Paris") for i in range(200)])
-    scored = [r for r in results if r.score is not None]
-    assert 60 < len(scored) < 140
-    assert all("not sampled" in r.evidence for r in results if r.score is None)
-    again = detector.detect([event(f"s-{i}", "Paris") for i in range(200)])
-    assert [r.score is None for r in again] == [r.score is None for r in results]
-
-
 def test_the_nli_backend_loads_a_cross_encoder_from_a_local_path(tmp_path):
     path = build_bert_classifier(tmp_path / "nli", ["contradiction", "entailment", "neutral"])
     detector = HallucinationDetector(HallucinationConfig(backend="nli", model_path=path, sample_rate=1.0))
