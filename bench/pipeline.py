@@ -60,13 +60,23 @@ def alone(settings, events: list[dict]) -> tuple[float, float]:
     return len(events) / detectors_s, len(events) / with_validation_s
 
 
-def fully_scored(settings, progress: dict) -> int:
-    """Events for which every enabled detector's result is stored (at least), from the sink's
-    counters (``/progress/``: no query runs in the sink, so polling it costs the stack nothing)."""
-    from driftwarden.detectors.registry import enabled_names
+def expected_rows(settings, events: list[dict]) -> dict[str, int]:
+    """The rows a fully scored run stores: every event, and per detector the events it samples."""
+    from driftwarden.detectors.base import sampled
+    from driftwarden.detectors.registry import config_of, enabled_names
 
+    out = {"inference_events": len(events)}
+    for name in enabled_names(settings):
+        rate = config_of(name, settings).sample_rate
+        out[f"detections/{name}"] = sum(sampled(e["event_id"], rate) for e in events)
+    return out
+
+
+def fully_scored(expected: dict[str, int], progress: dict) -> float:
+    """The share of the expected rows stored, of the least complete table, from the sink's
+    counters (``/progress/``: no query runs in the sink, so polling it costs the stack nothing)."""
     rows = progress["rows_written"]
-    return min([rows.get("inference_events", 0)] + [rows.get(f"detections/{d}", 0) for d in enabled_names(settings)])
+    return min(rows.get(key, 0) / want for key, want in expected.items() if want)
 
 
 def through_pipeline(stack: Stack, settings, events: list[dict]) -> float:
@@ -77,10 +87,11 @@ def through_pipeline(stack: Stack, settings, events: list[dict]) -> float:
     stack.start_sink()
     stack.start_worker()
     n = len(events)
+    expected = expected_rows(settings, events)
     first = last = None
     while True:
         stack.check()
-        done = fully_scored(settings, read_progress(settings))
+        done = fully_scored(expected, read_progress(settings)) * n
         now = time.perf_counter()
         if first is None and done > 0:
             first = (now, done)

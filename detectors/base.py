@@ -106,6 +106,9 @@ class BaseDetector:
     name: ClassVar[str]
     version: ClassVar[str]
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    reads_embeddings: ClassVar[bool] = True
+    """False for a detector that never asks the batch context for embeddings: the pipeline runs
+    it while the batch's texts are being encoded."""
 
     def __init__(self, config: DetectorConfig | None = None, encoder=None):
         """``encoder``: the shared embedding encoder, for detectors that read it (others ignore it)."""

@@ -68,6 +68,7 @@ class OperationalDetector(BaseDetector):
     version = "1.0.0"
     config_class = OperationalConfig
     config: OperationalConfig
+    reads_embeddings = False
 
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         return [self._score(e) for e in events]

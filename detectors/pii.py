@@ -697,6 +697,7 @@ class PIIDetector(BaseDetector):
     name = "pii"
     config_class = PIIConfig
     config: PIIConfig
+    reads_embeddings = False
 
     def __init__(self, config: PIIConfig | None = None, encoder=None):
         super().__init__(config)

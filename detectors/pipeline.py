@@ -13,8 +13,10 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from driftwarden.core.detector_configs import uses_encoder
 from driftwarden.core.errors import DetectorError
@@ -48,6 +50,8 @@ class ScoringPipeline:
         self.encoder = encoder
         self.redact = redact
         self.store_embeddings = store_embeddings and encoder is not None
+        self._encoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        """Runs each batch's encoding beside the detectors that need no embeddings."""
         if redact and not any(d.name == "pii" for d in self.detectors):
             raise DetectorError("pii", "DRIFTWARDEN_REDACT_PII is true but the PII detector is disabled; "
                                        "enable it (DRIFTWARDEN_DETECTORS__PII__ENABLED=true) or turn redaction off")
@@ -78,20 +82,22 @@ class ScoringPipeline:
         if not events:
             return out
         ctx = BatchContext(events, self.encoder.encode if self.encoder is not None else None)
-        if self.encoder is not None:
-            self._prefetch(events, ctx, out)
+        encoding = self._start_encoding(events, ctx, out) if self.encoder is not None else None
         by_detector: dict[str, list[DetectionResult | None]] = {}
-        for detector in self.detectors:
-            started = time.perf_counter()
-            mine, sub = self._sample(detector, events, ctx)
-            try:
-                results = detector.detect(mine, sub) if mine else []
-            except Exception as exc:  # noqa: BLE001 - the stream goes on
-                log.exception("detector %s failed on a whole batch; its results are marked as errors", detector.name)
-                results = [make_error(detector, e, exc) for e in mine]
-            out.seconds[detector.name] = time.perf_counter() - started
-            by_detector[detector.name] = _spread(results, mine, events)
-            out.results.extend(results)
+        results: dict[str, list[DetectionResult]] = {}
+        # Detectors that read no embeddings (PII, operational) and redaction run while the batch is
+        # encoded on the other threads (the encoder releases the GIL); the rest once it is done.
+        for detector in sorted(self.detectors, key=lambda d: d.reads_embeddings):
+            if encoding is not None and detector.reads_embeddings:
+                encoding.result()
+                encoding = None
+            results[detector.name], by_detector[detector.name] = self._detect(detector, events, ctx, out)
+            if self.redact and detector.name == "pii":
+                self._redact(detector, events, by_detector["pii"], out)
+        if encoding is not None:
+            encoding.result()
+        for detector in self.detectors:  # in the configured order
+            out.results.extend(results[detector.name])
         if self.store_embeddings:
             now = datetime.now(UTC)
             described = descriptors(events, by_detector)
@@ -105,13 +111,28 @@ class ScoringPipeline:
                         event_ts=event.timestamp, encoder=self.encoder.version, computed_at=now,
                         vector=vector.tolist(), descriptors=desc if name == "prompt" else {},
                     ))
-        if self.redact:
-            pii = next(d for d in self.detectors if d.name == "pii")
-            started = time.perf_counter()
-            spent_by = time.monotonic() + pii.config.batch_budget_ms / 1000  # redaction's own batch budget
-            out.events = [pii.redact(e, r, spent_by) for e, r in zip(events, by_detector["pii"], strict=True)]
-            out.seconds["redaction"] = time.perf_counter() - started
         return out
+
+    def _detect(self, detector: BaseDetector, events: Sequence[InferenceEvent], ctx: BatchContext,
+                out: BatchOutput) -> tuple[list[DetectionResult], list[DetectionResult | None]]:
+        """``detector``'s results on the events it samples, and the same spread one per event."""
+        started = time.perf_counter()
+        mine, sub = self._sample(detector, events, ctx)
+        try:
+            results = detector.detect(mine, sub) if mine else []
+        except Exception as exc:  # noqa: BLE001 - the stream goes on
+            log.exception("detector %s failed on a whole batch; its results are marked as errors", detector.name)
+            results = [make_error(detector, e, exc) for e in mine]
+        out.seconds[detector.name] = time.perf_counter() - started
+        return results, _spread(results, mine, events)
+
+    @staticmethod
+    def _redact(pii: Any, events: Sequence[InferenceEvent], found: list[DetectionResult | None],
+                out: BatchOutput) -> None:
+        started = time.perf_counter()
+        spent_by = time.monotonic() + pii.config.batch_budget_ms / 1000  # redaction's own batch budget
+        out.events = [pii.redact(e, r, spent_by) for e, r in zip(events, found, strict=True)]
+        out.seconds["redaction"] = time.perf_counter() - started
 
 
     def _sample(self, detector: BaseDetector, events: Sequence[InferenceEvent], ctx: BatchContext
@@ -123,11 +144,11 @@ class ScoringPipeline:
         keep = [i for i, e in enumerate(events) if sampled(e.event_id, rate)]
         return [events[i] for i in keep], ctx.subset(keep)
 
-    def _prefetch(self, events: Sequence[InferenceEvent], ctx: BatchContext, out: BatchOutput) -> None:
-        """Encode every text the batch needs in one call: the stored prompt and response
-        embeddings and what each detector says it will embed. A failure here costs only speed:
-        each detector then encodes what it asks for itself, with its own error isolation."""
-        started = time.perf_counter()
+    def _start_encoding(self, events: Sequence[InferenceEvent], ctx: BatchContext, out: BatchOutput) -> Future:
+        """Encode every text the batch needs, in one call on the encoding thread: the stored
+        prompt and response embeddings and what each detector says it will embed. A failure
+        costs only speed: each detector then encodes what it asks for itself, with its own
+        error isolation."""
         wanted: list[str] = []
         if self.store_embeddings:
             wanted += [e.prompt for e in events] + [e.response for e in events if e.response]
@@ -138,12 +159,17 @@ class ScoringPipeline:
             except Exception:  # noqa: BLE001 - the detector asks again when it scores
                 log.warning("detector %s could not say which texts it will embed; they are encoded when it "
                             "scores", detector.name, exc_info=True)
-        try:
-            ctx.prefetch(wanted)
-        except Exception:  # noqa: BLE001 - detectors encode on demand and isolate the bad event
-            log.warning("encoding the batch's %d texts in one call failed; each detector encodes its own and "
-                        "marks the event that fails", len(wanted), exc_info=True)
-        out.seconds["embeddings"] = time.perf_counter() - started
+
+        def encode() -> None:
+            started = time.perf_counter()
+            try:
+                ctx.prefetch(wanted)
+            except Exception:  # noqa: BLE001 - detectors encode on demand and isolate the bad event
+                log.warning("encoding the batch's %d texts in one call failed; each detector encodes its own and "
+                            "marks the event that fails", len(wanted), exc_info=True)
+            out.seconds["embeddings"] = time.perf_counter() - started
+
+        return self._encoding.submit(encode)
 
 
 def _spread(results: list[DetectionResult], scored: list[InferenceEvent], events: Sequence[InferenceEvent]
