@@ -73,6 +73,7 @@ def _max_seq_length(path: Path) -> int | None:
 
 _BUILT: dict[tuple, tuple[Any, float | None]] = {}
 """Backends built (and gated) in this process, with their gate figure."""
+_RUNNING = threading.Lock()
 
 
 class Encoder:
@@ -95,7 +96,6 @@ class Encoder:
         self.max_length = min(self.config.max_length, limit) if limit else self.config.max_length
         self.min_cosine: float | None = None
         """The gate's figure for the chosen variant (None: float32, not gated)."""
-        self._lock = threading.Lock()  # a backend runs one batch at a time
         self.variant, self.backend = self._choose()
         self.dimensions = int(self._run(["dimensions"]).shape[1])
         name = DEFAULT_MODEL_NAME if self.config.model_path is None else self.path.name
@@ -138,6 +138,10 @@ class Encoder:
                 raise DetectorError("embeddings", f"encoder variant {variant.name} cannot run here: {why}")
             refused.append(f"{variant.name}: {why}")
             self.min_cosine = None
+            log.log(logging.INFO if why == runs_here(variant) else logging.WARNING,
+                    "encoder variant %s is not used (%s); trying the next one the quality gate passed. Name "
+                    "DRIFTWARDEN_DETECTORS__EMBEDDINGS__BACKEND and __PRECISION to choose one yourself",
+                    variant.name, why)
         raise DetectorError("embeddings", "no encoder variant can run here: " + "; ".join(refused))
 
     def _gated(self, variant: Variant) -> Any:
@@ -169,8 +173,11 @@ class Encoder:
         ``min_cosine`` of the float32 model's (the reference is computed once per model)."""
         np = require("numpy")
         texts = export.gate_texts()
-        float_backend = TorchBackend(_sentence_model(str(self.path), "cpu", False), "cpu", "float32")
-        expected = export.reference(self.cache_dir, texts, lambda t: self._run(t, float_backend))
+
+        def encode_float(texts: list[str]) -> Any:  # only when the reference is not on disk yet
+            return self._run(texts, TorchBackend(_sentence_model(str(self.path), "cpu", False), "cpu", "float32"))
+
+        expected = export.reference(self.cache_dir, texts, encode_float)
         got = self._run(texts, backend)
         self.min_cosine = float(np.min(np.sum(expected * got, axis=1)))
         if self.min_cosine < self.config.min_cosine:
@@ -204,7 +211,7 @@ class Encoder:
             arrays = {"input_ids": input_ids, "attention_mask": mask}
             if "token_type_ids" in self.input_names:
                 arrays["token_type_ids"] = np.zeros_like(input_ids)
-            with self._lock:
+            with _RUNNING:  # a backend (shared by the encoders of a process) runs one batch at a time
                 vectors = np.asarray(backend.run(arrays), dtype=np.float32)
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)

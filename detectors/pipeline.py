@@ -120,6 +120,8 @@ class ScoringPipeline:
         mine, sub = self._sample(detector, events, ctx)
         try:
             results = detector.detect(mine, sub) if mine else []
+            if len(results) != len(mine):
+                raise DetectorError(detector.name, f"returned {len(results)} results for {len(mine)} events")
         except Exception as exc:  # noqa: BLE001 - the stream goes on
             log.exception("detector %s failed on a whole batch; its results are marked as errors", detector.name)
             results = [make_error(detector, e, exc) for e in mine]
@@ -151,7 +153,7 @@ class ScoringPipeline:
         error isolation."""
         wanted: list[str] = []
         if self.store_embeddings:
-            wanted += [e.prompt for e in events] + [e.response for e in events if e.response]
+            wanted += [e.prompt for e in events] + [e.response for e in events]
         for detector in self.detectors:
             try:
                 mine, sub = self._sample(detector, events, ctx)

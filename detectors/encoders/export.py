@@ -12,13 +12,14 @@ beside it (``reference.npy``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,18 @@ def gate_texts() -> list[str]:
             break
         out += [row["prompt"], row["response"]]
     return out
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's tools log every fusion they make, and advice, at INFO and WARNING: silenced while they run
+    (once per model, at first start)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _atomic(target: Path, write: Callable[[Path], None]) -> Path:
@@ -117,7 +130,7 @@ def optimized_model(onnx_path: Path, model_type: str) -> Path:
         return target
     optimizer = require("onnxruntime.transformers.optimizer")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
             graph = optimizer.optimize_model(str(onnx_path), model_type=model_type, num_heads=0, hidden_size=0)
         return _atomic(target, lambda tmp: graph.save_model_to_file(str(tmp)))
@@ -133,9 +146,9 @@ def int8_model(onnx_path: Path) -> Path:
     if target.exists():
         return target
     quantization = require("onnxruntime.quantization")
-    logging.getLogger("root").setLevel(logging.ERROR)  # its advice to pre-process, printed every time
-    return _atomic(target, lambda tmp: quantization.quantize_dynamic(
-        str(onnx_path), str(tmp), weight_type=quantization.QuantType.QInt8, per_channel=True))
+    with _quiet():  # its advice to pre-process the model, logged every time
+        return _atomic(target, lambda tmp: quantization.quantize_dynamic(
+            str(onnx_path), str(tmp), weight_type=quantization.QuantType.QInt8, per_channel=True))
 
 
 def reference(folder: Path, texts: list[str], encode_float: Callable[[list[str]], Any]) -> Any:

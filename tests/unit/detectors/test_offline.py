@@ -55,3 +55,11 @@ def test_the_operational_detector_cannot_score_files(tmp_path):
     src = write(tmp_path / "t.jsonl", [{"text": "x"}])
     with pytest.raises(DetectorError, match="choose one of hallucination, pii, prompt_injection, toxicity"):
         score_file("operational", load_settings(), src, "text", tmp_path / "o.jsonl")
+
+
+def test_a_file_is_scored_whole_whatever_the_detectors_sample_rate():
+    from driftwarden.detectors.offline import build_offline
+
+    settings = load_settings(detectors={"pii": {"sample_rate": 0.1}, "hallucination": {"sample_rate": 0.2}})
+    assert build_offline("pii", settings).config.sample_rate == 1.0
+    assert build_offline("hallucination", settings).config.sample_rate == 1.0
