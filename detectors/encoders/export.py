@@ -59,8 +59,8 @@ def gate_texts() -> list[str]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """ONNX Runtime's tools log every fusion they make, and advice, at INFO and WARNING: silenced while they run
-    (once per model, at first start)."""
+    """ONNX Runtime's tools log every fusion they make (INFO) and generic advice (WARNING):
+    silenced while they run, once per model at first start."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
