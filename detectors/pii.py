@@ -96,6 +96,22 @@ _SSN_LIKE = re.compile(r"^\d{3}[- ]\d{2}[- ]\d{4}$")  # left to presidio's SSN r
 _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
 
 
+_DIGIT = re.compile(r"\d")
+MIN_DIGITS = {"PHONE_NUMBER": 5, "US_SSN": 9, "CREDIT_CARD": 12}
+"""Digits a text must hold for the type to be in it at all: no phone number valid in the regions
+presidio checks has fewer than 5, an SSN has 9, a card number (Luhn-checked or beside a card
+word) 12 to 19. Below that the recognizer is not asked (phone matching alone was 30 % of the
+detector's time, on texts that mostly hold no digits)."""
+
+
+def possible_entities(entities: Sequence[str], text: str) -> list[str]:
+    """The types of ``entities`` that ``text`` can hold, by cheap necessary conditions (enough
+    digits; an ``@`` for an e-mail address): the same findings, without the recognizers that
+    cannot match."""
+    digits = len(_DIGIT.findall(text))
+    return [e for e in entities if digits >= MIN_DIGITS.get(e, 0) and (e != "EMAIL_ADDRESS" or "@" in text)]
+
+
 def _near(text: str, start: int, end: int, words: tuple[str, ...], before: int = 40, after: int = 20) -> bool:
     window = text[max(0, start - before):start].lower() + " " + text[end:end + after].lower()
     return any(re.search(rf"\b{re.escape(w)}\b", window) for w in words)
@@ -742,8 +758,8 @@ class PIIDetector(BaseDetector):
                 space = text.rfind(" ", end - overlap, end)
                 end = space if space > start else end
             chunk = text[start:end]
-            for r in analyzer.analyze(text=chunk, language="en", entities=list(self.config.entities),
-                                           score_threshold=self.config.threshold):
+            for r in analyzer.analyze(text=chunk, language="en", entities=possible_entities(self.config.entities, chunk),
+                                      score_threshold=self.config.threshold):
                 if r.entity_type == "URL" and r.end < len(chunk) and chunk[r.end].isalnum():
                     continue  # part of a longer token: "System.out.pr|intln", "painting.jp|g", not a URL
                 r.start += start
