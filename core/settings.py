@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     """Sink: rows per ClickHouse insert at most ..."""
     sink_linger_ms: int = Field(250, ge=1, le=60_000)
     """... or whatever arrived within this many milliseconds."""
+    consumer_fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
+    """Longest a worker's or the sink's fetch waits on the broker for data. A broker that answers
+    only when the wait is over (the local Tansu broker) adds it to every hop; Kafka answers as
+    soon as data arrives, so a shorter wait costs it only more polls of idle topics (faust's own
+    1500 ms put publish → row at p99 2.1 s, ``bench/pipeline.py``)."""
     sink_retry_max_s: float = Field(30.0, gt=0)
     """Longest pause between retries of a failed ClickHouse write (writes retry until they succeed)."""
     chaos_store_down_file: Path | None = None

@@ -11,13 +11,14 @@ agents live one per module (:mod:`.score_agent`, :mod:`.sink_agent`).
 from __future__ import annotations
 
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 import faust
 
 from driftwarden.core.errors import SettingsError
 from driftwarden.core.settings import Settings
 from driftwarden.streams.topics import TopicNames, bootstrap_servers
+from driftwarden.streams.transport import transport_class
 
 Role = Literal["score", "sink"]
 
@@ -56,7 +57,13 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         raise SettingsError([("DRIFTWARDEN_DATA_DIR", f"{settings.data_dir} is not writable by this process "
                                                      f"({type(exc).__name__}: {exc}); mount a writable volume there "
                                                      "or point the variable at a writable directory")]) from exc
-    app = faust.App(
+    transport = transport_class(settings.consumer_fetch_max_wait_ms)
+
+    class App(faust.App):
+        def _new_transport(self) -> Any:  # the consumers' fetch wait from the settings (streams/transport.py)
+            return transport(self.conf.broker_consumer, self)
+
+    app = App(
         f"driftwarden-{role}",
         broker=[f"kafka://{s}" for s in bootstrap_servers(settings)],
         broker_credentials=_credentials(settings),

@@ -87,3 +87,16 @@ def test_an_event_full_of_ip_addresses_keeps_a_bounded_result_but_redacts_every_
     assert len(result.spans) == MAX_SPANS and result.scores["spans_dropped"] == 600 - MAX_SPANS
     stored = detector.redact(event, result)
     assert "10.0." not in stored.prompt and stored.prompt.count("<IP_ADDRESS>") == 600
+
+
+def test_recognizers_that_cannot_match_are_not_asked_and_the_findings_stay_the_same(detector):
+    from driftwarden.detectors.pii import possible_entities
+
+    every = list(PIIConfig().entities)
+    assert "PHONE_NUMBER" not in possible_entities(every, "call me at home, 1234")
+    assert "EMAIL_ADDRESS" not in possible_entities(every, "no address here")
+    assert {"PHONE_NUMBER", "EMAIL_ADDRESS", "US_SSN"} <= set(possible_entities(every, "a@b.io 555 123 4567 12"))
+    assert "CREDIT_CARD" in possible_entities(every, TEXT) and "PERSON" in possible_entities(every, "")
+    text = "My SSN is 536-22-8726, phone (212) 555-0147, mail jo@example.com"
+    (result,) = detector.detect([event_from_mapping(valid_event("pii-p", prompt=text))])
+    assert {s.type for s in result.spans} >= {"PHONE_NUMBER", "EMAIL_ADDRESS", "US_SSN"}
