@@ -16,7 +16,8 @@ bfloat16, int8), in one run on this machine:
 Writes the verdict to ``pkg/data/encoder_gate.json`` (``backend=auto`` takes the fastest variant
 it passed), prints a table, and ends with a ``key=value`` line. About 40 minutes on two cores
 (three runs of the quality evaluation). Run: ``.venv/bin/python bench/encoder_gate.py``
-(``--no-quality`` for speed and cosine only, which writes nothing).
+(``--no-quality`` for speed and cosine only, which writes nothing; ``--speed-only`` to update
+them in the shipped verdict, keeping its AUC comparisons).
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=768)
     parser.add_argument("--no-quality", action="store_true", help="speed and cosine only; writes nothing")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="measure speed and cosine again and update them in the shipped verdict, keeping its "
+                             "AUC comparisons (speed varies with the machine and its load, the AUCs do not)")
     args = parser.parse_args()
+    args.no_quality = args.no_quality or args.speed_only
     events = real_events(args.events)
     texts = [e["prompt"] for e in events] + [e["response"] for e in events if e.get("response")]
     rows: dict[str, dict] = {}
@@ -122,7 +127,18 @@ def main() -> None:
     for name, row in rows.items():
         print(f"{name:<20} {row.get('texts_per_s', 0):>8.1f} {row.get('min_cosine', 0):>9.5f} "
               f"{str(row['passed']):>7}  {row.get('reason', '')}")
-    if not args.no_quality:
+    if args.speed_only:
+        shipped = json.loads(OUT.read_text())
+        for name, row in rows.items():
+            kept = shipped["variants"].get(name, {})
+            merged = {**kept, **{k: row[k] for k in ("runs_here", "texts_per_s", "min_cosine", "mean_cosine")
+                                 if k in row}}
+            merged["passed"] = bool(kept.get("passed")) and row["passed"]
+            shipped["variants"][name] = merged
+        shipped["speed_measured_at"] = datetime.now(UTC).date().isoformat()
+        OUT.write_text(json.dumps(shipped, indent=1) + "\n")
+        print(f"updated speed and cosine in {OUT}")
+    elif not args.no_quality:
         OUT.write_text(json.dumps({
             "measured_at": datetime.now(UTC).date().isoformat(), "machine": platform.processor() or platform.machine(),
             "cpu_threads": os.cpu_count(), "min_cosine": MIN_COSINE, "auc_tolerance": AUC_TOLERANCE,

@@ -134,6 +134,11 @@ class Encoder:
                     if explicit:
                         raise
                     why = exc.detail
+                except Exception as exc:  # noqa: BLE001 - an unwritable folder, a runtime that refuses the model
+                    if explicit:
+                        raise DetectorError("embeddings", f"encoder variant {variant.name} could not be built "
+                                                          f"({type(exc).__name__}: {exc})") from exc
+                    why = f"{type(exc).__name__}: {exc}"
             if explicit:
                 raise DetectorError("embeddings", f"encoder variant {variant.name} cannot run here: {why}")
             refused.append(f"{variant.name}: {why}")

@@ -85,3 +85,14 @@ def test_a_named_backend_and_precision_is_tried_alone_and_an_unknown_one_is_an_e
     assert requested("torch", "auto")[-1] == Variant("torch", "float32")
     with pytest.raises(DetectorError, match="known: torch-float32"):
         requested("openvino", "int8")
+
+
+def test_auto_falls_back_to_torch_when_the_export_folder_cannot_be_written(model, tmp_path, monkeypatch):
+    verdict = {"variants": {"openvino-float32": {"passed": True, "texts_per_s": 300.0}}}
+    monkeypatch.setattr(variants, "shipped_verdict", lambda: verdict)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    enc = Encoder(EmbeddingsConfig(model_path=model, export_dir=blocked / "encoders"))
+    assert enc.variant.name == "torch-float32" and enc.encode(["hello"]).shape == (1, 32)
+    with pytest.raises(DetectorError, match="exporting the embedding model to ONNX failed.*Not a directory"):
+        Encoder(EmbeddingsConfig(model_path=model, export_dir=blocked / "x", backend="openvino", precision="float32"))
