@@ -136,7 +136,6 @@ class ScoringPipeline:
         out.events = [pii.redact(e, r, spent_by) for e, r in zip(events, found, strict=True)]
         out.seconds["redaction"] = time.perf_counter() - started
 
-
     def _sample(self, detector: BaseDetector, events: Sequence[InferenceEvent], ctx: BatchContext
                 ) -> tuple[list[InferenceEvent], BatchContext]:
         """The events ``detector`` scores (its ``sample_rate`` share, by event id) and their context."""
