@@ -66,7 +66,8 @@ class ModelConfig(DetectorConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """``auto`` takes the GPU when torch sees one."""
     half_precision: bool = True
-    """On a GPU, run in float16 (on CPU the model always runs in float32)."""
+    """On a GPU, run in float16 (on CPU the models run in float32, except the embedding
+    encoder's reduced ``precision`` when it passed the gate)."""
     max_length: int = Field(256, ge=8, le=8192)
     """Tokens per text at most; longer texts are truncated."""
     max_batch_tokens: int = Field(16_384, ge=64)
@@ -83,6 +84,8 @@ class EmbeddingsConfig(ModelConfig):
     """Send prompt and response embeddings to the ``embeddings`` table (drift reads them)."""
     batch_size: int = Field(32, ge=1)
     """Most texts in one model batch (texts are grouped by length first)."""
+    sample_rate: float = Field(1.0, ge=1.0, le=1.0)
+    """Always 1: every event is embedded (drift reads every prompt and response)."""
     backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
     """Runtime of the model on CPU. ``auto``: the fastest variant that passed the quality gate
     (``data/encoder_gate.json``) and runs on this machine, else torch in float32; on a GPU,

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -57,18 +58,32 @@ def _tokenizer(path: str) -> Any:
     return require("transformers").AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
-def _model_type(path: Path) -> str:
+def _transformer_dir(path: Path) -> Path:
+    """The folder of the model's transformer module (the root, or ``0_Transformer/`` in older
+    sentence-transformers layouts), as its ``modules.json`` says."""
     try:
-        return str(json.loads((path / "config.json").read_text())["model_type"])
-    except (OSError, ValueError, KeyError):
-        return "bert"
+        for module in json.loads((path / "modules.json").read_text()):
+            if str(module.get("type", "")).endswith("Transformer"):
+                return path / str(module.get("path", ""))
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return path
 
 
-def _max_seq_length(path: Path) -> int | None:
+def _json(path: Path) -> dict:
     try:
-        return int(json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _token_limit(folder: Path, tokenizer: Any, configured: int) -> int:
+    """``configured``, capped by what the model itself accepts (its sentence-transformers
+    ``max_seq_length``, the tokenizer's and the position embeddings' limits)."""
+    limits = [configured, _json(folder / "sentence_bert_config.json").get("max_seq_length"),
+              getattr(tokenizer, "model_max_length", None), _json(folder / "config.json").get("max_position_embeddings")]
+    return min(int(v) for v in limits if isinstance(v, int | float) and 0 < v < 1_000_000)
 
 
 _BUILT: dict[tuple, tuple[Any, float | None]] = {}
@@ -90,10 +105,12 @@ class Encoder:
         self.half = use_half(self.device, self.config.half_precision)
         self.cache_dir = export.export_dir(Path(self.config.export_dir or cache_dir or DEFAULT_CACHE).expanduser(),
                                            self.path)
-        self.tokenizer = _tokenizer(str(self.path))
+        folder = _transformer_dir(self.path)
+        self.tokenizer = _tokenizer(str(folder))
         self.input_names = list(self.tokenizer.model_input_names)
-        limit = _max_seq_length(self.path)
-        self.max_length = min(self.config.max_length, limit) if limit else self.config.max_length
+        self.max_length = _token_limit(folder, self.tokenizer, self.config.max_length)
+        self.lower_case = bool(_json(folder / "sentence_bert_config.json").get("do_lower_case", False))
+        self.model_type = str(_json(folder / "config.json").get("model_type", "bert"))
         self.min_cosine: float | None = None
         """The gate's figure for the chosen variant (None: float32, not gated)."""
         self.variant, self.backend = self._choose()
@@ -171,7 +188,7 @@ class Encoder:
             return OpenVINOBackend(onnx_file, threads, variant.precision, self.cache_dir / "openvino-cache")
         if variant.precision == "int8":
             return OnnxBackend(export.int8_model(onnx_file), threads)
-        return OnnxBackend(export.optimized_model(onnx_file, _model_type(self.path)), threads)
+        return OnnxBackend(export.optimized_model(onnx_file, self.model_type), threads)
 
     def _gate(self, variant: Variant, backend: Any) -> None:
         """Refuse ``variant`` unless its embeddings of the shipped prompts are within
@@ -182,10 +199,10 @@ class Encoder:
         def encode_float(texts: list[str]) -> Any:  # only when the reference is not on disk yet
             return self._run(texts, TorchBackend(_sentence_model(str(self.path), "cpu", False), "cpu", "float32"))
 
-        expected = export.reference(self.cache_dir, texts, encode_float)
+        expected = export.reference(self.cache_dir, texts, self.max_length, encode_float)
         got = self._run(texts, backend)
         self.min_cosine = float(np.min(np.sum(expected * got, axis=1)))
-        if self.min_cosine < self.config.min_cosine:
+        if not math.isfinite(self.min_cosine) or self.min_cosine < self.config.min_cosine:
             raise DetectorError("embeddings", f"variant {variant.name} failed the quality gate: its embeddings of "
                                               f"the shipped prompts are as low as cosine {self.min_cosine:.4f} to "
                                               f"float32 (at least {self.config.min_cosine} is required)")
@@ -202,7 +219,8 @@ class Encoder:
     def _run(self, texts: list[str], backend: Any = None) -> Any:
         np = require("numpy")
         backend = backend or self.backend
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False,
+        ids = self.tokenizer([t.lower() for t in texts] if self.lower_case else list(texts), truncation=True,
+                             max_length=self.max_length, return_attention_mask=False,
                              return_token_type_ids=False)["input_ids"]
         pad = self.tokenizer.pad_token_id or 0
         out: Any = None

@@ -758,8 +758,9 @@ class PIIDetector(BaseDetector):
                 space = text.rfind(" ", end - overlap, end)
                 end = space if space > start else end
             chunk = text[start:end]
-            for r in analyzer.analyze(text=chunk, language="en", entities=possible_entities(self.config.entities, chunk),
-                                      score_threshold=self.config.threshold):
+            wanted = possible_entities(self.config.entities, chunk)
+            for r in analyzer.analyze(text=chunk, language="en", entities=wanted, score_threshold=self.config.threshold
+                                      ) if wanted else ():  # presidio reads an empty list as "every type"
                 if r.entity_type == "URL" and r.end < len(chunk) and chunk[r.end].isalnum():
                     continue  # part of a longer token: "System.out.pr|intln", "painting.jp|g", not a URL
                 r.start += start

@@ -33,7 +33,7 @@ EMBEDDED_FIELDS = ("prompt", "response")
 @dataclass
 class BatchOutput:
     results: list[DetectionResult] = field(default_factory=list)
-    """One result per event and detector."""
+    """One result per event and detector, except for the events a detector did not sample."""
     events: list[InferenceEvent] = field(default_factory=list)
     """The events as they are to be stored (redacted when asked)."""
     embeddings: list[EmbeddingRecord] = field(default_factory=list)
@@ -147,9 +147,10 @@ class ScoringPipeline:
 
     def _start_encoding(self, events: Sequence[InferenceEvent], ctx: BatchContext, out: BatchOutput) -> Future:
         """Encode every text the batch needs, in one call on the encoding thread: the stored
-        prompt and response embeddings and what each detector says it will embed. A failure
-        costs only speed: each detector then encodes what it asks for itself, with its own
-        error isolation."""
+        prompt and response embeddings and what each detector says it will embed. If that call
+        fails, each detector encodes what it asks for when it scores, with its own error
+        isolation (and the stored embeddings are computed again; if they fail too, the batch
+        fails and the score agent takes its events one by one)."""
         wanted: list[str] = []
         if self.store_embeddings:
             wanted += [e.prompt for e in events] + [e.response for e in events]
@@ -166,8 +167,8 @@ class ScoringPipeline:
             try:
                 ctx.prefetch(wanted)
             except Exception:  # noqa: BLE001 - detectors encode on demand and isolate the bad event
-                log.warning("encoding the batch's %d texts in one call failed; each detector encodes its own and "
-                            "marks the event that fails", len(wanted), exc_info=True)
+                log.warning("encoding the batch's %d texts in one call failed; each detector now encodes its own "
+                            "texts when it scores and marks the event that fails", len(wanted), exc_info=True)
             out.seconds["embeddings"] = time.perf_counter() - started
 
         return self._encoding.submit(encode)

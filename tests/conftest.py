@@ -1,7 +1,8 @@
 """Fixtures shared by every test folder (the real stack lives in :mod:`driftwarden.tests.realstack`).
 
-Every test process (and the stack processes they start) shares one folder for the embedding
-model's ONNX export, so the export is made once per machine rather than once per data directory.
+Every encoder built from the settings in a test process (and in the stack processes they start)
+uses one folder for the embedding model's ONNX export, so the export is made once per machine
+rather than once per data directory.
 """
 
 import os

@@ -7,7 +7,7 @@ the release the rest of driftwarden runs on. ONNX Runtime reads it graph-optimis
 (``model.opt.onnx``) or dynamically quantized to int8 (``model.int8.onnx``); OpenVINO reads it
 as it is. Every file is written to a temporary name and renamed, so two processes starting at
 once never read half a file. The float32 reference embeddings of the gate's texts are kept
-beside it (``reference.npy``).
+beside it (``reference-<max_length>.npy``).
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ OPSET = 17
 
 
 def model_digest(model_dir: Path) -> str:
-    """A short hash of the model's files (names and sizes): a changed model gets a new export."""
+    """A short hash of where the model is and of its files (names, sizes, modification times): a
+    model changed in place, or another one in a folder of the same name, gets a new export."""
     files = sorted(p for p in model_dir.rglob("*") if p.is_file()) if model_dir.is_dir() else [model_dir]
-    blob = json.dumps([(str(p.relative_to(model_dir)) if model_dir.is_dir() else p.name, p.stat().st_size)
-                       for p in files]).encode()
+    blob = json.dumps([str(model_dir.resolve())] + [
+        (str(p.relative_to(model_dir)) if model_dir.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns)
+        for p in files]).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
 
@@ -151,12 +153,13 @@ def int8_model(onnx_path: Path) -> Path:
             str(onnx_path), str(tmp), weight_type=quantization.QuantType.QInt8, per_channel=True))
 
 
-def reference(folder: Path, texts: list[str], encode_float: Callable[[list[str]], Any]) -> Any:
-    """The float32 embeddings of ``texts`` (``folder/reference.npy``, computed once)."""
+def reference(folder: Path, texts: list[str], max_length: int, encode_float: Callable[[list[str]], Any]) -> Any:
+    """The float32 embeddings of ``texts`` cut at ``max_length`` tokens (``folder/reference-<max_length>.npy``,
+    computed once)."""
     np = require("numpy")
-    target = folder / "reference.npy"
+    target = folder / f"reference-{max_length}.npy"
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
-    stamp = folder / "reference.sha"
+    stamp = folder / f"reference-{max_length}.sha"
     if target.exists() and stamp.exists() and stamp.read_text().strip() == digest:
         return np.load(target)
     vectors = np.asarray(encode_float(texts), dtype=np.float32)

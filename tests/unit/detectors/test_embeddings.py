@@ -96,3 +96,18 @@ def test_auto_falls_back_to_torch_when_the_export_folder_cannot_be_written(model
     assert enc.variant.name == "torch-float32" and enc.encode(["hello"]).shape == (1, 32)
     with pytest.raises(DetectorError, match="exporting the embedding model to ONNX failed.*Not a directory"):
         Encoder(EmbeddingsConfig(model_path=model, export_dir=blocked / "x", backend="openvino", precision="float32"))
+
+
+def test_the_encoder_gives_what_sentence_transformers_itself_gives(model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    expected = SentenceTransformer(str(model), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    got = encoder(model, tmp_path, "torch").encode(TEXTS)
+    assert np.min(np.sum(got * expected, axis=1)) > 0.9999
+
+
+def test_the_gate_reference_is_kept_per_token_limit(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(variants, "cpu_has_bfloat16", lambda: True)  # emulated where the CPU lacks it: slow, not wrong
+    encoder(model, tmp_path, "openvino", "bfloat16", max_length=16)
+    enc = encoder(model, tmp_path, "openvino", "bfloat16", max_length=48)
+    assert {p.name for p in enc.cache_dir.glob("reference-*.npy")} == {"reference-16.npy", "reference-48.npy"}

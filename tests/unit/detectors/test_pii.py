@@ -100,3 +100,9 @@ def test_recognizers_that_cannot_match_are_not_asked_and_the_findings_stay_the_s
     text = "My SSN is 536-22-8726, phone (212) 555-0147, mail jo@example.com"
     (result,) = detector.detect([event_from_mapping(valid_event("pii-p", prompt=text))])
     assert {s.type for s in result.spans} >= {"PHONE_NUMBER", "EMAIL_ADDRESS", "US_SSN"}
+
+
+def test_a_text_that_can_hold_none_of_the_configured_types_gets_no_finding_of_other_types():
+    only_email = PIIDetector(PIIConfig(entities=("EMAIL_ADDRESS",)))
+    (result,) = only_email.detect([event_from_mapping(valid_event("pii-e", prompt="My name is John Smith, I live in Paris"))])
+    assert result.spans == [] and result.label is False
