@@ -110,6 +110,13 @@ def enabled_names(settings: Settings) -> list[str]:
     return [name for name in names() if config_of(name, settings).enabled]
 
 
+def unsampled_names(settings: Settings) -> list[str]:
+    """Enabled detectors that score every event (``sample_rate`` 1): once each has as many
+    results stored as there are events, every event is fully scored (a sampled detector's
+    results travel with theirs, and it has fewer)."""
+    return [name for name in enabled_names(settings) if config_of(name, settings).sample_rate >= 1.0]
+
+
 def build_enabled(settings: Settings, encoder: Any = None) -> list[BaseDetector]:
     """Every registered detector whose config says it is enabled, in name order."""
     return [build(name, settings, encoder) for name in enabled_names(settings)]

@@ -39,6 +39,8 @@ def stack_env(tmp_path_factory) -> Iterator[dict[str, str]]:
         "DRIFTWARDEN_MAX_PROMPT_CHARS": str(TEST_MAX_PROMPT_CHARS),
         # Retraining jobs are CPU-heavy: only the loop's own test turns them on.
         "DRIFTWARDEN_RETRAIN__ENABLED": "false",
+        # Every detector scores every event, so the tests can count one result per event and detector.
+        "DRIFTWARDEN_DETECTORS__HALLUCINATION__SAMPLE_RATE": "1",
     }
     yield env
 
@@ -108,10 +110,11 @@ def wait_for(settings: Settings, done: Callable[[dict], bool], timeout_s: float 
 
 
 def all_scored(settings: Settings, n: int) -> Callable[[dict], bool]:
-    """A ``wait_for`` condition: ``n`` events stored and every enabled detector's result for each."""
-    from driftwarden.detectors.registry import enabled_names
+    """A ``wait_for`` condition: ``n`` events stored and the result of every detector that scores
+    every event (a sampled one has fewer)."""
+    from driftwarden.detectors.registry import unsampled_names
 
-    detectors = enabled_names(settings)
+    detectors = unsampled_names(settings)
 
     def done(c: dict) -> bool:
         per = c["detections_by_detector"]

@@ -79,3 +79,11 @@ def test_token_budget_batches_group_by_length_under_both_limits():
 def test_a_missing_optional_package_names_the_extra_to_install():
     with pytest.raises(MissingExtraError, match=r"pip install 'driftwarden\[ml\]'"):
         require("no_such_module_for_driftwarden")
+
+
+def test_a_sampled_detector_is_not_one_whose_count_says_every_event_is_scored():
+    from driftwarden.detectors.registry import unsampled_names
+
+    settings = load_settings(detectors={"hallucination": {"sample_rate": 0.5}, "toxicity": {"enabled": False}})
+    assert "hallucination" not in unsampled_names(settings) and "toxicity" not in unsampled_names(settings)
+    assert {"operational", "pii", "prompt_injection"} <= set(unsampled_names(settings))
