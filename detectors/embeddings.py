@@ -141,7 +141,9 @@ class Encoder:
         refused: list[str] = []
         for variant in requested(c.backend, c.precision):
             why = runs_here(variant)
+            level = logging.INFO  # not for this machine: expected, said quietly
             if why is None:
+                level = logging.WARNING  # it should have run here and did not
                 try:
                     backend = self._gated(variant)
                     log.info("embedding model %s runs as %s%s", self.path, variant.name,
@@ -160,7 +162,7 @@ class Encoder:
                 raise DetectorError("embeddings", f"encoder variant {variant.name} cannot run here: {why}")
             refused.append(f"{variant.name}: {why}")
             self.min_cosine = None
-            log.log(logging.INFO if why == runs_here(variant) else logging.WARNING,
+            log.log(level,
                     "encoder variant %s is not used (%s); trying the next one the quality gate passed. Name "
                     "DRIFTWARDEN_DETECTORS__EMBEDDINGS__BACKEND and __PRECISION to choose one yourself",
                     variant.name, why)

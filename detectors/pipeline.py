@@ -82,7 +82,8 @@ class ScoringPipeline:
         if not events:
             return out
         ctx = BatchContext(events, self.encoder.encode if self.encoder is not None else None)
-        encoding = self._start_encoding(events, ctx, out) if self.encoder is not None else None
+        samples = {d.name: self._sample(d, events, ctx) for d in self.detectors}  # once per batch
+        encoding = self._start_encoding(samples, events, ctx, out) if self.encoder is not None else None
         by_detector: dict[str, list[DetectionResult | None]] = {}
         results: dict[str, list[DetectionResult]] = {}
         # Detectors that read no embeddings (PII, operational) and redaction run while the batch is
@@ -91,7 +92,8 @@ class ScoringPipeline:
             if encoding is not None and detector.reads_embeddings:
                 encoding.result()
                 encoding = None
-            results[detector.name], by_detector[detector.name] = self._detect(detector, events, ctx, out)
+            results[detector.name], by_detector[detector.name] = self._detect(detector, *samples[detector.name],
+                                                                              events, out)
             if self.redact and detector.name == "pii":
                 self._redact(detector, events, by_detector["pii"], out)
         if encoding is not None:
@@ -113,11 +115,12 @@ class ScoringPipeline:
                     ))
         return out
 
-    def _detect(self, detector: BaseDetector, events: Sequence[InferenceEvent], ctx: BatchContext,
-                out: BatchOutput) -> tuple[list[DetectionResult], list[DetectionResult | None]]:
-        """``detector``'s results on the events it samples, and the same spread one per event."""
+    def _detect(self, detector: BaseDetector, mine: list[InferenceEvent], sub: BatchContext,
+                events: Sequence[InferenceEvent], out: BatchOutput
+                ) -> tuple[list[DetectionResult], list[DetectionResult | None]]:
+        """``detector``'s results on the events it samples (``mine``, in ``sub``), and the same
+        spread one per event of the batch."""
         started = time.perf_counter()
-        mine, sub = self._sample(detector, events, ctx)
         try:
             results = detector.detect(mine, sub) if mine else []
             if len(results) != len(mine):
@@ -145,7 +148,8 @@ class ScoringPipeline:
         keep = [i for i, e in enumerate(events) if sampled(e.event_id, rate)]
         return [events[i] for i in keep], ctx.subset(keep)
 
-    def _start_encoding(self, events: Sequence[InferenceEvent], ctx: BatchContext, out: BatchOutput) -> Future:
+    def _start_encoding(self, samples: dict[str, tuple[list[InferenceEvent], BatchContext]],
+                        events: Sequence[InferenceEvent], ctx: BatchContext, out: BatchOutput) -> Future:
         """Encode every text the batch needs, in one call on the encoding thread: the stored
         prompt and response embeddings and what each detector says it will embed. If that call
         fails, each detector encodes what it asks for when it scores, with its own error
@@ -156,7 +160,7 @@ class ScoringPipeline:
             wanted += [e.prompt for e in events] + [e.response for e in events]
         for detector in self.detectors:
             try:
-                mine, sub = self._sample(detector, events, ctx)
+                mine, sub = samples[detector.name]
                 wanted += detector.texts_to_embed(mine, sub) if mine else []
             except Exception:  # noqa: BLE001 - the detector asks again when it scores
                 log.warning("detector %s could not say which texts it will embed; they are encoded when it "
