@@ -9,8 +9,11 @@ from driftwarden.streams.app import create_app
 
 
 def test_the_consumers_fetch_wait_comes_from_the_settings(tmp_path):
-    settings = load_settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=42, kafka_bootstrap="127.0.0.1:1")
-    app = create_app("sink", settings, web_port=0)
+    off = {"enabled": False}
+    settings = load_settings(data_dir=tmp_path, consumer_fetch_max_wait_ms=42, kafka_bootstrap="127.0.0.1:1",
+                             redact_pii=False, detectors={name: off for name in (
+                                 "embeddings", "toxicity", "pii", "prompt_injection", "hallucination")})
+    app = create_app("score", settings, web_port=0)  # the sink's app would open the embedded store in this process
 
     async def built() -> int:
         async def nothing(*args) -> None:
