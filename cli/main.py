@@ -489,8 +489,13 @@ def finetune(
     job_id: Annotated[str, typer.Option(help="Job id (for the log).")] = "manual",
     max_steps: Annotated[Optional[int], typer.Option(min=1, help="Overrides DRIFTWARDEN_RETRAIN__MAX_STEPS.")] = None,
     base_model: Annotated[Optional[Path], typer.Option(help="Local causal LM directory (overrides the setting).")] = None,
+    current_adapter: Annotated[Optional[Path], typer.Option(
+        help="The current (champion) adapter: training starts from it, and the evaluation compares with it "
+             "(default: the base model alone).")] = None,
 ) -> None:
-    """The fine-tuning job: LoRA on the base model, held-out loss before and after."""
+    """The fine-tuning job: LoRA on the base model, held-out loss before and after, and the
+    candidate evaluated against the current model on the drifted held-out and the regression set."""
+    from driftwarden.retrain_trigger.retraining.evaluation import DetectorScorer
     from driftwarden.retrain_trigger.retraining.finetune import run
 
     settings = _settings()
@@ -503,7 +508,8 @@ def finetune(
     if updates:
         config = config.model_copy(update=updates)
     typer.echo(f"job {job_id}: fine-tuning on {snapshot}")
-    metrics = run(snapshot, out, config)
+    scorer = DetectorScorer(settings, config.eval_detectors) if config.eval_max_events else None
+    metrics = run(snapshot, out, config, current_adapter=current_adapter, scorer=scorer)
     typer.echo(json.dumps(metrics, indent=2))
 
 

@@ -100,3 +100,19 @@ class RetrainConfig(BaseModel):
     variable's name), never inlined in the manifest. The fine-tuning job reads no secret today."""
     kubectl: str | None = None
     """kubectl binary; set, the launcher applies the Job and polls it; unset, it only writes the manifest."""
+    eval_max_events: int = Field(64, ge=0, le=10_000)
+    """Events per evaluation set (the snapshot's held-out events, the regression set from before the
+    drift) on which the candidate and the current model generate answers; 0 skips generation (the
+    held-out loss is still compared)."""
+    eval_max_new_tokens: int = Field(48, ge=1, le=1024)
+    """Tokens each model may generate per evaluation prompt (greedy)."""
+    eval_detectors: tuple[str, ...] = ("toxicity", "hallucination")
+    """The product's detectors run on the generated answers (hallucination only where the event had
+    context). Those not installed in the job's environment are left out, and the evaluation says so."""
+    regression_rows: int = Field(200, ge=0, le=10_000)
+    """Events of the segment from before the drifted range (its reference population) kept in the
+    snapshot as the fixed regression set; 0: none."""
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking (and registry) URI: a tracking server (``http://mlflow:5000``) in production;
+    default a SQLite file, ``sqlite:///<data_dir>/mlflow/mlflow.db``, with artifacts beside it. Nothing
+    is fetched from the network unless this names a server."""

@@ -645,10 +645,20 @@ class RetrainStatus(BaseModel):
     dataset_version: str = ""
     dataset_rows: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
-    """Held-out loss before and after, rows, steps, seconds (from the job's metrics file)."""
+    """Held-out loss before and after, rows, steps, seconds, and the evaluation's figures as
+    ``eval.<set>.<model>.<metric>`` (from the job's metrics file)."""
     message: str = ""
     output_dir: str = ""
     updated_at: datetime
+    decision: Literal["", "promote", "hold", "reject"] = ""
+    """What the promotion policy (or a person, with ``driftwarden models``) decided of a succeeded
+    job's adapter; empty until decided."""
+    decision_reasons: list[str] = Field(default_factory=list, max_length=50)
+    """Why: one line per rule that held or failed, or the person's name and words."""
+    registered_model: str = ""
+    """The MLflow registered model (``driftwarden-<app>``) the adapter is a version of."""
+    registered_version: str = ""
+    """Its version in the MLflow registry."""
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()

@@ -321,6 +321,19 @@ class Settings(BaseSettings):
         return (self.retrain.jobs_dir or self.data_dir / "jobs").resolve()
 
     @property
+    def mlflow_tracking_uri(self) -> str:
+        """Where retraining runs and model versions are recorded (MLflow): the setting, or a SQLite
+        file under the data directory."""
+        if self.retrain.mlflow_tracking_uri is not None:
+            return self.retrain.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Where a local registry keeps its artifacts (the adapters, manifests, metrics)."""
+        return (self.data_dir / "mlflow" / "artifacts").resolve()
+
+    @property
     def embedded_store(self) -> bool:
         return self.clickhouse_url.startswith("chdb://")
 
@@ -402,6 +415,8 @@ def setting_text(value: object) -> str:
         return json.dumps(_revealed(value))
     if isinstance(value, dict):
         return json.dumps({k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return json.dumps(list(value))
     return str(value)
 
 

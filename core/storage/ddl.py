@@ -332,6 +332,22 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        10,
+        "retraining decisions: the promotion policy's (or a person's) decision and the registry version",
+        (
+            "ALTER TABLE {db}.retrain_jobs ADD COLUMN IF NOT EXISTS decision LowCardinality(String) DEFAULT '' "
+            "AFTER updated_at",
+            "ALTER TABLE {db}.retrain_jobs ADD COLUMN IF NOT EXISTS decision_reasons Array(String) AFTER decision",
+            "ALTER TABLE {db}.retrain_jobs ADD COLUMN IF NOT EXISTS registered_model String DEFAULT '' "
+            "AFTER decision_reasons",
+            "ALTER TABLE {db}.retrain_jobs ADD COLUMN IF NOT EXISTS registered_version String DEFAULT '' "
+            "AFTER registered_model",
+        ),
+    ),
+)
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -181,13 +181,15 @@ class MemoryStore:
         if not jobs:
             return None
         j = jobs[-1]
-        return {"status": j.status, "dataset_version": j.dataset_version, "dataset_rows": j.dataset_rows}
+        return {"status": j.status, "dataset_version": j.dataset_version, "dataset_rows": j.dataset_rows,
+                "job_id": j.job_id, "updated_at": _utc(j.updated_at), "attempts": len(jobs)}
 
     def unfinished_jobs(self) -> list[dict]:
         jobs = sorted((j for j in self.jobs.values() if j.status not in ("succeeded", "failed")),
                       key=lambda j: _utc(j.updated_at))
         return [{"request_id": j.request_id, "app": j.app, "model_version": j.model_version, "status": j.status,
-                 "dataset_version": j.dataset_version, "dataset_rows": j.dataset_rows} for j in jobs]
+                 "dataset_version": j.dataset_version, "dataset_rows": j.dataset_rows, "job_id": j.job_id}
+                for j in jobs]
 
     def retrain_request(self, request_id: str) -> RetrainRequest | None:
         return self.requests.get(request_id)
@@ -225,6 +227,7 @@ class MemoryStore:
         out.flags = {e: sorted(names) for e, names in out.flags.items()}
         out.vectors = {r.event_id: list(r.vector) for r in self.embeddings.values()
                        if in_range(r) and r.field == "prompt"}
+        out.contexts = {e.event_id: list(e.context) for e, _ in events if e.context}
         return out
 
     def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData:

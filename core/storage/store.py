@@ -47,6 +47,8 @@ class CurationData:
     """event_id -> detectors that flagged it, sorted."""
     versions: dict[str, str] = field(default_factory=dict)
     """detector -> the version that scored the range."""
+    contexts: dict[str, list[str]] = field(default_factory=dict)
+    """event_id -> the passages the answer was to be grounded in (events with context only)."""
     vectors: dict[str, list[float]] = field(default_factory=dict)
     """event_id -> its prompt's embedding."""
 
@@ -253,18 +255,24 @@ class ClickHouseStore(Writer):
         return {str(r[0]): str(r[1]) for r in rows}
 
     def last_job(self, request_id: str) -> dict | None:
-        """The newest state of the retraining job of a request."""
-        rows = self._rows(f"SELECT status, dataset_version, dataset_rows FROM {self.database}.retrain_jobs FINAL "
+        """The newest state of the newest retraining job of a request (an episode), with the number
+        of jobs (attempts) it had."""
+        rows = self._rows(f"SELECT status, dataset_version, dataset_rows, job_id, updated_at, "
+                          f"count() OVER () FROM {self.database}.retrain_jobs FINAL "
                           f"WHERE request_id = {{r:String}} ORDER BY updated_at DESC LIMIT 1", r=request_id)
-        return {"status": rows[0][0], "dataset_version": rows[0][1], "dataset_rows": int(rows[0][2])} if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        return {"status": r[0], "dataset_version": r[1], "dataset_rows": int(r[2]), "job_id": r[3],
+                "updated_at": _utc(r[4]), "attempts": int(r[5])}
 
     def unfinished_jobs(self) -> list[dict]:
         """Jobs whose newest state is neither succeeded nor failed, oldest first."""
-        rows = self._rows(f"SELECT request_id, app, model_version, status, dataset_version, dataset_rows "
+        rows = self._rows(f"SELECT request_id, app, model_version, status, dataset_version, dataset_rows, job_id "
                           f"FROM {self.database}.retrain_jobs FINAL WHERE status NOT IN ('succeeded', 'failed') "
                           f"ORDER BY updated_at")
         return [{"request_id": r[0], "app": r[1], "model_version": r[2], "status": r[3], "dataset_version": r[4],
-                 "dataset_rows": int(r[5])} for r in rows]
+                 "dataset_rows": int(r[5]), "job_id": r[6]} for r in rows]
 
     def retrain_request(self, request_id: str) -> RetrainRequest | None:
         rows = self._rows(f"SELECT request_id, alert_id, app, model_version, reason, start, end, dataset, "
@@ -310,6 +318,9 @@ class ClickHouseStore(Writer):
         out.flags = {e: sorted(names) for e, names in out.flags.items()}
         out.vectors = {event_id: list(vector) for event_id, vector in self._rows(
             f"SELECT event_id, vector FROM {db}.embeddings FINAL WHERE {ets} AND field = 'prompt'", **params)}
+        out.contexts = {str(event_id): list(context) for event_id, context in self._rows(
+            f"SELECT event_id, context FROM {db}.inference_events FINAL WHERE {where} AND status = 'ok' "
+            f"AND response != '' AND length(context) > 0", **params)}
         return out
 
     def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData:

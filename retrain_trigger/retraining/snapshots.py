@@ -1,8 +1,10 @@
 """Versioned, immutable dataset snapshots for fine-tuning.
 
 A snapshot is a directory ``<datasets_dir>/<app>/<model_version>/<version>/`` holding
-``train.parquet`` (prompt/response pairs), ``review.parquet`` (rows set aside, with the reason)
-and ``manifest.json`` (content hash, row counts, filters, detector versions, the source event
+``train.parquet`` (prompt/response pairs, with the context they were grounded in),
+``review.parquet`` (rows set aside, with the reason), ``regression.parquet`` (the fixed regression
+set: events of the segment from before the drifted range, which the job's evaluation compares the
+candidate and the current model on) and ``manifest.json`` (content hash, row counts, filters, detector versions, the source event
 ids, the request it answers). The version is ``<UTC time>-<first 12 hex of the content hash>``;
 the directory is written under a temporary name, renamed into place, and made read-only for its
 owner and closed to everyone else (it holds prompts and responses). The same content for the
@@ -31,7 +33,8 @@ from driftwarden.retrain_trigger.retraining.curation import Curated, Row
 MANIFEST = "manifest.json"
 TRAIN = "train.parquet"
 REVIEW = "review.parquet"
-FORMAT = 1
+REGRESSION = "regression.parquet"
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,18 @@ class Snapshot:
     def train_file(self) -> Path:
         return self.path / TRAIN
 
+    @property
+    def regression_file(self) -> Path | None:
+        """The regression set, when the snapshot has one (format 2 on)."""
+        path = self.path / REGRESSION
+        return path if path.is_file() else None
 
-def content_hash(train: list[Row], review: list[Row]) -> str:
+
+def content_hash(train: list[Row], review: list[Row], regression: list[Row] = ()) -> str:
     digest = hashlib.sha256()
-    for part, rows in (("train", train), ("review", review)):
+    for part, rows in (("train", train), ("review", review), ("regression", regression)):
         for r in rows:
-            digest.update(json.dumps([part, r.event_id, r.prompt, r.response, r.reason]).encode())
+            digest.update(json.dumps([part, r.event_id, r.prompt, r.response, r.reason, list(r.context)]).encode())
             digest.update(b"\n")
     return digest.hexdigest()
 
@@ -114,11 +123,12 @@ def _table(rows: list[Row], with_reason: bool):
         "prompt": [r.prompt for r in rows],
         "response": [r.response for r in rows],
         "feedback": [r.feedback for r in rows],
+        "context": [list(r.context) for r in rows],
     }
     if with_reason:
         cols["reason"] = [r.reason for r in rows]
     schema = [("event_id", pa.string()), ("ts", pa.timestamp("ms", tz="UTC")), ("prompt", pa.string()),
-              ("response", pa.string()), ("feedback", pa.float32())] + ([("reason", pa.string())] if with_reason else [])
+              ("response", pa.string()), ("feedback", pa.float32()), ("context", pa.list_(pa.string()))] + ([("reason", pa.string())] if with_reason else [])
     return pa.table(cols, schema=pa.schema(schema))
 
 
@@ -126,7 +136,7 @@ def write_snapshot(root: Path, request: RetrainRequest, curated: Curated) -> Sna
     """Write (or find, when the same content exists) the snapshot of a curated segment."""
     import pyarrow.parquet as pq
 
-    digest = content_hash(curated.train, curated.review)
+    digest = content_hash(curated.train, curated.review, curated.regression)
     segment_dir = under(root, Path(root) / _safe(request.app) / _safe(request.model_version))
     for existing in list_snapshots(root, app=request.app, model_version=request.model_version):
         if existing.manifest["content_sha256"] == digest:
@@ -137,13 +147,15 @@ def write_snapshot(root: Path, request: RetrainRequest, curated: Curated) -> Sna
     manifest = {
         "format": FORMAT, "version": version, "app": request.app, "model_version": request.model_version,
         "created_at": datetime.now(UTC).isoformat(), "content_sha256": digest,
-        "rows": {"train": len(curated.train), "review": len(curated.review)},
+        "rows": {"train": len(curated.train), "review": len(curated.review),
+                 "regression": len(curated.regression)},
         "counts": dict(curated.counts), "filters": request.dataset.model_dump(mode="json"),
         "time_range": {"start": request.start.isoformat(), "end": request.end.isoformat()},
         "detector_versions": curated.detector_versions, "request_id": request.request_id,
         "reason": request.reason, "source_event_ids": [r.event_id for r in curated.train],
         "review_event_ids": [r.event_id for r in curated.review],
-        "files": {"train": TRAIN, "review": REVIEW},
+        "regression_event_ids": [r.event_id for r in curated.regression],
+        "files": {"train": TRAIN, "review": REVIEW, "regression": REGRESSION},
     }
     try:
         private_dir(root)
@@ -153,6 +165,7 @@ def write_snapshot(root: Path, request: RetrainRequest, curated: Curated) -> Sna
         tmp.chmod(DIR_MODE)
         pq.write_table(_table(curated.train, False), tmp / TRAIN)
         pq.write_table(_table(curated.review, True), tmp / REVIEW)
+        pq.write_table(_table(curated.regression, False), tmp / REGRESSION)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
         os.replace(tmp, final)
         owner_only(final, read_only=True)

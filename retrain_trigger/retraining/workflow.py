@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from driftwarden.core.errors import DriftwardenError
@@ -35,23 +36,41 @@ from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
 from driftwarden.retrain_trigger.retraining.curation import curate, pii_redactor
 from driftwarden.retrain_trigger.retraining.launchers import JobSpec, Launcher, record
-from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, write_snapshot
+from driftwarden.retrain_trigger.alerting.rules import load_policy
+from driftwarden.retrain_trigger.retraining.evaluation import Table
+from driftwarden.retrain_trigger.retraining.promotion import PromotionPolicy, decide
+from driftwarden.retrain_trigger.retraining.registry import ModelRegistry, job_params, version_tags
+from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, load_snapshot, private_dir, write_snapshot
 
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"succeeded", "failed"})
+#: Where a job's copy of the champion adapter it starts from lies, inside its output directory.
+CURRENT_ADAPTER = "current-adapter"
 
 
-def job_id_for(request_id: str) -> str:
-    return "job-" + hashlib.sha256(request_id.encode()).hexdigest()[:12]
+def load_manifest(snapshot_dir: Path) -> dict:
+    return load_snapshot(snapshot_dir).manifest
 
 
-def next_step(last_status: str | None) -> str:
-    """What a request needs, given its job's last stored status: ``start`` (no job yet),
-    ``skip`` (the job has a final status) or ``resume`` (queued or running when the process stopped)."""
-    if last_status is None:
+def job_id_for(request_id: str, attempt: int = 1) -> str:
+    """The job of a request's ``attempt`` (1: the first; a new request for an episode whose job failed
+    is a further attempt)."""
+    key = request_id if attempt == 1 else f"{request_id}#{attempt}"
+    return "job-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def next_step(last: dict | None, requested_at: datetime | None = None) -> str:
+    """What a request needs, given its episode's last stored job: ``start`` (no job yet), ``retry``
+    (the job failed before this request was made: a new request for the episode runs once more),
+    ``skip`` (the job succeeded, or failed after this request: a redelivery) or ``resume`` (queued
+    or running when the process stopped)."""
+    if last is None:
         return "start"
-    return "skip" if last_status in FINAL else "resume"
+    if last["status"] == "failed" and requested_at is not None and last.get("updated_at") is not None \
+            and requested_at > last["updated_at"]:
+        return "retry"
+    return "skip" if last["status"] in FINAL else "resume"
 
 
 @dataclass(frozen=True)
@@ -70,10 +89,14 @@ class RetrainWorkflow:
                  publish: Callable[[RetrainStatus], Awaitable[None]],
                  spawn: Callable[[Coroutine[Any, Any, None], str], Any] | None = None, *,
                  redactor: Callable[[Settings], Callable[[str], str]] = pii_redactor, settle_timeout_s: float = 15.0,
-                 settle_poll_s: float = 1.0):
+                 settle_poll_s: float = 1.0, promotion: PromotionPolicy | None = None,
+                 notify: Callable[[RetrainStatus, str], Awaitable[None]] | None = None,
+                 registry: ModelRegistry | None = None):
         """``publish`` sends a job status out; ``spawn(coroutine, name)`` runs a watch in the
         background (default: a task on the running loop); ``redactor`` builds the PII redaction
-        (once, on first use)."""
+        (once, on first use); ``promotion`` decides on a succeeded job (default: the policy file's);
+        ``notify(status, table)`` tells the alert receivers of a decision; ``registry``: MLflow
+        (default: the settings')."""
         self.settings = settings
         self.store = store
         self.launcher = launcher
@@ -82,7 +105,13 @@ class RetrainWorkflow:
         self.redactor = redactor
         self.settle_timeout_s = settle_timeout_s
         self.settle_poll_s = settle_poll_s
-        self.handled: set[str] = set()
+        self.handled: set[tuple[str, str]] = set()
+        """(request id, requested at) of every request this process took."""
+        self.touched: set[str] = set()
+        """Request ids whose job this process started or resumed (its store rows may lag)."""
+        self.promotion = promotion
+        self.notify = notify
+        self.registry = registry
         self.watches: set[Any] = set()
         self._redact: Callable[[str], str] | None = None
         self._secrets = url_secrets(settings.clickhouse_url)
@@ -91,18 +120,28 @@ class RetrainWorkflow:
 
     async def on_request(self, request: RetrainRequest) -> None:
         """Handle one request from the stream; never raises (a failure is the job's, reported)."""
-        if request.request_id in self.handled:
+        key = (request.request_id, request.requested_at.isoformat())
+        if key in self.handled:
             log.info("retraining request %r is handled by this process already", request.request_id)
             return
-        self.handled.add(request.request_id)
+        self.handled.add(key)
         try:
             last = await asyncio.to_thread(self.store.last_job, request.request_id)
-            step = next_step(last and last["status"])
+            step = next_step(last, request.requested_at)
+            if step in ("start", "resume") and request.request_id in self.touched:
+                log.info("retraining request %r: its job is in this process's hands already", request.request_id)
+                return
+            self.touched.add(request.request_id)
             if step == "skip":
                 log.info("retraining request %r was handled before (its job %s); not starting it again",
                          request.request_id, last["status"])
             elif step == "resume":
                 await self.resume(request, last)
+            elif step == "retry":
+                attempt = int(last.get("attempts", 1)) + 1
+                log.warning("retraining request %r: its last job %s failed before this request was made; running "
+                            "it again (attempt %d)", request.request_id, last.get("job_id", ""), attempt)
+                await self.handle(request, attempt)
             else:
                 await self.handle(request)
         except Exception as exc:  # noqa: BLE001 - no exception escapes per-message handling
@@ -117,13 +156,13 @@ class RetrainWorkflow:
                       "when their request is redelivered or the sink restarts", type(exc).__name__, str(exc)[:300])
             return
         for last in jobs:
-            if last["request_id"] in self.handled:
+            if last["request_id"] in self.touched:
                 continue
-            self.handled.add(last["request_id"])
+            self.touched.add(last["request_id"])
             segment = Segment(last["request_id"], last["app"], last["model_version"])
             try:
                 request = await asyncio.to_thread(self.store.retrain_request, last["request_id"]) or segment
-                log.info("resuming retraining job %s (%s when the sink stopped)", job_id_for(last["request_id"]),
+                log.info("resuming retraining job %s (%s when the sink stopped)", last.get("job_id", ""),
                          last["status"])
                 await self.resume(request, last)
             except Exception as exc:  # noqa: BLE001 - one job's trouble does not stop the others
@@ -140,6 +179,7 @@ class RetrainWorkflow:
         log.log(logging.ERROR if status == "failed" else logging.INFO, "retraining job %s: %s %s", job_id, status,
                 fields.get("message", "")[:500])
         await self.publish(status_)
+        return status_
 
     async def settled(self, request: RetrainRequest) -> None:
         """The events of the range may still be on their way to the store: wait until the count holds."""
@@ -153,15 +193,16 @@ class RetrainWorkflow:
             await asyncio.sleep(self.settle_poll_s)
             waited += self.settle_poll_s
 
-    async def handle(self, request: RetrainRequest) -> None:
+    async def handle(self, request: RetrainRequest, attempt: int = 1) -> None:
         settings = self.settings
-        job_id = job_id_for(request.request_id)
+        job_id = job_id_for(request.request_id, attempt)
         await self.report(request, job_id, "queued", message=request.reason[:1000])
         await self.settled(request)
         try:
             if self._redact is None:
                 self._redact = await asyncio.to_thread(self.redactor, settings)
-            curated = await asyncio.to_thread(curate, self.store, request, self._redact)
+            curated = await asyncio.to_thread(curate, self.store, request, self._redact,
+                                              settings.retrain.regression_rows)
             snapshot = await asyncio.to_thread(write_snapshot, settings.datasets_dir, request, curated)
         except Exception as exc:  # noqa: BLE001 - reported as the job's failure, the stream goes on
             log.exception("curation for %r failed", request.request_id)
@@ -176,8 +217,29 @@ class RetrainWorkflow:
                                       f" needed: DRIFTWARDEN_RETRAIN__MIN_ROWS); snapshot {snapshot.path}")
             return
         job = JobSpec(job_id=job_id, snapshot_dir=snapshot.path, out_dir=settings.jobs_dir / job_id)
+        job.current_adapter = await asyncio.to_thread(self.current_adapter, request.app, job)
         lag_s = (datetime.now(UTC) - request.requested_at).total_seconds()
         await self.launch(request, job, snapshot.version, rows, lag_s, "")
+
+    def current_adapter(self, app: str, job: JobSpec) -> Path | None:
+        """The app's champion adapter, copied into the job's directory (the job starts from it and
+        compares with it); None: the base model (no champion, or no registry to ask)."""
+        try:
+            champion = self.get_registry().champion(app)
+            if champion is None:
+                return None
+            path = self.get_registry().fetch_adapter(champion, private_dir(job.out_dir) / CURRENT_ADAPTER)
+        except DriftwardenError as exc:
+            log.warning("job %s starts from the base model: the champion adapter of %r cannot be read (%s)",
+                        job.job_id, app, exc)
+            return None
+        log.info("job %s starts from %s version %s (the champion)", job.job_id, champion.name, champion.version)
+        return path
+
+    def get_registry(self) -> ModelRegistry:
+        if self.registry is None:
+            self.registry = ModelRegistry(self.settings)
+        return self.registry
 
     async def launch(self, request, job: JobSpec, version: str, rows: int, lag_s: float | None, note: str) -> None:
         try:
@@ -223,6 +285,7 @@ class RetrainWorkflow:
                      message: str) -> None:
         """Report a final state (with the launcher's result when it succeeded), recorded beside the job's outputs first."""
         metrics: dict[str, float] = {}
+        result = None
         if state == "succeeded":
             try:
                 result = await asyncio.to_thread(self.launcher.result, job)
@@ -232,13 +295,48 @@ class RetrainWorkflow:
             except DriftwardenError as exc:
                 state, message = "failed", str(exc)
         await asyncio.to_thread(record, job, state, message)
-        await self.report(request, job.job_id, state, dataset_version=version, dataset_rows=rows, metrics=metrics,
-                          message=message, output_dir=str(job.out_dir))
+        decided: dict = {}
+        if result is not None:
+            decided = await self.decide(request, job, version, metrics, result.raw)
+        status = await self.report(request, job.job_id, state, dataset_version=version, dataset_rows=rows,
+                                   metrics=metrics, message=message, output_dir=str(job.out_dir), **decided)
+        if decided and self.notify is not None:
+            try:
+                await self.notify(status, Table.from_flat(metrics).render())
+            except Exception as exc:  # noqa: BLE001 - the decision stands; only its notice is lost
+                log.error("the decision on job %s could not be sent to the alert receivers (%s: %s); it is in "
+                          "retrain_jobs and the registry", job.job_id, type(exc).__name__, str(exc)[:300])
+
+    async def decide(self, request, job: JobSpec, version: str, metrics: dict[str, float], raw: dict) -> dict:
+        """Register the job's adapter in MLflow, judge its evaluation by the promotion policy, and
+        record the decision (the ``champion`` alias on promote). Never raises: a registry that
+        cannot be reached holds the candidate, saying why."""
+        policy = self.promotion if self.promotion is not None else load_policy(self.settings.policy_file).promotion
+        verdict = decide(Table.from_flat(metrics), policy)
+        out = {"decision": verdict.decision, "decision_reasons": verdict.reasons}
+        try:
+            registry = self.get_registry()
+            manifest = await asyncio.to_thread(load_manifest, job.snapshot_dir)
+            info = await asyncio.to_thread(
+                registry.record, app=request.app, job_id=job.job_id, out_dir=job.out_dir,
+                tags=version_tags(request, job.job_id, manifest), params=job_params(raw), metrics=metrics,
+                manifest=manifest)
+            out.update(registered_model=info.name, registered_version=info.version)
+            await asyncio.to_thread(registry.set_decision, info.name, info.version, verdict.decision, "policy",
+                                    "; ".join(verdict.reasons))
+        except DriftwardenError as exc:
+            log.error("job %s is not registered (%s); it is held for a person — fix the registry "
+                      "(DRIFTWARDEN_RETRAIN__MLFLOW_TRACKING_URI) and decide with driftwarden models", job.job_id,
+                      exc)
+            out["decision"] = "hold"
+            out["decision_reasons"] = [f"not registered: {exc}"[:1000], *verdict.reasons]
+        log.info("job %s: %s (%s)", job.job_id, out["decision"], "; ".join(out["decision_reasons"])[:1000])
+        return out
 
     async def resume(self, request, last: dict) -> None:
         """Pick up a job that was queued or running when the process stopped."""
         settings = self.settings
-        job_id = job_id_for(request.request_id)
+        job_id = last.get("job_id") or job_id_for(request.request_id)
         version, rows = last["dataset_version"], last["dataset_rows"]
         if not version:  # stopped before its snapshot was written: start over (same content, same snapshot)
             if isinstance(request, RetrainRequest):
@@ -257,6 +355,8 @@ class RetrainWorkflow:
                                       f"{settings.datasets_dir}: it cannot be resumed; send the request again")
             return
         job = JobSpec(job_id=job_id, snapshot_dir=snapshot.path, out_dir=settings.jobs_dir / job_id)
+        if (job.out_dir / CURRENT_ADAPTER).is_dir():
+            job.current_adapter = job.out_dir / CURRENT_ADAPTER
         found = await asyncio.to_thread(self.launcher.adopt, job)
         if found is None:
             log.warning("retraining job %s was %s when the sink stopped and its process is gone: launching it again",

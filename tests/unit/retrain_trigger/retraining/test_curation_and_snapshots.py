@@ -53,7 +53,7 @@ def test_a_snapshot_is_immutable_described_by_its_manifest_and_not_written_twice
     curated = select(rows(), DatasetSpec())
     snap = write_snapshot(tmp_path, request(), curated)
     manifest = json.loads((snap.path / "manifest.json").read_text())
-    assert manifest["rows"] == {"train": 2, "review": 2}
+    assert manifest["rows"] == {"train": 2, "review": 2, "regression": 0}
     assert manifest["source_event_ids"] == ["a", "f"] and manifest["review_event_ids"] == ["d", "e"]
     assert manifest["content_sha256"].startswith(snap.version.split("-")[-1])
     assert manifest["filters"]["near_duplicate_cosine"] == 0.95 and manifest["request_id"] == "req-1"

@@ -16,18 +16,33 @@ from driftwarden.retrain_trigger.retraining.launchers import JobResult
 from driftwarden.retrain_trigger.retraining.workflow import RetrainWorkflow, job_id_for, next_step
 
 
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
 def test_a_request_without_a_job_is_started():
     assert next_step(None) == "start"
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed"])
 def test_a_request_whose_job_has_a_final_status_is_not_started_again(status):
-    assert next_step(status) == "skip"
+    assert next_step({"status": status, "updated_at": T0}, T0 - timedelta(seconds=1)) == "skip"
+
+
+def test_a_succeeded_episode_is_not_run_again_even_by_a_newer_request():
+    assert next_step({"status": "succeeded", "updated_at": T0}, T0 + timedelta(hours=1)) == "skip"
+
+
+def test_a_new_request_for_an_episode_whose_job_failed_before_it_runs_again():
+    assert next_step({"status": "failed", "updated_at": T0}, T0 + timedelta(seconds=1)) == "retry"
 
 
 @pytest.mark.parametrize("status", ["queued", "running"])
 def test_a_request_interrupted_while_queued_or_running_is_resumed_not_skipped(status):
-    assert next_step(status) == "resume"
+    assert next_step({"status": status, "updated_at": T0}, T0 + timedelta(hours=1)) == "resume"
+
+
+def test_each_attempt_of_an_episode_has_its_own_job_and_the_first_keeps_the_old_id():
+    assert job_id_for("r") == job_id_for("r", 1) != job_id_for("r", 2) != job_id_for("r", 3)
 
 
 def test_the_job_id_is_fixed_by_the_request_id_and_safe_as_a_path_part():
@@ -36,8 +51,6 @@ def test_the_job_id_is_fixed_by_the_request_id_and_safe_as_a_path_part():
 
 
 # --- the workflow on the in-memory store (a scripted launcher: the real ones have their own tests) ---
-
-T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 class ScriptedLauncher:
