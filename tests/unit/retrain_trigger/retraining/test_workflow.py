@@ -168,3 +168,120 @@ def test_an_unfinished_job_is_resumed_from_the_store_and_a_failing_request_does_
                    lambda f: f.on_request(request("good")))
     assert [(s.request_id, s.status) for s in statuses if s.status in ("failed", "succeeded")] == [
         ("bad", "failed"), ("good", "succeeded")]
+
+
+# --- the decision on a succeeded job: registered in MLflow, judged by the promotion rules ---
+
+EVALUATED = {"loss_before": 3.0, "loss_after": 2.5, "eval.drifted.events": 30.0, "eval.regression.events": 30.0,
+             "eval.drifted.candidate.held_out_loss": 2.5, "eval.drifted.current.held_out_loss": 3.0,
+             "eval.drifted.candidate.hallucination_rate": 0.2, "eval.drifted.current.hallucination_rate": 0.5,
+             "eval.regression.candidate.toxicity_rate": 0.0, "eval.regression.current.toxicity_rate": 0.0}
+
+
+class TrainingLauncher(ScriptedLauncher):
+    """Writes an adapter, as a finished job does, and answers with an evaluated result."""
+
+    def __init__(self, metrics=None, **kwargs):
+        super().__init__(**kwargs)
+        self.metrics = metrics or EVALUATED
+        self.jobs = []
+
+    def launch(self, job):
+        self.jobs.append(job)
+        (job.out_dir / "adapter").mkdir(parents=True, exist_ok=True)
+        (job.out_dir / "adapter" / "adapter_config.json").write_text("{}")
+        return super().launch(job)
+
+    def result(self, job):
+        return JobResult(dict(self.metrics), "held-out loss 3.0 -> 2.5", {"base_model": "tiny"})
+
+
+def run_deciding(launcher, store, settings, promotion, *calls):
+    statuses, notices = [], []
+
+    async def publish(status):
+        statuses.append(status)
+        store.insert_retrain_status([status])
+
+    async def notify(status, table):
+        notices.append((status, table))
+
+    async def go():
+        flow = RetrainWorkflow(settings, store, launcher, publish, redactor=lambda s: (lambda t: t),
+                               settle_timeout_s=0.0, promotion=promotion, notify=notify)
+        for call in calls:
+            await call(flow)
+        while flow.watches:
+            await asyncio.gather(*list(flow.watches))
+        return flow
+
+    asyncio.run(go())
+    return statuses, notices
+
+
+@pytest.mark.timeout(120)
+def test_a_succeeded_job_is_registered_judged_promoted_and_the_next_job_starts_from_it(tmp_path):
+    from driftwarden.retrain_trigger.retraining.promotion import Condition, PromotionPolicy
+    from driftwarden.retrain_trigger.retraining.registry import ModelRegistry
+
+    settings = load_settings(data_dir=tmp_path)
+    store = MemoryStore()
+    store.insert_events(events(20))
+    promote = PromotionPolicy(min_events=10, promote=[
+        Condition(set="drifted", metric="hallucination_rate", improves_by_at_least=0.02)])
+    launcher = TrainingLauncher()
+    statuses, notices = run_deciding(launcher, store, settings, promote, lambda f: f.on_request(request()))
+    done = statuses[-1]
+    assert done.status == "succeeded" and done.decision == "promote" and done.registered_version == "1"
+    assert done.registered_model == "driftwarden-chat" and "hallucination_rate" in done.decision_reasons[0]
+    assert notices and notices[0][0].decision == "promote" and "hallucination_rate" in notices[0][1]
+    registry = ModelRegistry(settings)
+    champion = registry.champion("chat")
+    assert champion.version == "1" and champion.tags["decided_by"] == "policy"
+    assert launcher.jobs[0].current_adapter is None, "the first job starts from the base model"
+    # The next episode's job starts from the promoted adapter (copied into its own directory).
+    store.insert_events([e.model_copy(update={"event_id": "n" + e.event_id}) for e in events(20)])
+    statuses, _ = run_deciding(launcher, store, settings, promote, lambda f: f.on_request(request("r-2")))
+    assert launcher.jobs[1].current_adapter == launcher.jobs[1].out_dir / "current-adapter"
+    assert (launcher.jobs[1].current_adapter / "adapter_config.json").is_file()
+    assert statuses[-1].registered_version == "2"
+
+
+@pytest.mark.timeout(120)
+def test_a_candidate_the_rules_cannot_judge_is_held_and_a_worse_one_rejected(tmp_path):
+    from driftwarden.retrain_trigger.retraining.promotion import Condition, PromotionPolicy
+
+    settings = load_settings(data_dir=tmp_path)
+    store = MemoryStore()
+    store.insert_events(events(20))
+    policy = PromotionPolicy(min_events=10, promote=[
+        Condition(set="drifted", metric="toxicity_rate", improves_by_at_least=0.02)],
+        reject=[Condition(set="drifted", metric="held_out_loss", worsens_by_more_than=0.0)])
+    statuses, _ = run_deciding(TrainingLauncher(), store, settings, policy, lambda f: f.on_request(request()))
+    assert statuses[-1].decision == "hold" and any("no figure" in r for r in statuses[-1].decision_reasons)
+    worse = {**EVALUATED, "eval.drifted.candidate.held_out_loss": 3.5}
+    store = MemoryStore()
+    store.insert_events(events(20))
+    statuses, _ = run_deciding(TrainingLauncher(worse), store, settings, policy, lambda f: f.on_request(request("r-9")))
+    assert statuses[-1].decision == "reject"
+
+
+def test_a_failed_episode_runs_once_more_on_a_new_request_and_once_only(tmp_path):
+    settings = load_settings(data_dir=tmp_path)
+    store = MemoryStore()
+    store.insert_events(events(20))
+    launcher = ScriptedLauncher(states=("running", "failed"))
+    first = run(launcher, store, settings, lambda f: f.on_request(request()))
+    assert first[-1].status == "failed" and launcher.launched == [job_id_for("r-1")]
+    # The same request redelivered: not run again.
+    assert run(launcher, store, settings, lambda f: f.on_request(request())) == []
+    # A new request for the episode (made after the failure), delivered twice: one new job.
+    later = request().model_copy(update={"requested_at": datetime.now(UTC)})
+    launcher.states = ["running", "succeeded"]
+    again = run(launcher, store, settings, lambda f: f.on_request(later), lambda f: f.on_request(later))
+    assert launcher.launched == [job_id_for("r-1"), job_id_for("r-1", 2)]
+    assert again[-1].status == "succeeded" and again[-1].job_id == job_id_for("r-1", 2)
+    assert store.last_job("r-1")["attempts"] == 2
+    # And once it succeeded, no further request for it runs.
+    newest = request().model_copy(update={"requested_at": datetime.now(UTC) + timedelta(minutes=1)})
+    assert run(launcher, store, settings, lambda f: f.on_request(newest)) == []
