@@ -11,11 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from driftwarden.cli.common import BootstrapOpt, DataDirOpt
+from driftwarden.cli.common import cli_settings as _settings
+from driftwarden.cli.common import echo_err as _echo_err
+from driftwarden.cli.models import models_app
 from driftwarden.core.allocator import tune_allocator
 from driftwarden.core.errors import DriftwardenError
-from driftwarden.core.logging import setup_logging
 from driftwarden.core.secrets import mask_url, scrub
-from driftwarden.core.settings import Settings, load_settings
 
 app = typer.Typer(
     name="driftwarden",
@@ -24,30 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-BootstrapOpt = Annotated[
-    Optional[str],
-    typer.Option("--bootstrap", help="Kafka bootstrap host:port (overrides DRIFTWARDEN_KAFKA_BOOTSTRAP)."),
-]
-DataDirOpt = Annotated[
-    Optional[Path],
-    typer.Option("--data-dir", help="Local state directory (overrides DRIFTWARDEN_DATA_DIR)."),
-]
-
-
-def _settings(bootstrap: str | None = None, data_dir: Path | None = None) -> Settings:
-    overrides: dict[str, object] = {}
-    if bootstrap is not None:
-        overrides["kafka_bootstrap"] = bootstrap
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    settings = load_settings(**overrides)
-    setup_logging(settings.log_level)
-    return settings
-
-
-def _echo_err(message: str) -> None:
-    typer.secho(message, fg=typer.colors.RED, err=True)
 
 
 @app.command()
@@ -392,6 +370,7 @@ datasets_app = typer.Typer(help="Versioned dataset snapshots for fine-tuning.", 
 app.add_typer(datasets_app, name="datasets")
 policy_app = typer.Typer(help="The policy's rules (alerts and retraining requests).", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+app.add_typer(models_app, name="models")
 
 
 dashboards_app = typer.Typer(help="Grafana dashboards as code.", no_args_is_help=True)
@@ -458,7 +437,8 @@ def datasets_show(
 
     settings = _settings(None, data_dir)
     snap = find_snapshot(settings.datasets_dir, version)
-    shown = {k: v for k, v in snap.manifest.items() if k not in ("source_event_ids", "review_event_ids")}
+    shown = {k: v for k, v in snap.manifest.items()
+             if k not in ("source_event_ids", "review_event_ids", "regression_event_ids")}
     shown["source_event_ids"] = f"{len(snap.manifest['source_event_ids'])} ids (in {snap.path / 'manifest.json'})"
     shown["path"] = str(snap.path)
     typer.echo(json.dumps(shown, indent=2, default=str))

@@ -2,7 +2,7 @@
 ``llm.retrain.status`` (which the sink writes to ``retrain_jobs``).
 
 Thin by design: what happens to a request (curation, snapshot, launch, watch, resume after a
-restart) is :class:`~driftwarden.retrain_trigger.retraining.workflow.RetrainWorkflow`. Runs in
+restart, registration in MLflow and the promotion decision, which also goes to ``llm.alerts``) is :class:`~driftwarden.retrain_trigger.retraining.workflow.RetrainWorkflow`. Runs in
 the sink process, which owns the store the curation reads.
 """
 
@@ -17,6 +17,7 @@ from driftwarden.core.schemas import RetrainRequest, RetrainStatus
 from driftwarden.core.settings import Settings
 from driftwarden.core.storage.store import Store
 from driftwarden.retrain_trigger.retraining.launchers import build_launcher
+from driftwarden.retrain_trigger.retraining.notice import decision_alert
 from driftwarden.retrain_trigger.retraining.workflow import RetrainWorkflow
 from driftwarden.streams.guard import guarded
 from driftwarden.streams.topics import TopicNames
@@ -39,8 +40,15 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store)
         if metrics is not None:
             metrics.retrain_job(status.status)
 
+    alerts_topic = app.topic(topics.alerts, value_serializer="raw", key_serializer="raw")
+
+    async def notify(status: RetrainStatus, table: str) -> None:
+        """The decision on a finished job, to the alert receivers (through ``llm.alerts``)."""
+        alert = decision_alert(status, table, settings.grafana_url)
+        await (await alerts_topic.send(key=alert.dedupe_key.encode(), value=alert.to_json_bytes()))
+
     workflow = RetrainWorkflow(settings, store, build_launcher(settings), publish,
-                               spawn=lambda coro, name: app.loop.create_task(coro, name=name))
+                               spawn=lambda coro, name: app.loop.create_task(coro, name=name), notify=notify)
 
     @app.agent(app.topic(topics.retrain, value_serializer="raw", key_serializer="raw"), name="retrain-requests")
     @guarded("the retrain agent")

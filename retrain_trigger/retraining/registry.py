@@ -231,12 +231,13 @@ class ModelRegistry:
         return self._call(f"fetching the adapter of {info.name} version {info.version}", fetch)
 
 
-def version_tags(request, job_id: str, manifest: dict) -> dict[str, str]:
-    """The tags of a job's version: app, model version, request, alert, snapshot."""
+def version_tags(request, job_id: str, manifest: dict, **job: object) -> dict[str, str]:
+    """The tags of a job's version: app, model version, request, alert, snapshot; and ``job``'s
+    (output directory, launcher, rows: what a later decision's status repeats)."""
     return {"model_version": request.model_version, "request_id": request.request_id,
             "alert_id": getattr(request, "alert_id", ""), "snapshot": manifest.get("version", ""),
             "snapshot_sha256": manifest.get("content_sha256", ""), "reason": getattr(request, "reason", "")[:500],
-            "job_id": job_id}
+            "job_id": job_id, **{k: str(v) for k, v in job.items()}}
 
 
 def job_params(raw: dict) -> dict[str, str]:

@@ -297,7 +297,7 @@ class RetrainWorkflow:
         await asyncio.to_thread(record, job, state, message)
         decided: dict = {}
         if result is not None:
-            decided = await self.decide(request, job, version, metrics, result.raw)
+            decided = await self.decide(request, job, rows, metrics, result.raw)
         status = await self.report(request, job.job_id, state, dataset_version=version, dataset_rows=rows,
                                    metrics=metrics, message=message, output_dir=str(job.out_dir), **decided)
         if decided and self.notify is not None:
@@ -307,7 +307,7 @@ class RetrainWorkflow:
                 log.error("the decision on job %s could not be sent to the alert receivers (%s: %s); it is in "
                           "retrain_jobs and the registry", job.job_id, type(exc).__name__, str(exc)[:300])
 
-    async def decide(self, request, job: JobSpec, version: str, metrics: dict[str, float], raw: dict) -> dict:
+    async def decide(self, request, job: JobSpec, rows: int, metrics: dict[str, float], raw: dict) -> dict:
         """Register the job's adapter in MLflow, judge its evaluation by the promotion policy, and
         record the decision (the ``champion`` alias on promote). Never raises: a registry that
         cannot be reached holds the candidate, saying why."""
@@ -319,7 +319,8 @@ class RetrainWorkflow:
             manifest = await asyncio.to_thread(load_manifest, job.snapshot_dir)
             info = await asyncio.to_thread(
                 registry.record, app=request.app, job_id=job.job_id, out_dir=job.out_dir,
-                tags=version_tags(request, job.job_id, manifest), params=job_params(raw), metrics=metrics,
+                tags=version_tags(request, job.job_id, manifest, output_dir=job.out_dir, launcher=self.launcher.name,
+                                  dataset_rows=rows), params=job_params(raw), metrics=metrics,
                 manifest=manifest)
             out.update(registered_model=info.name, registered_version=info.version)
             await asyncio.to_thread(registry.set_decision, info.name, info.version, verdict.decision, "policy",
