@@ -152,7 +152,10 @@ class MemoryStore:
             "retrain_jobs": [{"job_id": j.job_id, "request_id": j.request_id, "status": j.status,
                               "dataset_version": j.dataset_version, "dataset_rows": j.dataset_rows,
                               "metrics": dict(j.metrics), "output_dir": j.output_dir, "message": j.message,
-                              "updated_at": _utc(j.updated_at).replace(tzinfo=None).isoformat()} for j in jobs],
+                              "updated_at": _utc(j.updated_at).replace(tzinfo=None).isoformat(),
+                              "decision": j.decision, "decision_reasons": list(j.decision_reasons),
+                              "registered_model": j.registered_model, "registered_version": j.registered_version}
+                             for j in jobs],
         }
 
     def reference_embeddings(self, app: str, model_version: str, field: str, encoder: str, limit: int,

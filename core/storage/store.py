@@ -214,10 +214,13 @@ class ClickHouseStore(Writer):
                                     f"ORDER BY computed_at DESC LIMIT 50")],
             "retrain_jobs": [
                 {"job_id": r[0], "request_id": r[1], "status": r[2], "dataset_version": r[3], "dataset_rows": r[4],
-                 "metrics": dict(r[5]), "output_dir": r[6], "message": r[7], "updated_at": r[8].isoformat()}
+                 "metrics": dict(r[5]), "output_dir": r[6], "message": r[7], "updated_at": r[8].isoformat(),
+                 "decision": r[9], "decision_reasons": list(r[10]), "registered_model": r[11],
+                 "registered_version": r[12]}
                 for r in self._rows(
                     f"SELECT job_id, request_id, status, dataset_version, dataset_rows, metrics, output_dir, message, "
-                    f"updated_at FROM {db}.retrain_jobs FINAL ORDER BY updated_at DESC LIMIT 20")],
+                    f"updated_at, decision, decision_reasons, registered_model, registered_version "
+                    f"FROM {db}.retrain_jobs FINAL ORDER BY updated_at DESC LIMIT 20")],
         }
 
     def reference_embeddings(self, app: str, model_version: str, field: str, encoder: str, limit: int,

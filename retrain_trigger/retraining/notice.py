@@ -4,7 +4,8 @@ A candidate ``hold`` for a person is a **firing** alert (``retrain-decision``, s
 someone has to look. A decision that needs nobody (``promote`` or ``reject`` by the policy) and
 a person's decision on a held candidate are **resolved** alerts of the same key, annotated with
 the decision, who took it, the reasons and the evaluation table; so Alertmanager and PagerDuty
-close what the hold opened, and Slack shows the outcome.
+close what the hold opened, and Slack shows the outcome. Labels and severity are the same in both
+(Alertmanager matches a resolution to what fired by its labels): the decision is in the summary.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ def decision_alert(status: RetrainStatus, table: str, grafana_url: str, policy_f
     summary = (f"Retraining job {status.job_id} of {status.app} {status.model_version} (snapshot "
                f"{status.dataset_version}): {version} {WORDS[decision]} by {who}.{follow}\n{reasons}\n\n"
                f"Candidate against the current model:\n{table}")[:20_000]
-    labels = {"alertname": RULE, "severity": "warning" if firing else "info", "app": status.app,
+    labels = {"alertname": RULE, "severity": "warning", "app": status.app,
               "model_version": status.model_version, "field": "*", "metric": "retrain_decision",
-              "service": "driftwarden", "decision": decision, "job_id": status.job_id}
+              "service": "driftwarden", "job_id": status.job_id}  # no decision label: the resolution must match
     query = urlencode({"var-app": status.app, "var-model_version": status.model_version})
     return AlertEvent(
         alert_id=f"{key}@{status.job_id}", dedupe_key=key, status="firing" if firing else "resolved", rule=RULE,
-        severity="warning" if firing else "info", app=status.app, model_version=status.model_version, field="*",
+        severity="warning", app=status.app, model_version=status.model_version, field="*",
         metric="retrain_decision", value=VALUE[decision], threshold=0.0, summary=summary,
         window_id=status.job_id, window_start=now, window_end=now, labels=labels,
         dashboard_url=f"{grafana_url}/d/driftwarden-retraining?{query}", starts_at=now,
