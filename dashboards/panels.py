@@ -200,7 +200,8 @@ DRIFT = DashboardSpec(
 
 RETRAINING = DashboardSpec(
     uid="driftwarden-retraining", title="driftwarden · retraining",
-    description="Retraining requests, jobs and their status, dataset versions and held-out loss.",
+    description="Retraining requests, jobs and their status, dataset versions and held-out loss; each finished "
+                "job's candidate against the current model and the promotion decision.",
     panels=(
         PanelSpec("Jobs by status", "stat",
                   "SELECT status, count() AS jobs FROM {db}.retrain_jobs FINAL "
@@ -218,6 +219,21 @@ RETRAINING = DashboardSpec(
                   f"WHERE $__timeFilter(updated_at) AND {SEG} ORDER BY updated_at DESC LIMIT 50",
                   ("time", "job_id", "status", "dataset_version", "dataset_rows", "loss_before", "loss_after"),
                   width=24),
+        PanelSpec("Candidate against current: evaluation and decision", "table",
+                  "SELECT updated_at AS time, job_id, app, decision, "
+                  "concat(registered_model, '/', registered_version) AS version, "
+                  + ", ".join(f"if(mapContains(metrics, 'eval.{s}.{m}.{f}'), round(metrics['eval.{s}.{m}.{f}'], 3), "
+                              f"NULL) AS {s}_{f.removesuffix('_rate')}_{m}"
+                              for s, f in (("drifted", "held_out_loss"), ("drifted", "hallucination_rate"),
+                                           ("regression", "held_out_loss"), ("regression", "toxicity_rate"),
+                                           ("regression", "refusal_rate"))
+                              for m in ("candidate", "current"))
+                  + ", arrayStringConcat(decision_reasons, ' | ') AS reasons FROM {db}.retrain_jobs FINAL "
+                  f"WHERE $__timeFilter(updated_at) AND {SEG} AND status = 'succeeded' ORDER BY updated_at DESC "
+                  "LIMIT 50",
+                  ("time", "job_id", "decision", "version", "drifted_held_out_loss_candidate",
+                   "drifted_held_out_loss_current", "drifted_hallucination_candidate", "drifted_hallucination_current",
+                   "reasons"), width=24),
     ),
 )
 

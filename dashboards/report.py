@@ -3,7 +3,8 @@
 Sections: what is stored; volume per segment; detector flag rates over time and drift p-values
 per segment, both with the alerts marked; a 2-D map (PCA) of the reference against the current
 prompt embeddings of the most drifted window; the most flagged events (redacted); the
-retraining jobs with their dataset versions and metrics. ``driftwarden report --out FILE``
+retraining jobs with their dataset versions and metrics; each finished job's candidate against
+the current model, with the promotion decision. ``driftwarden report --out FILE``
 writes it; while the local stack runs the sink renders it (``/report/``), as it owns the store.
 """
 
@@ -201,6 +202,8 @@ def render(data: dict[str, Any], redact=None) -> str:
         f"<td class={esc(r[4])}>{esc(r[4])}</td><td>{esc(r[5])}</td><td>{r[6]}</td>"
         f"<td>{_num(r[7].get('loss_before'))}</td><td>{_num(r[7].get('loss_after'))}</td><td>{esc(r[8][:300])}</td></tr>"
         for r in data["jobs"])
+    candidates = "".join(_candidate(r, esc) for r in data["jobs"] if r[4] == "succeeded" and any(
+        k.startswith("eval.") for k in r[7]))
     alert_rows = "".join(
         f"<tr><td>{r[0]:%Y-%m-%d %H:%M:%S}</td><td>{esc(r[1])}</td><td>{esc(r[2])}</td><td>{esc(r[3])}</td>"
         f"<td>{esc(r[4])} {esc(r[5])} {esc(r[6])}</td><td>{esc(r[9])}</td></tr>" for r in data["alerts"])
@@ -220,7 +223,7 @@ h1 {{ margin-bottom: 0 }} .sub {{ color: #666; margin-top: 4px }}
 .card b {{ display: block; font-size: 24px }} .card span {{ color: #666 }}
 table {{ border-collapse: collapse; width: 100%; font-size: 13px; margin: 8px 0 24px }}
 th, td {{ border-bottom: 1px solid #eee; padding: 4px 6px; text-align: left; vertical-align: top }}
-td.succeeded {{ color: #080 }} td.failed {{ color: #b00 }} .note {{ color: #666 }}
+td.succeeded, .promote {{ color: #080 }} td.failed, .reject {{ color: #b00 }} .hold {{ color: #a60 }} .note {{ color: #666 }}
 </style>
 <script>{offline.get_plotlyjs()}</script>
 </head><body>
@@ -239,8 +242,33 @@ td.succeeded {{ color: #080 }} td.failed {{ color: #b00 }} .note {{ color: #666 
 <table><tr><th>updated</th><th>job</th><th>segment</th><th>status</th><th>dataset version</th><th>rows</th>
 <th>held-out loss before</th><th>after</th><th>message</th></tr>
 {jobs or '<tr><td colspan=9 class=note>none</td></tr>'}</table>
+<h2>Candidate vs current</h2>
+<p class=note>Each finished job's adapter (the candidate) against the model it would replace (the champion
+adapter, or the base model), on the drifted traffic it held out and on the regression set from before the
+drift; lower is better for every figure but answer length. The promotion policy's decision and its reasons
+follow (a held candidate waits for <code>driftwarden models promote | reject</code>).</p>
+{candidates or '<p class=note>no evaluated job yet</p>'}
 </body></html>
 """
+
+
+def _candidate(row, esc) -> str:
+    """One job's evaluation table and decision, as HTML."""
+    from driftwarden.retrain_trigger.retraining.evaluation import Table
+
+    metrics, decision, reasons, model, version = row[7], row[9], row[10], row[11], row[12]
+    table = Table.from_flat(metrics)
+    lines = "".join(
+        f"<tr><td>{esc(set_name)}</td><td>{esc(metric)}</td><td>{_num(cand)}</td><td>{_num(cur)}</td>"
+        f"<td>{'' if cand is None or cur is None else f'{cand - cur:+.4f}'}</td></tr>"
+        for set_name, metric, cand, cur in table.rows())
+    counts = ", ".join(f"{n} {esc(k)} events" for k, n in sorted(table.counts.items()))
+    registered = f"{esc(model)} version {esc(version)}" if version else "not registered"
+    why = "".join(f"<li>{esc(r[:400])}</li>" for r in reasons[:12])
+    return (f"<h3>Job {esc(row[1])} ({esc(row[2])} {esc(row[3])}): <span class={esc(decision or 'none')}>"
+            f"{esc(decision or 'undecided')}</span> — {registered}</h3><p class=note>{counts}</p>"
+            f"<table><tr><th>set</th><th>metric</th><th>candidate</th><th>current</th><th>change</th></tr>{lines}"
+            f"</table><ul>{why}</ul>")
 
 
 def _num(value) -> str:

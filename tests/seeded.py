@@ -24,6 +24,13 @@ from driftwarden.core.storage.writer import DeadLetter
 from driftwarden.tests.cases import valid_event
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+#: A succeeded job's evaluation, as the job flattens it into its metrics.
+EVALUATION = {"eval.drifted.events": 40.0, "eval.regression.events": 40.0,
+              "eval.drifted.candidate.held_out_loss": 2.9, "eval.drifted.current.held_out_loss": 3.2,
+              "eval.drifted.candidate.hallucination_rate": 0.30, "eval.drifted.current.hallucination_rate": 0.31,
+              "eval.regression.candidate.held_out_loss": 2.5, "eval.regression.current.held_out_loss": 2.45,
+              "eval.regression.candidate.toxicity_rate": 0.0, "eval.regression.current.toxicity_rate": 0.0,
+              "eval.regression.candidate.refusal_rate": 0.05, "eval.regression.current.refusal_rate": 0.025}
 
 
 def seed(settings, n: int = 120):
@@ -108,7 +115,11 @@ def write_seed(store, n: int = 120):
     w.insert_retrain_status([
         RetrainStatus(job_id="job-1", request_id=request.request_id, app="chat", model_version="v1", status=s,
                       launcher="local", dataset_version="20260101T000000-abc", dataset_rows=25,
-                      metrics={"loss_before": 3.2, "loss_after": 2.9} if s == "succeeded" else {},
-                      updated_at=fired + timedelta(seconds=10 * i))
+                      metrics={"loss_before": 3.2, "loss_after": 2.9, **EVALUATION} if s == "succeeded" else {},
+                      updated_at=fired + timedelta(seconds=10 * i),
+                      **({"decision": "hold", "decision_reasons": ["promote rule: drifted hallucination_rate: "
+                                                                   "does not hold"],
+                          "registered_model": "driftwarden-chat", "registered_version": "1"}
+                         if s == "succeeded" else {}))
         for i, s in enumerate(("queued", "running", "succeeded"))])
     return store

@@ -342,7 +342,8 @@ class ClickHouseStore(Writer):
                               f"threshold, summary, window_start, window_end FROM {db}.alerts FINAL "
                               f"ORDER BY starts_at, alert_id, status"),
             jobs=self._rows(f"SELECT updated_at, job_id, app, model_version, status, dataset_version, "
-                            f"dataset_rows, metrics, message FROM {db}.retrain_jobs FINAL ORDER BY updated_at"),
+                            f"dataset_rows, metrics, message, decision, decision_reasons, registered_model, "
+                            f"registered_version FROM {db}.retrain_jobs FINAL ORDER BY updated_at"),
             flagged=self._rows(
                 f"SELECT d.event_id, d.detector, d.score, d.evidence, e.app, e.model_version, e.prompt, e.response "
                 f"FROM {db}.detections AS d FINAL INNER JOIN (SELECT event_id, app, model_version, prompt, response "

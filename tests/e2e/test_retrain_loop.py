@@ -112,7 +112,7 @@ def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "champion" in done.stdout and "sent to the alert receivers" in done.stdout, done.stdout
-    assert client_ml.get_model_version_by_alias("driftwarden-demo-chat", "champion").version == "1"
+    assert str(client_ml.get_model_version_by_alias("driftwarden-demo-chat", "champion").version) == "1"
     promoted = client_ml.get_model_version("driftwarden-demo-chat", "1").tags
     assert promoted["decided_by"] == "on-call" and promoted["decision_reason"] == "answers read and fine"
     counts = wait_for(stack_settings, lambda c: c["retrain_jobs"][0]["decision"] == "promote", timeout_s=60,

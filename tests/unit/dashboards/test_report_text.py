@@ -82,3 +82,9 @@ def test_the_report_reads_everything_through_the_store_and_draws_the_level_and_t
     assert "What is new in chat/v1/prompt/4" in text and "job-1" in text and "20260101T000000-abc" in text
     assert f"test level {settings.drift.alpha:g}" in text
     assert all(f"policy rule {name}: {threshold:g}" in text for name, threshold in rules)
+    # Each evaluated job's candidate against the current model, with the decision and its reasons.
+    section = text.split("<h2>Candidate vs current</h2>", 1)[1]
+    assert "Job job-1 (chat v1): <span class=hold>hold</span> — driftwarden-chat version 1" in section
+    assert "<td>drifted</td><td>hallucination_rate</td><td>0.3000</td><td>0.3100</td><td>-0.0100</td>" in section
+    assert "<td>regression</td><td>refusal_rate</td><td>0.0500</td><td>0.0250</td><td>+0.0250</td>" in section
+    assert "40 drifted events, 40 regression events" in section and "does not hold" in section
