@@ -6,7 +6,10 @@
    QA questions — a population switch;
 3. detections, embeddings and drift windows are stored; the shipped policy fires a drift alert,
    which the receiver gets, and requests retraining;
-4. a snapshot of the new population is curated and a LoRA job fine-tunes SmolLM2 on it;
+4. a snapshot of the new population is curated and a LoRA job fine-tunes SmolLM2 on it, then
+   evaluates the candidate against the base model (on held-out events of the new population and
+   on a regression set from before the switch); the run and the adapter are registered in MLflow
+   and the shipped promotion rules decide (promote, hold for a person, reject);
 5. the HTML report and the Grafana dashboards are written, and a summary says where everything is.
 """
 
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from driftwarden.core.errors import DriftwardenError
 from driftwarden.core.settings import Settings
+from driftwarden.retrain_trigger.retraining.evaluation import Table
 from driftwarden.streams.sink_pages import read_report, read_stats
 from driftwarden.deploy.local.receiver import AlertReceiver
 from driftwarden.deploy.local.stack import start_stack
@@ -144,6 +148,10 @@ def _wait_for_retraining(settings: Settings, stack, say, deadline: float, timeou
                     seen_step, shown_at = last["step"], time.monotonic()
                     say(f"  job {job['job_id']} on {job['dataset_version']} ({job['dataset_rows']} rows): step "
                         f"{last['step']}/{settings.retrain.max_steps}, training loss {last['loss']:.3f}")
+                    if done:
+                        say(f"  job {job['job_id']}: evaluating the candidate against the current model (answers to "
+                            f"up to {settings.retrain.eval_max_events} held-out and {settings.retrain.eval_max_events} "
+                            f"regression prompts, scored by the detectors) ...")
             elif time.time() % 10 < 1:
                 say(f"  job {job['job_id']}: {job['status']} (loading the base model) ...")
         elif not counts["retrain_requests"] and time.monotonic() - quiet_since > 120:
@@ -193,7 +201,12 @@ def _summary(counts: dict, base: dict, settings: Settings, switch_at: datetime, 
             "held_out_loss_after": m.get("loss_after"), "train_seconds": m.get("train_seconds"),
             "seconds_per_1000_examples": m.get("seconds_per_1000_examples"),
             "seconds_from_alert_to_job_start": m.get("request_to_start_s"), "output_dir": job["output_dir"],
-            "message": job["message"][:300],
+            "message": job["message"][:300], "decision": job.get("decision", ""),
+            "decision_reasons": job.get("decision_reasons", []),
+            "registered": (f"{job['registered_model']}/{job['registered_version']}"
+                           if job.get("registered_version") else ""),
+            "evaluation": Table.from_flat(m).render() if any(k.startswith("eval.") for k in m) else "",
+            "eval_seconds": m.get("eval_seconds"),
         }
         out["snapshot"] = str(settings.datasets_dir)
     return out
@@ -219,6 +232,15 @@ def _closing(s: dict) -> list[str]:
         if job["held_out_loss_before"] is not None:
             lines.append(f"held-out loss          {job['held_out_loss_before']:.4f} -> {job['held_out_loss_after']:.4f}"
                          f"  (adapter in {job['output_dir']}/adapter)")
+        if job.get("evaluation"):
+            lines.append(f"evaluation             candidate (the new adapter) against the current model, "
+                         f"{job['eval_seconds']:.0f} s:")
+            lines += ["    " + line for line in job["evaluation"].splitlines()]
+        if job.get("decision"):
+            lines.append(f"decision               {job['decision']}"
+                         + (f" ({job['registered']} in the MLflow registry: driftwarden models list)"
+                            if job["registered"] else ""))
+            lines += [f"    {reason[:150]}" for reason in job["decision_reasons"][:6]]
         lines.append(f"snapshots              {s['snapshot']}  (driftwarden datasets list)")
     lines += [f"HTML report            {s['report']}",
               f"Grafana dashboards     {s['dashboards']}  (driftwarden dashboards push)",

