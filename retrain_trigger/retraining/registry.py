@@ -69,7 +69,9 @@ class ModelRegistry:
         self._secrets = url_secrets(self.uri)
 
     def describe(self) -> str:
-        """The registry's address for messages (credentials masked)."""
+        """The registry's address for messages (credentials masked; a local file is shown as it is)."""
+        if self.uri.startswith("sqlite:///"):
+            return self.uri
         return scrub(self.uri, self._secrets)
 
     @property

@@ -145,7 +145,8 @@ def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(
     try:
         windows = client.query(f"SELECT window_id, p_value FROM {db}.drift_windows FINAL WHERE field = 'prompt' "
                                f"ORDER BY toUInt32(splitByChar('/', window_id)[4])").result_rows
-        alert = client.query(f"SELECT window_id, starts_at FROM {db}.alerts FINAL").result_rows[0]
+        alert = client.query(f"SELECT window_id, starts_at FROM {db}.alerts FINAL "
+                             f"WHERE rule = 'prompt-drift'").result_rows[0]
         job = client.query(f"SELECT status, dataset_version, dataset_rows, metrics, updated_at "
                            f"FROM {db}.retrain_jobs FINAL").result_rows[0]
         running = client.query(f"SELECT min(updated_at) FROM {db}.retrain_jobs WHERE status = 'running'").result_rows
