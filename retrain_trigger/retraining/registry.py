@@ -131,7 +131,7 @@ class ModelRegistry:
                           params, metrics, manifest)
 
     def _record(self, app, job_id, out_dir, adapter, tags, params, metrics, manifest) -> VersionInfo:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         client = self.client
         experiment = self._experiment(app)

@@ -4,8 +4,8 @@ A snapshot is a directory ``<datasets_dir>/<app>/<model_version>/<version>/`` ho
 ``train.parquet`` (prompt/response pairs, with the context they were grounded in),
 ``review.parquet`` (rows set aside, with the reason), ``regression.parquet`` (the fixed regression
 set: events of the segment from before the drifted range, which the job's evaluation compares the
-candidate and the current model on) and ``manifest.json`` (content hash, row counts, filters, detector versions, the source event
-ids, the request it answers). The version is ``<UTC time>-<first 12 hex of the content hash>``;
+candidate and the current model on) and ``manifest.json`` (content hash, row counts, filters,
+detector versions, the source event ids, the request it answers). The version is ``<UTC time>-<first 12 hex of the content hash>``;
 the directory is written under a temporary name, renamed into place, and made read-only for its
 owner and closed to everyone else (it holds prompts and responses). The same content for the
 same segment is not written twice (a redelivered request reuses it).
@@ -128,7 +128,8 @@ def _table(rows: list[Row], with_reason: bool):
     if with_reason:
         cols["reason"] = [r.reason for r in rows]
     schema = [("event_id", pa.string()), ("ts", pa.timestamp("ms", tz="UTC")), ("prompt", pa.string()),
-              ("response", pa.string()), ("feedback", pa.float32()), ("context", pa.list_(pa.string()))] + ([("reason", pa.string())] if with_reason else [])
+              ("response", pa.string()), ("feedback", pa.float32()), ("context", pa.list_(pa.string()))]
+    schema += [("reason", pa.string())] if with_reason else []
     return pa.table(cols, schema=pa.schema(schema))
 
 

@@ -311,7 +311,11 @@ class RetrainWorkflow:
         """Register the job's adapter in MLflow, judge its evaluation by the promotion policy, and
         record the decision (the ``champion`` alias on promote). Never raises: a registry that
         cannot be reached holds the candidate, saying why."""
-        policy = self.promotion if self.promotion is not None else load_policy(self.settings.policy_file).promotion
+        try:
+            policy = self.promotion if self.promotion is not None else load_policy(self.settings.policy_file).promotion
+        except DriftwardenError as exc:  # the file changed under a running sink: hold, saying why
+            policy = PromotionPolicy()
+            log.error("the promotion rules cannot be read (%s); job %s is held for a person", exc, job.job_id)
         verdict = decide(Table.from_flat(metrics), policy)
         out = {"decision": verdict.decision, "decision_reasons": verdict.reasons}
         try:

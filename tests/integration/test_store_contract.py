@@ -93,6 +93,7 @@ def test_curation_report_and_drift_window_reads_are_the_same(stores):
     assert plain(a.events) == plain(b.events) and len(b.events) == 40  # the limit
     assert a.flags == b.flags and a.versions == b.versions and a.flags
     assert plain(a.vectors) == plain(b.vectors)
+    assert a.contexts == b.contexts and b.contexts["seed-3"] == ["Account 3 is in good standing."]
     ra, rb = memory.report_data(5, 0.05, DETECTORS), real.report_data(5, 0.05, DETECTORS)
     assert dict((e[0], e[4]) for e in b.events)["seed-3"] == -1.0  # the lowest of late feedback
     assert dict((e[0], e[4]) for e in b.events)["seed-5"] == -0.5  # the last write of a source wins

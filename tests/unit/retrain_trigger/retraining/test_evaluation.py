@@ -12,7 +12,7 @@ from driftwarden.core.loop_configs import RetrainConfig
 from driftwarden.core.schemas import RetrainRequest
 from driftwarden.retrain_trigger.retraining.curation import Curated, Row
 from driftwarden.retrain_trigger.retraining.evaluation import (
-    EvalExample, Table, answer_figures, evaluate,
+    Example, Table, answer_figures, evaluate,
 )
 from driftwarden.retrain_trigger.retraining.finetune import run
 from driftwarden.retrain_trigger.retraining.snapshots import write_snapshot
@@ -117,7 +117,7 @@ def test_empty_answers_refusals_and_length_are_counted():
 
 
 def test_the_table_survives_flattening_into_the_jobs_metrics_and_back():
-    examples = {"drifted": [EvalExample("e1", "q", "a", ("ctx",))], "regression": []}
+    examples = {"drifted": [Example("e1", "q", "a", ("ctx",))], "regression": []}
     models = {"candidate": ("C", 1.0), "current": ("K", 2.0)}
     table = evaluate(examples, models, lambda model, prompts: [f"{model} says hi" for _ in prompts],
                      lambda name, rows_: 0.5, ["toxicity"], max_events=5)
