@@ -5,7 +5,8 @@ population, never trained on), and ``regression``, the fixed set of the segment'
 before the drift (``regression.parquet``). On each, for the candidate (base + the new adapter)
 and the current model (base + the current champion adapter, or the base alone):
 
-- ``held_out_loss``: mean token loss of the events' own responses;
+- ``held_out_loss``: mean token loss of the events' own responses (on the drifted set, all its
+  held-out events; on the regression set, at most 4 per answered event);
 - answers generated greedily (at most ``eval_max_new_tokens``) to the events' prompts, and on them
   ``empty_rate`` (nothing but white space), ``refusal_rate`` (an "I can't help with that" kind of
   answer, :data:`REFUSAL`), ``answer_words`` (mean length), and the product's own detectors:
@@ -145,6 +146,10 @@ def answer_figures(answers: Sequence[str]) -> dict[str, float]:
             "answer_words": sum(len(a.split()) for a in answers) / n}
 
 
+#: The loss of a set is measured on at most this many events per event answered (all when none are).
+LOSS_EVENTS_PER_ANSWER = 4
+
+
 #: A scorer: (detector name, rows of {"prompt", "answer", "context"}) -> flagged share of the rows
 #: it could judge, or None when it judged none.
 Scorer = Callable[[str, list[dict]], float | None]
@@ -212,10 +217,13 @@ def evaluate(sets: dict[str, list[Example]], models: dict[str, tuple[object, flo
             continue
         picked = examples[:max_events] if max_events else []
         table.counts[set_name] = len(picked) if max_events else len(examples)
+        # The loss reads no generated text, so it takes more events, but not all: a long regression set
+        # costs a forward pass per event and model.
+        for_loss = examples[:LOSS_EVENTS_PER_ANSWER * max_events] if max_events else examples
         for model_name, (model, known_loss) in models.items():
             figures: dict[str, float] = {}
             loss = known_loss if set_name == "drifted" and known_loss is not None else (
-                losses(model, examples) if losses is not None else None)
+                losses(model, for_loss) if losses is not None else None)
             if loss is not None:
                 figures["held_out_loss"] = loss
             if picked:

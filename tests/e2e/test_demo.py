@@ -55,8 +55,11 @@ def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everythin
     assert sorted(p.name for p in Path(summary["dashboards"]).glob("*.json")) == [
         "driftwarden-drift.json", "driftwarden-overview.json", "driftwarden-retraining.json",
         "driftwarden-safety.json"]
-    for line in ("driftwarden demo: done", "HTML report", "Grafana dashboards", "held-out loss", "snapshots"):
+    for line in ("driftwarden demo: done", "HTML report", "Grafana dashboards", "held-out loss", "snapshots",
+                 "evaluation             candidate", "drifted     hallucination_rate", "decision  "):
         assert line in out.stdout
+    assert job["decision"] in ("promote", "hold", "reject") and job["registered"] == "driftwarden-demo-chat/1", job
+    assert job["decision_reasons"] and "drifted" in job["evaluation"] and "regression" in job["evaluation"]
     # No secret in anything the demo printed or left behind (logs, job logs, report, snapshots).
     assert "pagerduty" in (data_dir / "logs" / "sink.log").read_text()  # the failing receiver was tried
     for secret in (GRAFANA_TOKEN, ROUTING_KEY):
