@@ -2,8 +2,10 @@
 
 The store erases the events and the rows derived from them (:meth:`Store.purge`). Dataset
 snapshots are immutable files made for fine-tuning: those holding any of the erased events are
-listed with how many of them they hold, not changed; delete them (and adapters trained on them)
-by hand, or keep them on purpose. ``driftwarden purge`` and the sink's ``/purge/`` page run this.
+listed with how many of them they hold (training, review and regression rows), not changed;
+delete them (and adapters trained on them) by hand, or keep them on purpose. The MLflow registry
+keeps a copy of each registered job's manifest and adapter: ``driftwarden models list`` names the
+snapshot each version was trained on. ``driftwarden purge`` and the sink's ``/purge/`` page run this.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftwarden.core.storage.store import PurgeReport, PurgeTarget, Store
-from driftwarden.retrain_trigger.retraining.snapshots import REVIEW, TRAIN, list_snapshots
+from driftwarden.retrain_trigger.retraining.snapshots import REGRESSION, REVIEW, TRAIN, list_snapshots
 
 #: The most event ids looked for in snapshots (a larger purge lists every snapshot of the app).
 MAX_IDS = 1_000_000
@@ -42,14 +44,14 @@ def erase(store: Store, datasets_dir: Path, target: PurgeTarget, *, dry_run: boo
 
 
 def snapshots_holding(root: Path, app: str, event_ids: set[str], every: bool = False) -> list[dict]:
-    """Snapshots of ``app`` whose train or review rows hold any of ``event_ids`` (every snapshot
+    """Snapshots of ``app`` whose train, review or regression rows hold any of ``event_ids`` (every snapshot
     of the app when ``every``: too many ids to look for)."""
     import pyarrow.parquet as pq
 
     out = []
     for snap in list_snapshots(root, app=app) if Path(root).is_dir() else []:
         held = 0
-        for name in (TRAIN, REVIEW):
+        for name in (TRAIN, REVIEW, REGRESSION):
             path = snap.path / name
             if path.exists() and not every:
                 held += sum(1 for i in pq.read_table(path, columns=["event_id"]).column(0).to_pylist() if i in event_ids)
