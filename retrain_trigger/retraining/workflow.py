@@ -45,6 +45,8 @@ from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, load
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"succeeded", "failed"})
+#: Reasons of a decision kept on its status (each at most 1,000 characters); the registry keeps them all.
+MAX_REASONS = 50
 #: Where a job's copy of the champion adapter it starts from lies, inside its output directory.
 CURRENT_ADAPTER = "current-adapter"
 
@@ -335,6 +337,7 @@ class RetrainWorkflow:
                       exc)
             out["decision"] = "hold"
             out["decision_reasons"] = [f"not registered: {exc}"[:1000], *verdict.reasons]
+        out["decision_reasons"] = [r[:1000] for r in out["decision_reasons"]][:MAX_REASONS]
         log.info("job %s: %s (%s)", job.job_id, out["decision"], "; ".join(out["decision_reasons"])[:1000])
         return out
 

@@ -285,3 +285,16 @@ def test_a_failed_episode_runs_once_more_on_a_new_request_and_once_only(tmp_path
     # And once it succeeded, no further request for it runs.
     newest = request().model_copy(update={"requested_at": datetime.now(UTC) + timedelta(minutes=1)})
     assert run(launcher, store, settings, lambda f: f.on_request(newest)) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_policy_with_more_reasons_than_a_status_holds_still_reports_the_decision(tmp_path):
+    from driftwarden.retrain_trigger.retraining.promotion import Condition, PromotionPolicy
+
+    settings = load_settings(data_dir=tmp_path)
+    store = MemoryStore()
+    store.insert_events(events(20))
+    many = PromotionPolicy(min_events=10, promote=[Condition(set="drifted", metric="*", worsens_by_at_most=0.1 * i)
+                                                   for i in range(30)])
+    statuses, _ = run_deciding(TrainingLauncher(), store, settings, many, lambda f: f.on_request(request()))
+    assert statuses[-1].status == "succeeded" and len(statuses[-1].decision_reasons) == 50
