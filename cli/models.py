@@ -94,7 +94,7 @@ def _announce(settings, info, decision: str, who: str, reason: str) -> None:
         dataset_version=tags.get("snapshot", ""), dataset_rows=int(tags.get("dataset_rows", "0") or 0),
         metrics={k: v for k, v in info.metrics.items()}, output_dir=tags.get("output_dir", ""),
         message=f"{decision} by {who}: {reason}"[:2000], updated_at=datetime.now(UTC), decision=decision,
-        decision_reasons=[f"{who}: {reason}"[:2000]], registered_model=info.name, registered_version=info.version)
+        decision_reasons=[f"{who}: {reason}"[:1000]], registered_model=info.name, registered_version=info.version)
     alert = decision_alert(status, Table.from_flat(info.metrics).render(), settings.grafana_url, who=who)
     topics = TopicNames.from_settings(settings)
     publisher = Publisher(settings=settings)

@@ -219,8 +219,11 @@ class MemoryStore:
         out = CurationData(events=[(e.event_id, e.timestamp, e.prompt, e.response, lowest(e), int(red))
                                    for e, red in events[:limit]])
 
+        taken = {e[0] for e in out.events}
+
         def in_range(r) -> bool:
-            return (r.app, r.model_version) == (app, model_version) and _utc(start) <= _utc(r.event_ts) <= _utc(end)
+            return (r.event_id in taken and (r.app, r.model_version) == (app, model_version)
+                    and _utc(start) <= _utc(r.event_ts) <= _utc(end))
 
         for r in self.detections.values():
             if in_range(r):
@@ -230,7 +233,7 @@ class MemoryStore:
         out.flags = {e: sorted(names) for e, names in out.flags.items()}
         out.vectors = {r.event_id: list(r.vector) for r in self.embeddings.values()
                        if in_range(r) and r.field == "prompt"}
-        out.contexts = {e.event_id: list(e.context) for e, _ in events if e.context}
+        out.contexts = {e.event_id: list(e.context) for e, _ in events[:limit] if e.context}
         return out
 
     def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData:

@@ -297,7 +297,8 @@ class ClickHouseStore(Writer):
     def curation_data(self, app: str, model_version: str, start: datetime, end: datetime,
                       limit: int) -> CurationData:
         """A segment's successful events with a response in ``[start, end]`` (at most ``limit``,
-        oldest first), with their detectors' flags and versions and their prompts' vectors."""
+        oldest first), with their detectors' flags and versions, their prompts' vectors and their
+        context (of those events only)."""
         db = self.database
         params = {"app": app, "mv": model_version, "start": start, "end": end, "limit": limit}
         where = ("app = {app:String} AND model_version = {mv:String} AND ts >= {start:DateTime64(3, 'UTC')} "
@@ -311,7 +312,14 @@ class ClickHouseStore(Writer):
             f"AS t ON t.event_id = splitByChar(':', e.event_id)[1] "
             f"WHERE {where} AND status = 'ok' AND response != '' ORDER BY e.ts, e.event_id LIMIT {{limit:UInt32}}",
             **params))
-        ets = where.replace("ts >=", "event_ts >=").replace("ts <=", "event_ts <=")
+        # Flags, vectors and contexts of the events taken only: a long range (the regression set's
+        # 30 days) must not load every vector of it to use a few hundred.
+        ids = [str(e[0]) for e in out.events]
+        if not ids:
+            return out
+        params["ids"] = ids
+        ets = (where.replace("ts >=", "event_ts >=").replace("ts <=", "event_ts <=")
+               + " AND event_id IN {ids:Array(String)}")
         for event_id, detector, label, version in self._rows(
                 f"SELECT event_id, detector, label, detector_version FROM {db}.detections FINAL WHERE {ets}",
                 **params):
@@ -322,8 +330,8 @@ class ClickHouseStore(Writer):
         out.vectors = {event_id: list(vector) for event_id, vector in self._rows(
             f"SELECT event_id, vector FROM {db}.embeddings FINAL WHERE {ets} AND field = 'prompt'", **params)}
         out.contexts = {str(event_id): list(context) for event_id, context in self._rows(
-            f"SELECT event_id, context FROM {db}.inference_events FINAL WHERE {where} AND status = 'ok' "
-            f"AND response != '' AND length(context) > 0", **params)}
+            f"SELECT event_id, context FROM {db}.inference_events FINAL WHERE {where} AND length(context) > 0 "
+            f"AND event_id IN {{ids:Array(String)}}", **params)}
         return out
 
     def report_data(self, flagged: int, alpha: float, detectors: Sequence[str]) -> ReportData:

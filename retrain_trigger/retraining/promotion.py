@@ -14,8 +14,10 @@ A condition compares the candidate with the current model on one set (``drifted`
 held-out events; ``regression``: the events from before the drift) for one metric, or for every
 judged metric (``"*"``: a promote condition must then hold for each, a reject condition rejects
 when it holds for any). Every judged metric is better when lower. A figure the evaluation does
-not have (no event had context, a detector not installed) never promotes and never rejects:
-the candidate is held, and the reason says which figure was missing. Anything that is neither
+not have (a detector not installed, no answers generated) never promotes and never rejects: the
+candidate is held, and the reason says which figure was missing. The one exception: under
+``"*"``, ``hallucination_rate`` is passed over on a set where no event had context (there is
+nothing to ground an answer in); named on its own, it holds the candidate like any other. Anything that is neither
 promoted nor rejected is held for a person (``driftwarden models promote | reject``).
 """
 
@@ -29,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from driftwarden.retrain_trigger.retraining.evaluation import LOWER_IS_BETTER, Table
 
 Decision = Literal["promote", "hold", "reject"]
+#: Figures that only events with context have: ``"*"`` passes over them when no event of a set had any.
+CONTEXT_ONLY = ("hallucination_rate",)
 
 
 class Condition(BaseModel):
@@ -132,9 +136,9 @@ def decide(table: Table, policy: PromotionPolicy) -> Verdict:
                            f"{cond.metric}' is not known")
             continue
         for metric in cond.metrics():
-            if cond.metric == "*" and _figure(table, cond.set, "candidate", metric) is None \
-                    and _figure(table, cond.set, "current", metric) is None:
-                continue  # "*" covers the figures the evaluation has
+            absent = all(_figure(table, cond.set, m, metric) is None for m in ("candidate", "current"))
+            if cond.metric == "*" and metric in CONTEXT_ONLY and absent:
+                continue  # no event of the set had context: nothing to judge it on, by design
             holds, why = cond.judge(metric, _figure(table, cond.set, "candidate", metric),
                                     _figure(table, cond.set, "current", metric))
             all_hold = all_hold and bool(holds)

@@ -36,6 +36,17 @@ CHAMPION = "champion"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def quiet_mlflow() -> None:
+    """MLflow sends usage telemetry (it fetches a config from the internet, then posts events)
+    unless told not to, and tells itself only under pytest or CI: driftwarden fetches nothing at
+    run time, so it is told, before MLflow is imported (which is when MLflow reads it). An
+    operator who sets these variables keeps their value."""
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
 def model_name(app: str) -> str:
     """The registered model of an app's adapters."""
     return "driftwarden-" + (_SAFE.sub("_", app).strip("_") or "_")[:200]
@@ -77,6 +88,7 @@ class ModelRegistry:
     @property
     def client(self):
         if self._client is None:
+            quiet_mlflow()
             mlflow = require("mlflow", "registry")
             if self.uri.startswith("sqlite:///"):
                 from driftwarden.retrain_trigger.retraining.snapshots import private_dir
@@ -214,10 +226,21 @@ class ModelRegistry:
         return info
 
     def champion(self, app: str) -> VersionInfo | None:
+        """The app's champion, None when it has none; RetrainError when the registry cannot say
+        (an outage must not pass for "no champion": the job would be compared with the wrong model)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
         try:
-            mv = self.client.get_model_version_by_alias(model_name(app), CHAMPION)
-        except Exception:  # noqa: BLE001 - no such model or alias: no champion
-            return None
+            mv = client.get_model_version_by_alias(model_name(app), CHAMPION)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None  # no such registered model, or no such alias on it
+            raise RetrainError("registry", f"cannot read the champion of {app!r} at {self.describe()}: "
+                                           f"{scrub(str(exc), self._secrets)[:500]}") from exc
+        except Exception as exc:  # noqa: BLE001 - the registry is unreachable or broken: say so
+            raise RetrainError("registry", f"cannot read the champion of {app!r} at {self.describe()}: "
+                                           f"{type(exc).__name__}: {scrub(str(exc), self._secrets)[:500]}") from exc
         return self._info(mv)
 
     def fetch_adapter(self, info: VersionInfo, dest: Path) -> Path:

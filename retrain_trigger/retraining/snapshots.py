@@ -5,9 +5,10 @@ A snapshot is a directory ``<datasets_dir>/<app>/<model_version>/<version>/`` ho
 ``review.parquet`` (rows set aside, with the reason), ``regression.parquet`` (the fixed regression
 set: events of the segment from before the drifted range, which the job's evaluation compares the
 candidate and the current model on) and ``manifest.json`` (content hash, row counts, filters,
-detector versions, the source event ids, the request it answers). The version is ``<UTC time>-<first 12 hex of the content hash>``;
-the directory is written under a temporary name, renamed into place, and made read-only for its
-owner and closed to everyone else (it holds prompts and responses). The same content for the
+detector versions, the source event ids, the request it answers). The version is ``<UTC
+time>-<first 12 hex of the content hash>``; the directory is written under a temporary name,
+renamed into place, and made read-only for its owner and closed to everyone else (it holds
+prompts and responses). The same content for the
 same segment is not written twice (a redelivered request reuses it).
 
 The ``<app>`` and ``<model_version>`` parts are the names themselves when they are safe path

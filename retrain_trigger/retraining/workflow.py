@@ -1,9 +1,12 @@
 """The retraining workflow: a retraining request in, a curated snapshot and a fine-tuning job out.
 
-For each request (once per request id, also across restarts: the store's ``retrain_jobs`` is
-asked): the job is announced ``queued``; the segment's events are curated from the store and
-written as a versioned snapshot; the launcher starts the job (``running``); a task polls it to
-``succeeded`` or ``failed`` and takes its result. Every step is published as a
+For each request (once per episode, the request id, also across restarts: the store's
+``retrain_jobs`` is asked; an episode whose job failed runs once more for a request made after the
+failure, as a further attempt with a job id of its own): the job is announced ``queued``; the
+segment's events are curated from the store and written as a versioned snapshot; the launcher
+starts the job (``running``); a task polls it to ``succeeded`` or ``failed`` and takes its result;
+a succeeded job is registered in MLflow and decided by the promotion rules (:meth:`decide`), and
+the decision goes to the alert receivers. Every step is published as a
 :class:`~driftwarden.core.schemas.RetrainStatus` (the agent sends it to ``llm.retrain.status``,
 which the sink writes to ``retrain_jobs``).
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -38,7 +42,7 @@ from driftwarden.retrain_trigger.retraining.curation import curate, pii_redactor
 from driftwarden.retrain_trigger.retraining.launchers import JobSpec, Launcher, record
 from driftwarden.retrain_trigger.alerting.rules import load_policy
 from driftwarden.retrain_trigger.retraining.evaluation import Table
-from driftwarden.retrain_trigger.retraining.promotion import PromotionPolicy, decide
+from driftwarden.retrain_trigger.retraining.promotion import PromotionPolicy, Verdict, decide
 from driftwarden.retrain_trigger.retraining.registry import ModelRegistry, job_params, version_tags
 from driftwarden.retrain_trigger.retraining.snapshots import find_snapshot, load_snapshot, private_dir, write_snapshot
 
@@ -49,6 +53,8 @@ FINAL = frozenset({"succeeded", "failed"})
 MAX_REASONS = 50
 #: Where a job's copy of the champion adapter it starts from lies, inside its output directory.
 CURRENT_ADAPTER = "current-adapter"
+#: Which champion version a job started from (``{"champion": "3"}``; ``""`` none, null unknown).
+STARTED_FROM = "started-from.json"
 
 
 def load_manifest(snapshot_dir: Path) -> dict:
@@ -111,6 +117,8 @@ class RetrainWorkflow:
         """(request id, requested at) of every request this process took."""
         self.touched: set[str] = set()
         """Request ids whose job this process started or resumed (its store rows may lag)."""
+        self.in_flight: dict[str, str] = {}
+        """Request id -> the job this process runs or watches for it, until that job's final status."""
         self.promotion = promotion
         self.notify = notify
         self.registry = registry
@@ -130,6 +138,10 @@ class RetrainWorkflow:
         try:
             last = await asyncio.to_thread(self.store.last_job, request.request_id)
             step = next_step(last, request.requested_at)
+            if step == "retry" and request.request_id in self.in_flight:
+                log.info("retraining request %r: its job %s runs in this process already", request.request_id,
+                         self.in_flight[request.request_id])
+                return
             if step in ("start", "resume") and request.request_id in self.touched:
                 log.info("retraining request %r: its job is in this process's hands already", request.request_id)
                 return
@@ -168,13 +180,15 @@ class RetrainWorkflow:
                          last["status"])
                 await self.resume(request, last)
             except Exception as exc:  # noqa: BLE001 - one job's trouble does not stop the others
-                await self.fail_unexpectedly(segment, exc)
+                await self.fail_unexpectedly(segment, exc, last.get("job_id"))
 
     # --- the steps ---
 
-    async def report(self, request, job_id: str, status: str, **fields) -> None:
+    async def report(self, request, job_id: str, status: str, **fields) -> RetrainStatus:
         if fields.get("message"):  # error texts (the store's, a job's log) must not carry a secret or URL
             fields["message"] = scrub(fields["message"], self._secrets)
+        if status in FINAL and self.in_flight.get(request.request_id) == job_id:
+            del self.in_flight[request.request_id]
         status_ = RetrainStatus(job_id=job_id, request_id=request.request_id, app=request.app,
                                 model_version=request.model_version, status=status, launcher=self.launcher.name,
                                 updated_at=datetime.now(UTC), **fields)
@@ -195,9 +209,11 @@ class RetrainWorkflow:
             await asyncio.sleep(self.settle_poll_s)
             waited += self.settle_poll_s
 
-    async def handle(self, request: RetrainRequest, attempt: int = 1) -> None:
+    async def handle(self, request: RetrainRequest, attempt: int = 1, job_id: str | None = None) -> None:
+        """Curate, snapshot and launch attempt ``attempt`` of a request (or the job ``job_id``, resumed)."""
         settings = self.settings
-        job_id = job_id_for(request.request_id, attempt)
+        job_id = job_id or job_id_for(request.request_id, attempt)
+        self.in_flight[request.request_id] = job_id
         await self.report(request, job_id, "queued", message=request.reason[:1000])
         await self.settled(request)
         try:
@@ -225,17 +241,26 @@ class RetrainWorkflow:
 
     def current_adapter(self, app: str, job: JobSpec) -> Path | None:
         """The app's champion adapter, copied into the job's directory (the job starts from it and
-        compares with it); None: the base model (no champion, or no registry to ask)."""
+        compares with it); None: the base model. Which champion it was (none, or unknown when the
+        registry could not say) is kept in ``<job>/started-from.json``: a job compared with another
+        model than the champion at its end is held, not promoted (:meth:`decide`)."""
+        started_from: str | None = None
+        path = None
         try:
             champion = self.get_registry().champion(app)
-            if champion is None:
-                return None
-            path = self.get_registry().fetch_adapter(champion, private_dir(job.out_dir) / CURRENT_ADAPTER)
+            started_from = "" if champion is None else champion.version
+            if champion is not None:
+                path = self.get_registry().fetch_adapter(champion, private_dir(job.out_dir) / CURRENT_ADAPTER)
+                log.info("job %s starts from %s version %s (the champion)", job.job_id, champion.name,
+                         champion.version)
         except DriftwardenError as exc:
-            log.warning("job %s starts from the base model: the champion adapter of %r cannot be read (%s)",
-                        job.job_id, app, exc)
-            return None
-        log.info("job %s starts from %s version %s (the champion)", job.job_id, champion.name, champion.version)
+            started_from, path = None, None
+            log.warning("job %s starts from the base model: the champion of %r cannot be read (%s); its decision "
+                        "will be held for a person", job.job_id, app, exc)
+        try:
+            (private_dir(job.out_dir) / STARTED_FROM).write_text(json.dumps({"champion": started_from}))
+        except OSError as exc:
+            log.warning("cannot write %s (%s)", job.out_dir / STARTED_FROM, exc)
         return path
 
     def get_registry(self) -> ModelRegistry:
@@ -319,7 +344,13 @@ class RetrainWorkflow:
             policy = PromotionPolicy()
             log.error("the promotion rules cannot be read (%s); job %s is held for a person", exc, job.job_id)
         verdict = decide(Table.from_flat(metrics), policy)
-        out = {"decision": verdict.decision, "decision_reasons": verdict.reasons}
+        try:
+            stale = await asyncio.to_thread(self.stale_comparison, request.app, job)
+        except DriftwardenError as exc:
+            stale = f"the champion cannot be read now ({exc}): held for a person"
+        if stale is not None:
+            verdict = Verdict("hold", [stale, *verdict.reasons])
+        out: dict = {"decision": verdict.decision, "decision_reasons": verdict.reasons}
         try:
             registry = self.get_registry()
             manifest = await asyncio.to_thread(load_manifest, job.snapshot_dir)
@@ -328,29 +359,55 @@ class RetrainWorkflow:
                 tags=version_tags(request, job.job_id, manifest, output_dir=job.out_dir, launcher=self.launcher.name,
                                   dataset_rows=rows), params=job_params(raw), metrics=metrics,
                 manifest=manifest)
-            out.update(registered_model=info.name, registered_version=info.version)
-            await asyncio.to_thread(registry.set_decision, info.name, info.version, verdict.decision, "policy",
-                                    "; ".join(verdict.reasons))
         except DriftwardenError as exc:
             log.error("job %s is not registered (%s); it is held for a person — fix the registry "
                       "(DRIFTWARDEN_RETRAIN__MLFLOW_TRACKING_URI) and decide with driftwarden models", job.job_id,
                       exc)
-            out["decision"] = "hold"
-            out["decision_reasons"] = [f"not registered: {exc}"[:1000], *verdict.reasons]
+            out = {"decision": "hold", "decision_reasons": [f"not registered: {exc}", *verdict.reasons]}
+        else:
+            out.update(registered_model=info.name, registered_version=info.version)
+            try:
+                await asyncio.to_thread(registry.set_decision, info.name, info.version, verdict.decision, "policy",
+                                        "; ".join(verdict.reasons))
+            except DriftwardenError as exc:
+                log.error("job %s is registered as %s version %s but the decision could not be written there (%s); "
+                          "it is held for a person", job.job_id, info.name, info.version, exc)
+                out.update(decision="hold", decision_reasons=[
+                    f"registered, but the policy's decision ({verdict.decision}) could not be written to the "
+                    f"registry: {exc}", *verdict.reasons])
         out["decision_reasons"] = [r[:1000] for r in out["decision_reasons"]][:MAX_REASONS]
         log.info("job %s: %s (%s)", job.job_id, out["decision"], "; ".join(out["decision_reasons"])[:1000])
         return out
+
+    def stale_comparison(self, app: str, job: JobSpec) -> str | None:
+        """Why the job's evaluation does not compare with today's champion (None when it does): the
+        champion could not be read when the job started, or it changed since (another job was
+        promoted meanwhile). A job without ``started-from.json`` (an older one) is not checked."""
+        try:
+            started = json.loads((job.out_dir / STARTED_FROM).read_text())["champion"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if started is None:
+            return ("the champion could not be read when the job started, so the candidate was compared with the "
+                    "base model, maybe not with the champion: held for a person")
+        now = self.get_registry().champion(app)
+        now_version = "" if now is None else now.version
+        if now_version != started:
+            return (f"the champion changed since the job started (version {started or 'none'} then, "
+                    f"{now_version or 'none'} now): the candidate was not compared with it; held for a person")
+        return None
 
     async def resume(self, request, last: dict) -> None:
         """Pick up a job that was queued or running when the process stopped."""
         settings = self.settings
         job_id = last.get("job_id") or job_id_for(request.request_id)
+        self.in_flight[request.request_id] = job_id
         version, rows = last["dataset_version"], last["dataset_rows"]
         if not version:  # stopped before its snapshot was written: start over (same content, same snapshot)
             if isinstance(request, RetrainRequest):
                 log.info("retraining request %r was interrupted before its snapshot; starting it again",
                          request.request_id)
-                await self.handle(request)
+                await self.handle(request, job_id=job_id)
             else:
                 await self.report(request, job_id, "failed", message="interrupted by a restart before its snapshot "
                                   "was written, and the request is not in the store to start it again; send it again")
@@ -381,12 +438,13 @@ class RetrainWorkflow:
         log.info("retraining job %s: %s after a restart; watching it (%s)", job_id, state, message)
         self.start_watch(request, job, version, rows, None, state)
 
-    async def fail_unexpectedly(self, request, exc: BaseException) -> None:
+    async def fail_unexpectedly(self, request, exc: BaseException, job_id: str | None = None) -> None:
         log.error("retraining request %r failed unexpectedly (%s: %s); it is reported failed and the stream goes "
                   "on — look at the error, then send the request again or run `driftwarden finetune` by hand",
                   request.request_id, type(exc).__name__, str(exc)[:300])
         try:
-            await self.report(request, job_id_for(request.request_id), "failed",
+            job_id = job_id or self.in_flight.get(request.request_id) or job_id_for(request.request_id)
+            await self.report(request, job_id, "failed",
                               message=f"unexpected error: {type(exc).__name__}: {exc}"[:2000])
         except Exception as again:  # noqa: BLE001 - nothing more to do than say so
             log.error("the failure of retraining request %r could not be reported either (%s: %s)",

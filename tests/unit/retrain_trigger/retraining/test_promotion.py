@@ -91,3 +91,14 @@ def test_the_shipped_policy_holds_promotion_rules_and_a_bad_one_is_a_clear_error
     bad.write_text("rules: []\npromotion:\n  promote:\n    - {set: drifted, metric: bleu, improves_by_at_least: 1}\n")
     with pytest.raises(PolicyError, match="promotion"):
         load_policy(bad)
+
+
+def test_under_star_only_a_figure_that_needs_context_may_be_absent():
+    t = table()
+    for model in ("candidate", "current"):
+        del t.figures["regression"][model]["hallucination_rate"]
+    assert decide(t, POLICY).decision == "promote", "no context before the drift: nothing to ground answers in"
+    for model in ("candidate", "current"):
+        del t.figures["regression"][model]["toxicity_rate"]
+    verdict = decide(t, POLICY)
+    assert verdict.decision == "hold" and any("regression toxicity_rate: no figure" in r for r in verdict.reasons)

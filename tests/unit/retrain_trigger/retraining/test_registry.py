@@ -87,3 +87,30 @@ def test_an_unknown_version_and_an_unreachable_registry_are_clear_errors(tmp_pat
     with pytest.raises(RetrainError, match="no adapter"):
         registry.record(app="shop", job_id="job-x", out_dir=tmp_path / "nothing", tags={}, params={}, metrics={},
                         manifest={})
+
+
+@pytest.mark.timeout(120)
+def test_mlflow_is_told_to_send_no_telemetry_outside_tests_and_ci_too(tmp_path):
+    """MLflow turns its telemetry off by itself under pytest and CI only: the registry must turn it
+    off everywhere else (a run outside both, in a child without those variables)."""
+    import os
+    import subprocess
+    import sys
+
+    # mlflow.telemetry.utils._is_ci_env_or_testing's variables, and the two that turn it off.
+    ci_vars = ("PYTEST_CURRENT_TEST", "GITHUB_ACTIONS", "CI", "CIRCLECI", "GITLAB_CI", "JENKINS_URL", "TRAVIS",
+               "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE", "TEAMCITY_VERSION",
+               "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID",
+               "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in ci_vars}
+    code = ("from pathlib import Path\n"
+            "from driftwarden.core.settings import load_settings\n"
+            "from driftwarden.retrain_trigger.retraining.registry import ModelRegistry\n"
+            f"ModelRegistry(load_settings(data_dir=Path({str(tmp_path)!r}))).client\n"
+            "from mlflow.telemetry.utils import is_telemetry_disabled, _IS_IN_CI_ENV_OR_TESTING\n"
+            "from mlflow.telemetry.client import get_telemetry_client\n"
+            "print(_IS_IN_CI_ENV_OR_TESTING, is_telemetry_disabled(), get_telemetry_client())\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=100,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True", "None"], done.stdout

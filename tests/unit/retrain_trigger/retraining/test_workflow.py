@@ -298,3 +298,28 @@ def test_a_policy_with_more_reasons_than_a_status_holds_still_reports_the_decisi
                                                    for i in range(30)])
     statuses, _ = run_deciding(TrainingLauncher(), store, settings, many, lambda f: f.on_request(request()))
     assert statuses[-1].status == "succeeded" and len(statuses[-1].decision_reasons) == 50
+
+
+@pytest.mark.timeout(120)
+def test_a_candidate_compared_with_another_model_than_todays_champion_is_held(tmp_path):
+    import json
+
+    from driftwarden.retrain_trigger.retraining.launchers import JobSpec
+    from driftwarden.retrain_trigger.retraining.workflow import STARTED_FROM
+    from driftwarden.tests.unit.retrain_trigger.retraining.test_registry import record
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    flow = RetrainWorkflow(settings, MemoryStore(), ScriptedLauncher(), publish=None)
+    job = JobSpec(job_id="job-x", snapshot_dir=tmp_path, out_dir=tmp_path / "job-x")
+    job.out_dir.mkdir()
+    assert flow.stale_comparison("shop", job) is None, "an older job, without the file, is not checked"
+    (job.out_dir / STARTED_FROM).write_text(json.dumps({"champion": ""}))
+    assert flow.stale_comparison("shop", job) is None, "no champion then, none now"
+    info = record(flow.get_registry(), tmp_path)
+    flow.get_registry().set_decision(info.name, info.version, "promote", "alice", "good")
+    assert "the champion changed since the job started (version none then, 1 now)" in flow.stale_comparison("shop",
+                                                                                                             job)
+    (job.out_dir / STARTED_FROM).write_text(json.dumps({"champion": "1"}))
+    assert flow.stale_comparison("shop", job) is None
+    (job.out_dir / STARTED_FROM).write_text(json.dumps({"champion": None}))
+    assert "could not be read when the job started" in flow.stale_comparison("shop", job)
