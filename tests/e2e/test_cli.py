@@ -200,7 +200,7 @@ def test_datasets_list_and_show_describe_the_snapshots(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert [s["version"] for s in json.loads(listed.stdout)] == [snap.version]
     shown = cli("datasets", "show", snap.version[:12], "--data-dir", str(tmp_path), timeout=60)
-    assert shown.returncode == 0 and json.loads(shown.stdout)["rows"] == {"train": 1, "review": 0}
+    assert shown.returncode == 0 and json.loads(shown.stdout)["rows"] == {"train": 1, "review": 0, "regression": 0}
     missing = cli("datasets", "show", "nope", "--data-dir", str(tmp_path), timeout=60)
     assert missing.returncode == 2 and "no snapshot 'nope'" in missing.stderr
 
