@@ -92,7 +92,8 @@ def request(rid: str = "r-1", app: str = "chat") -> RetrainRequest:
                           start=T0, end=T0 + timedelta(hours=1), requested_at=T0)
 
 
-def run(launcher, store, settings, *calls):
+def run(launcher, store, settings, *calls, **options):
+    """Each call on one workflow (``options``: its keyword arguments), until its watches end; the statuses."""
     statuses = []
 
     async def publish(status):
@@ -101,7 +102,7 @@ def run(launcher, store, settings, *calls):
 
     async def go():
         flow = RetrainWorkflow(settings, store, launcher, publish, redactor=lambda s: (lambda t: t),
-                               settle_timeout_s=0.0)
+                               settle_timeout_s=0.0, **options)
         for call in calls:
             await call(flow)
         while flow.watches:
@@ -172,6 +173,12 @@ def test_an_unfinished_job_is_resumed_from_the_store_and_a_failing_request_does_
 
 # --- the decision on a succeeded job: registered in MLflow, judged by the promotion rules ---
 
+def stored(rows) -> MemoryStore:
+    store = MemoryStore()
+    store.insert_events(rows)
+    return store
+
+
 EVALUATED = {"loss_before": 3.0, "loss_after": 2.5, "eval.drifted.events": 30.0, "eval.regression.events": 30.0,
              "eval.drifted.candidate.held_out_loss": 2.5, "eval.drifted.current.held_out_loss": 3.0,
              "eval.drifted.candidate.hallucination_rate": 0.2, "eval.drifted.current.hallucination_rate": 0.5,
@@ -197,26 +204,13 @@ class TrainingLauncher(ScriptedLauncher):
 
 
 def run_deciding(launcher, store, settings, promotion, *calls):
-    statuses, notices = [], []
-
-    async def publish(status):
-        statuses.append(status)
-        store.insert_retrain_status([status])
+    """:func:`run` with promotion rules, and the notices the receivers were sent."""
+    notices = []
 
     async def notify(status, table):
         notices.append((status, table))
 
-    async def go():
-        flow = RetrainWorkflow(settings, store, launcher, publish, redactor=lambda s: (lambda t: t),
-                               settle_timeout_s=0.0, promotion=promotion, notify=notify)
-        for call in calls:
-            await call(flow)
-        while flow.watches:
-            await asyncio.gather(*list(flow.watches))
-        return flow
-
-    asyncio.run(go())
-    return statuses, notices
+    return run(launcher, store, settings, *calls, promotion=promotion, notify=notify), notices
 
 
 @pytest.mark.timeout(120)
@@ -225,8 +219,7 @@ def test_a_succeeded_job_is_registered_judged_promoted_and_the_next_job_starts_f
     from driftwarden.retrain_trigger.retraining.registry import ModelRegistry
 
     settings = load_settings(data_dir=tmp_path)
-    store = MemoryStore()
-    store.insert_events(events(20))
+    store = stored(events(20))
     promote = PromotionPolicy(min_events=10, promote=[
         Condition(set="drifted", metric="hallucination_rate", improves_by_at_least=0.02)])
     launcher = TrainingLauncher()
@@ -252,24 +245,21 @@ def test_a_candidate_the_rules_cannot_judge_is_held_and_a_worse_one_rejected(tmp
     from driftwarden.retrain_trigger.retraining.promotion import Condition, PromotionPolicy
 
     settings = load_settings(data_dir=tmp_path)
-    store = MemoryStore()
-    store.insert_events(events(20))
+    store = stored(events(20))
     policy = PromotionPolicy(min_events=10, promote=[
         Condition(set="drifted", metric="toxicity_rate", improves_by_at_least=0.02)],
         reject=[Condition(set="drifted", metric="held_out_loss", worsens_by_more_than=0.0)])
     statuses, _ = run_deciding(TrainingLauncher(), store, settings, policy, lambda f: f.on_request(request()))
     assert statuses[-1].decision == "hold" and any("no figure" in r for r in statuses[-1].decision_reasons)
     worse = {**EVALUATED, "eval.drifted.candidate.held_out_loss": 3.5}
-    store = MemoryStore()
-    store.insert_events(events(20))
+    store = stored(events(20))
     statuses, _ = run_deciding(TrainingLauncher(worse), store, settings, policy, lambda f: f.on_request(request("r-9")))
     assert statuses[-1].decision == "reject"
 
 
 def test_a_failed_episode_runs_once_more_on_a_new_request_and_once_only(tmp_path):
     settings = load_settings(data_dir=tmp_path)
-    store = MemoryStore()
-    store.insert_events(events(20))
+    store = stored(events(20))
     launcher = ScriptedLauncher(states=("running", "failed"))
     first = run(launcher, store, settings, lambda f: f.on_request(request()))
     assert first[-1].status == "failed" and launcher.launched == [job_id_for("r-1")]
@@ -292,8 +282,7 @@ def test_a_policy_with_more_reasons_than_a_status_holds_still_reports_the_decisi
     from driftwarden.retrain_trigger.retraining.promotion import Condition, PromotionPolicy
 
     settings = load_settings(data_dir=tmp_path)
-    store = MemoryStore()
-    store.insert_events(events(20))
+    store = stored(events(20))
     many = PromotionPolicy(min_events=10, promote=[Condition(set="drifted", metric="*", worsens_by_at_most=0.1 * i)
                                                    for i in range(30)])
     statuses, _ = run_deciding(TrainingLauncher(), store, settings, many, lambda f: f.on_request(request()))
