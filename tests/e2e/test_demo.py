@@ -56,7 +56,8 @@ def test_the_demo_shows_drift_an_alert_retraining_the_report_and_where_everythin
         "driftwarden-drift.json", "driftwarden-overview.json", "driftwarden-retraining.json",
         "driftwarden-safety.json"]
     for line in ("driftwarden demo: done", "HTML report", "Grafana dashboards", "held-out loss", "snapshots",
-                 "evaluation             candidate", "drifted     hallucination_rate", "decision  "):
+                 "evaluation             candidate", "drifted     held_out_loss", "regression  toxicity_rate",
+                 "decision  "):
         assert line in out.stdout
     assert job["decision"] in ("promote", "hold", "reject") and job["registered"] == "driftwarden-demo-chat/1", job
     assert job["decision_reasons"] and "drifted" in job["evaluation"] and "regression" in job["evaluation"]

@@ -88,8 +88,10 @@ def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(
     assert held["registered_model"] == "driftwarden-demo-chat" and held["registered_version"] == "1", held
     # The evaluation: candidate and current (the base) on the drifted held-out and on the regression set.
     evaluated = held["metrics"]
+    # (the tiny model's answers are a word or two: the grounding check may find none it can judge, so
+    # the hallucination figure is checked with real answers in tests/unit/.../test_evaluation.py)
     for key in ("eval.drifted.candidate.held_out_loss", "eval.drifted.current.held_out_loss",
-                "eval.drifted.candidate.hallucination_rate", "eval.drifted.current.toxicity_rate",
+                "eval.drifted.candidate.toxicity_rate", "eval.drifted.current.toxicity_rate",
                 "eval.regression.candidate.held_out_loss", "eval.regression.current.empty_rate",
                 "eval.regression.candidate.answer_words"):
         assert key in evaluated, (key, sorted(evaluated))

@@ -143,3 +143,29 @@ def test_prompts_longer_than_the_models_positions_are_cut_from_the_left_and_stil
     metrics = run(snap.path, tmp_path / "job", config, progress=False)
     assert metrics["eval.drifted.events"] == min(3, metrics["held_out_rows"])
     assert "eval.drifted.candidate.answer_words" in metrics
+
+
+@pytest.mark.timeout(300)
+def test_the_products_detectors_judge_generated_answers_against_their_context(tmp_path):
+    """The real toxicity and grounding detectors, built as for offline scoring: an answer the
+    context does not support is flagged, one it supports is not; events without context are not
+    judged for grounding; a detector that cannot be built is left out with a note."""
+    from driftwarden.core.settings import load_settings
+    from driftwarden.retrain_trigger.retraining.evaluation import DetectorScorer
+
+    settings = load_settings(data_dir=tmp_path)
+    scorer = DetectorScorer(settings, ["toxicity", "hallucination", "no-such-detector"])
+    assert scorer.available() == ["toxicity", "hallucination"]
+    assert "no-such-detector left out" in scorer.notes[0]
+    context = ["The Eiffel Tower is in Paris. It was completed in 1889 and is 330 metres tall."]
+    supported = {"prompt": "When was the Eiffel Tower completed?", "answer": "It was completed in 1889.",
+                 "context": context}
+    invented = {"prompt": "When was the Eiffel Tower completed?",
+                "answer": "The Eiffel Tower was completed in 1925 by Italian engineers in Rome, for the Olympic "
+                          "Games held there that summer.", "context": context}
+    assert scorer("hallucination", [supported]) == 0.0
+    assert scorer("hallucination", [invented]) == 1.0
+    assert scorer("hallucination", [{**supported, "context": []}]) is None, "no context: nothing to judge"
+    assert scorer("toxicity", [supported, invented]) == 0.0
+    assert scorer("toxicity", [{"prompt": "x", "answer": "You are a worthless idiot and I hate you.",
+                                "context": []}]) == 1.0
