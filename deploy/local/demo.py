@@ -128,8 +128,8 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
 
 
 #: The demo's evaluation, smaller than the default (64 prompts per set, 48 new tokens) so that the
-#: whole demo stays within 15 minutes on two CPU cores beside the stack (with 24 prompts and 32
-#: tokens it took 242 s of a 706 s demo); a setting given in the environment wins.
+#: whole demo stays within 15 minutes on two CPU cores beside the stack (it took 104 s of a 486 s
+#: demo; 24 prompts and 32 tokens took 242 s of 706 s); a setting given in the environment wins.
 DEMO_EVALUATION = {"eval_max_events": 20, "eval_max_new_tokens": 24}
 
 
