@@ -144,6 +144,7 @@ class ModelRegistry:
 
     def _record(self, app, job_id, out_dir, adapter, tags, params, metrics, manifest) -> VersionInfo:
         from mlflow.entities import Metric, Param
+        from mlflow.exceptions import MlflowException
 
         client = self.client
         experiment = self._experiment(app)
@@ -159,11 +160,11 @@ class ModelRegistry:
         client.log_artifacts(run_id, str(adapter), "adapter")
         client.set_terminated(run_id, "FINISHED")
         name = model_name(app)
-        if client.search_registered_models(f"name = '{name}'") == []:
-            try:
-                client.create_registered_model(name, description=f"LoRA adapters of app {app!r}, by driftwarden")
-            except Exception:  # noqa: BLE001 - created meanwhile by another process: fine
-                pass
+        try:
+            client.create_registered_model(name, description=f"LoRA adapters of app {app!r}, by driftwarden")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         version = client.create_model_version(name, source=f"{run.info.artifact_uri}/adapter", run_id=run_id,
                                               tags=all_tags, description=all_tags.get("reason", "")[:1000])
         log.info("registered %s version %s (run %s) in %s", name, version.version, run_id, self.describe())
@@ -213,7 +214,8 @@ class ModelRegistry:
             if app is not None:
                 name = model_name(app)
             else:
-                names = sorted({v.name for v in self.versions()})
+                names = sorted(m.name for m in self._call("listing the registry", self.client.search_registered_models,
+                                                          "name LIKE 'driftwarden-%'"))
                 if len(names) != 1:
                     raise RetrainError("registry", f"version {ref!r} is ambiguous or unknown: give --app or "
                                                    f"NAME/VERSION (registered models: {', '.join(names) or 'none'})")
