@@ -6,8 +6,8 @@ the shipped MiniLM). Model: logistic regression on standardised features (scikit
 C=1, balanced class weights), the standardisation folded into the shipped weights; it is
 deterministic (lbfgs, no sampling).
 
-A response's score is the higher of the whole response's and its most unsupported sentence's
-(the head scores one sentence alone as a one-sentence response). Figures, all on rows the
+A response's score is the mean of the whole response's and its most unsupported sentence's
+(``grounding.response_score``; the head scores one sentence alone as a one-sentence response). Figures, all on rows the
 scoring head was not fitted on:
 
 - **cv**: 5-fold cross-validation grouped by document (rows sharing a context, whatever its case
@@ -59,15 +59,15 @@ def predict(coef: np.ndarray, intercept: float, X: np.ndarray) -> np.ndarray:
 
 
 def scored(coef: np.ndarray, intercept: float, f: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """The detector's score of each row in ``rows``: the higher of the whole response's and its
-    most unsupported sentence's (so one invented sentence among copied ones still counts)."""
-    out = predict(coef, intercept, f["X"][rows])
+    """The detector's score of each row in ``rows`` (``grounding.response_score`` of the whole
+    response's and each sentence's)."""
+    whole = predict(coef, intercept, f["X"][rows])
     position = {int(r): n for n, r in enumerate(rows)}
+    per_sentence: list[list[float]] = [[] for _ in rows]
     mine = np.isin(f["S_row"], rows)
     for r, p in zip(f["S_row"][mine], predict(coef, intercept, f["S"][mine]), strict=True):
-        n = position[int(r)]
-        out[n] = max(out[n], p)
-    return out
+        per_sentence[position[int(r)]].append(float(p))
+    return np.array([grounding.response_score(float(w), s) for w, s in zip(whole, per_sentence, strict=True)])
 
 
 def folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ they support it:
 A response is described by the maximum and the mean of each over its sentences, plus its
 sentence count (``log_sentences``). One sentence alone gives max = mean, so the same head
 scores a whole response and each of its sentences: that is how a result says which sentences
-are unsupported.
+are unsupported. The response's score is the mean of the two (:func:`response_score`).
 
 Context sentences embedded per event are bounded: for each response sentence only the
 ``candidates`` context sentences that share most content words with it are embedded
@@ -56,6 +56,20 @@ SENTENCE_FEATURES = ("sim_max", "sim_top3", "unsup_words", "unsup_words_best", "
                      "unsup_numbers", "unsup_numbers_best", "unsup_names", "unsup_names_best", "negation_flip",
                      "verbatim", "prompt_only")
 FEATURES = (*(f"{f}_max" for f in SENTENCE_FEATURES), *(f"{f}_mean" for f in SENTENCE_FEATURES), "log_sentences")
+
+
+RESPONSE_SCORE = "mean-of-whole-and-worst"
+"""How :func:`response_score` combines the head's scores (part of the detector's version)."""
+
+
+def response_score(whole: float, sentences: Sequence[float]) -> float:
+    """A response's score from the head's score of the whole response and of each sentence alone:
+    the mean of the whole's and the least supported sentence's, so one invented sentence among
+    copied ones raises it, and a response is judged on all of it as well. On sources the head
+    never saw (``bench/train_grounding.py``) this mean is ahead of the higher of the two on
+    dialogue (AUC 0.886 against 0.879) and summaries (0.599 against 0.580), level elsewhere."""
+    worst = max(sentences, default=whole)
+    return (whole + worst) / 2.0
 
 
 def _stem(word: str) -> str:

@@ -8,8 +8,8 @@ Backends (``DRIFTWARDEN_DETECTORS__HALLUCINATION__BACKEND``):
 - ``grounded`` (default): each response sentence is aligned to the context sentences most like
   it (:mod:`driftwarden.detectors.grounding`) and a shipped logistic head, fitted by
   ``bench/train_grounding.py`` on human-judged summaries, dialogue responses and QA answers,
-  scores their support. The score is the higher of the whole response's and its least
-  supported sentence's; the result's spans are the sentences at or above the threshold
+  scores their support. The score is the mean of the whole response's and its least
+  supported sentence's (:func:`~driftwarden.detectors.grounding.response_score`); the result's spans are the sentences at or above the threshold
   (``type`` ``unsupported``, offsets into the response, each with its score).
 - ``lexical`` (no model): extractive support. A response that is a verbatim span of the
   context (after lower-casing and dropping punctuation) is supported (score 0). Otherwise the
@@ -39,7 +39,7 @@ from driftwarden.detectors.segments import join_context
 class HallucinationConfig(ModelConfig):
     """How poorly the event's ``context`` supports its ``response``, 0 (supported) to 1."""
 
-    threshold: float = Field(0.714, ge=0.0, le=1.0)
+    threshold: float = Field(0.651, ge=0.0, le=1.0)
     """Flag at or above this score. The ``grounded`` default is chosen on the head's validation
     data (``bench/train_grounding.py``; the rule and the figures are in the head's metrics and
     the README's quality table)."""
@@ -119,7 +119,7 @@ class GroundedHead:
             raise DetectorError(detector.name, "the shipped grounding head was fitted on other features than this "
                                                "code computes; refit it with bench/train_grounding.py")
         self.encoder = encoder_for(self.head, encoder, detector.name)
-        self.version = f"grounded-{self.head.version}"
+        self.version = f"grounded-{self.head.version}-{grounding.RESPONSE_SCORE}"
 
     def _plan(self, event: InferenceEvent, ctx: BatchContext) -> grounding.AlignmentPlan | None:
         c = self.config
@@ -143,7 +143,7 @@ class GroundedHead:
         self.detector.check_deadline(deadline, "aligning the response to its context")
         whole = float(self.head.predict_proba([alignment.features()])[0])
         per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
-        score = max(whole, float(per_sentence.max()))  # one invented sentence among copied ones still counts
+        score = grounding.response_score(whole, [float(p) for p in per_sentence])
         spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(p), 4))
                  for (s, e), p in zip(alignment.spans, per_sentence, strict=True) if p >= c.threshold]
         if score >= c.threshold and not spans:

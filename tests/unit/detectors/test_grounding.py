@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from driftwarden.detectors import grounding
 
@@ -76,3 +77,10 @@ def test_context_sentences_embedded_per_event_are_bounded():
     a = grounding.align("Tower is tall. Bridge is long.", context, "", counting, max_candidates=5)
     assert seen == [2 + 5]
     assert len(a.rows) == 2
+
+
+def test_a_response_score_is_the_mean_of_the_whole_and_its_least_supported_sentence():
+    assert grounding.response_score(0.2, [0.1, 0.9, 0.4]) == pytest.approx(0.55)
+    # one sentence, or none scored: the whole response's score alone
+    assert grounding.response_score(0.3, [0.3]) == pytest.approx(0.3)
+    assert grounding.response_score(0.7, []) == pytest.approx(0.7)
