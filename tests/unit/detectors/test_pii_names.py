@@ -102,7 +102,29 @@ def test_the_model_is_run_only_on_texts_where_a_rule_would_read_its_entities():
     assert not needs_model("Who wrote Hamlet?")
     assert needs_model(SELF)
     assert needs_model("Contact jane.roe@example.org")
-    assert needs_model("hi, this is all lower case")  # read as if title-cased
+    assert needs_model("we moved to lisbon last year")  # a lower-case place is read as if title-cased
+    # a cue whose next words cannot be a name, and a capitalised "We" in a title, ask nothing of it
+    assert not needs_model("I'm sorry, but I cannot help with that. Please ask Support.")
+    assert not needs_model("Create a design for the given text snippet.\nUnited We Stand")
+    assert not needs_model("hi, this is all lower case")
+
+
+@needs_the_model
+def test_skipping_the_model_where_no_rule_reads_it_changes_no_finding():
+    from driftwarden.detectors.pii import analyzer_engine
+    from driftwarden.pkg_data import rows
+
+    general = list(rows("halueval_general"))[:150]
+    texts = [r["text"] for r in rows("pii_spans")][:250] + [r["prompt"] for r in general] + \
+        [r["response"][:1000] for r in general]
+    assert 0 < sum(map(needs_model, texts)) < len(texts)
+    always, gated = analyzer_engine(DEFAULT_NLP_MODEL, True), analyzer_engine(DEFAULT_NLP_MODEL, False)
+
+    def names_and_places(analyzer, text):
+        return sorted((r.entity_type, r.start, r.end)
+                      for r in analyzer.analyze(text=text, language="en", entities=["PERSON", "LOCATION"]))
+
+    assert [names_and_places(gated, t) for t in texts] == [names_and_places(always, t) for t in texts]
 
 
 def test_a_dotted_fragment_inside_code_is_not_taken_for_a_url():
