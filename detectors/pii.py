@@ -563,7 +563,12 @@ def _names_and_places(text: str, doc: Any) -> list[tuple[str, int, int, float]]:
     return out
 
 
-_INNER_CAPITAL = re.compile(rf"(?<!\w)(?!I\b|I['’])[{_UPPER}]")  # a word's capital, other than "I"
+_WORD_START = re.compile(r"(?<![\w'’])(?!I\b|I['’])[^\W\d_]")  # a word's first letter, other than "I"
+
+
+def _inner_capital(sentence: str) -> bool:
+    """Whether a word after the sentence's first starts with a capital of any script (not "I")."""
+    return any(m.group(0).isupper() for m in _WORD_START.finditer(sentence, _lead(sentence) + 1))
 
 
 def needs_model(text: str) -> bool:
@@ -571,30 +576,27 @@ def needs_model(text: str) -> bool:
     (a cue, contact details, a first-person sentence with a capitalised word inside it, ...).
     Most texts have none, and the detector then skips the model on them (``nlp.make_doc``
     only): the same findings at a fraction of the cost."""
-    lower = not any(c.isupper() for c in text)
-    if lower:
-        text = text.title()
     if _contact_details(text) or _ADDRESS_CORE.search(text) or _NAME_BEFORE.search(text):
         return True
     # A cue reads the model's label only of the words after it, when they can be a name (a
     # trusted cue's name counts whatever the model calls it): "I'm sorry" asks nothing of it.
-    if any(_name_at(text, m.end(), lowercase=lower) for pattern, trusted, lower in _NAME_CUES if not trusted
+    if any(_name_at(text, m.end(), lowercase=lower_ok) for pattern, trusted, lower_ok in _NAME_CUES if not trusted
            for m in pattern.finditer(text)):
         return True
     if any(_name_at(text, m.end(), max_words=2) for m in _VOCATIVE.finditer(text)) \
             or any(_name_at(text, m.end(), capitals=True) for m in _PLACE_CUE.finditer(text)):
         return True
     # A model-found name counts on the first person or a personal word only within its sentence,
-    # not in a question or a request about it, (when it is one word) not as the sentence's first
-    # word, and never in lower case; a model-found place only in a sentence that ties a person
+    # not in a question or a request about it, and (when it is one word) not as the sentence's
+    # first word; a model-found place (in any case or script) in a sentence that ties a person
     # to where they are.
     _, ends = _sentence_ends(text)
     for s0, s1 in zip((0, *ends), (*ends, len(text))):
         sentence = text[s0:s1]
-        if not lower and (_first_person(sentence) or _PERSON_CONTEXT.search(sentence)) \
-                and not _QUESTION_START.match(sentence) and _INNER_CAPITAL.search(sentence, _lead(sentence) + 1):
+        if (_first_person(sentence) or _PERSON_CONTEXT.search(sentence)) \
+                and not _QUESTION_START.match(sentence) and _inner_capital(sentence):
             return True
-        if _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence) and _INNER_CAPITAL.search(sentence):
+        if _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence):
             return True
     return False
 

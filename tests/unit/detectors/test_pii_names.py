@@ -102,7 +102,10 @@ def test_the_model_is_run_only_on_texts_where_a_rule_would_read_its_entities():
     assert not needs_model("Who wrote Hamlet?")
     assert needs_model(SELF)
     assert needs_model("Contact jane.roe@example.org")
-    assert needs_model("we moved to lisbon last year")  # a lower-case place is read as if title-cased
+    # a place where someone lives, in any case or script; a name with a capital of any script
+    for text in ("we moved to lisbon last year", "Hello! i moved to lisbon last year.", "I live in 東京 now.",
+                 "I live in new york with my wife.", "I went hiking with Ștefan."):
+        assert needs_model(text), text
     # a cue whose next words cannot be a name, and a capitalised "We" in a title, ask nothing of it
     assert not needs_model("I'm sorry, but I cannot help with that. Please ask Support.")
     assert not needs_model("Create a design for the given text snippet.\nUnited We Stand")
