@@ -7,8 +7,8 @@ C=1, balanced class weights), the standardisation folded into the shipped weight
 deterministic (lbfgs, no sampling).
 
 A response's score is the mean of the whole response's and its most unsupported sentence's
-(``grounding.response_score``; the head scores one sentence alone as a one-sentence response). Figures, all on rows the
-scoring head was not fitted on:
+(``grounding.response_score``; the head scores one sentence alone as a one-sentence response).
+Figures, all on rows the scoring head was not fitted on:
 
 - **cv**: 5-fold cross-validation grouped by document (rows sharing a context, whatever its case
   or tokenisation, never straddle train and test), per source, F1 at a threshold chosen on the

@@ -9,8 +9,9 @@ Backends (``DRIFTWARDEN_DETECTORS__HALLUCINATION__BACKEND``):
   it (:mod:`driftwarden.detectors.grounding`) and a shipped logistic head, fitted by
   ``bench/train_grounding.py`` on human-judged summaries, dialogue responses and QA answers,
   scores their support. The score is the mean of the whole response's and its least
-  supported sentence's (:func:`~driftwarden.detectors.grounding.response_score`); the result's spans are the sentences at or above the threshold
-  (``type`` ``unsupported``, offsets into the response, each with its score).
+  supported sentence's (:func:`~driftwarden.detectors.grounding.response_score`); the result's
+  spans are the sentences at or above the threshold (``type`` ``unsupported``, offsets into the
+  response, each with its score).
 - ``lexical`` (no model): extractive support. A response that is a verbatim span of the
   context (after lower-casing and dropping punctuation) is supported (score 0). Otherwise the
   score is 0.25 + 0.75 × the share of the response's content words that the context lacks.
@@ -143,7 +144,7 @@ class GroundedHead:
         self.detector.check_deadline(deadline, "aligning the response to its context")
         whole = float(self.head.predict_proba([alignment.features()])[0])
         per_sentence = self.head.predict_proba([alignment.features(only=n) for n in range(len(alignment.spans))])
-        score = grounding.response_score(whole, [float(p) for p in per_sentence])
+        score = grounding.response_score(whole, per_sentence.tolist())
         spans = [Span(field="response", start=s, end=e, type="unsupported", score=round(float(p), 4))
                  for (s, e), p in zip(alignment.spans, per_sentence, strict=True) if p >= c.threshold]
         if score >= c.threshold and not spans:
