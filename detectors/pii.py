@@ -98,10 +98,59 @@ _CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
 
 _DIGIT = re.compile(r"\d")
 MIN_DIGITS = {"PHONE_NUMBER": 5, "US_SSN": 9, "CREDIT_CARD": 12}
-"""Digits a text must hold for the type to be in it at all: no phone number valid in the regions
-presidio checks has fewer than 5, an SSN has 9, a card number (Luhn-checked or beside a card
-word) 12 to 19. Below that the recognizer is not asked (phone matching alone was 30 % of the
-detector's time, on texts that mostly hold no digits)."""
+"""Digits a text must hold for the type to be looked for at all: an SSN has 9, a card number
+(Luhn-checked or beside a card word) 12 to 19, and a phone number is looked for from 5 digits
+(every 1- to 4-digit string was tried against presidio's regions: the only valid ones are
+Germany's 1640-1649 and 1680-1699, which in text are years, so they are left out on purpose).
+Below that the recognizer is not asked (phone matching alone was 30 % of the detector's time,
+on texts that mostly hold no digits)."""
+
+
+def phone_windows(text: str, min_digits: int = MIN_DIGITS["PHONE_NUMBER"], margin: int = 64
+                  ) -> list[tuple[int, int]]:
+    """The parts of ``text`` where a phone number can be: around each of the phone-number
+    matcher's own candidates (``phonenumbers``' search pattern) that holds ``min_digits`` digits,
+    ``margin`` characters either side (the matcher reads the characters beside a candidate),
+    merged, and widened to whole candidates so the matcher's search inside a window finds the
+    same candidates it finds in the whole text. The matcher then parses only these: on prose it
+    parsed every year and amount (1,724 candidates in 163 HaluEval texts, 36 with 5 digits or
+    more), once per region."""
+    pattern = _phone_candidates()
+    if pattern is None:
+        return [(0, len(text))] if text else []
+    candidates = [(m.start(), m.end(), sum(c.isdigit() for c in m.group())) for m in pattern.finditer(text)]
+    windows: list[tuple[int, int]] = []
+    for start, end, digits in candidates:
+        if digits < min_digits:
+            continue
+        start, end = max(0, start - margin), min(len(text), end + margin)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    starts = [s for s, _, _ in candidates]
+    out = []
+    for start, end in windows:  # an edge inside a candidate moves out to the candidate's edge
+        i = bisect.bisect_right(starts, start) - 1
+        if i >= 0 and candidates[i][0] < start < candidates[i][1]:
+            start = candidates[i][0]
+        i = bisect.bisect_left(starts, end) - 1
+        if i >= 0 and candidates[i][0] < end < candidates[i][1]:
+            end = candidates[i][1]
+        out.append((start, end))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _phone_candidates() -> re.Pattern | None:
+    """phonenumbers' candidate pattern (what its matcher searches for before parsing); None if a
+    release of phonenumbers no longer has it (then the whole text is searched, as presidio does)."""
+    pattern = getattr(require("phonenumbers.phonenumbermatcher"), "_PATTERN", None)
+    if not isinstance(pattern, re.Pattern):
+        log.warning("PII: phonenumbers %s has no candidate pattern; phone numbers are searched for in whole "
+                    "texts (slower, same findings)", getattr(require("phonenumbers"), "__version__", "?"))
+        return None
+    return pattern
 
 
 def possible_entities(entities: Sequence[str], text: str) -> list[str]:
@@ -162,6 +211,23 @@ def _context_recognizers(entity_recognizer: Any, recognizer_result: Any) -> list
                     if _near(text, m.start(), m.end(), CARD_CONTEXT)]
 
     return [ContextPhoneRecognizer(), ContextCardRecognizer()]
+
+
+def _windowed_phone_recognizer(phone_recognizer: type, entity_recognizer: Any) -> type:
+    """presidio's PhoneRecognizer run on :func:`phone_windows` of the text only: the same
+    numbers (those of 5 digits or more), offsets into the whole text."""
+
+    class WindowedPhoneRecognizer(phone_recognizer):
+        def analyze(self, text, entities, nlp_artifacts=None):
+            results = []
+            for start, end in phone_windows(text):
+                for r in super().analyze(text[start:end], entities, nlp_artifacts):
+                    r.start += start
+                    r.end += start
+                    results.append(r)
+            return entity_recognizer.remove_duplicates(results)
+
+    return WindowedPhoneRecognizer
 
 
 # ---- Names and places ------------------------------------------------------------------------
@@ -563,7 +629,7 @@ def _names_and_places(text: str, doc: Any) -> list[tuple[str, int, int, float]]:
     return out
 
 
-_WORD_START = re.compile(r"(?<![\w'’])(?!I\b|I['’])[^\W\d_]")  # a word's first letter, other than "I"
+_WORD_START = re.compile(r"(?<!\w)(?<!\w['’])(?!I\b|I['’])[^\W\d_]")  # a word's first letter (also after a quote), not "I"
 
 
 def _inner_capital(sentence: str) -> bool:
@@ -576,29 +642,84 @@ def needs_model(text: str) -> bool:
     (a cue, contact details, a first-person sentence with a capitalised word inside it, ...).
     Most texts have none, and the detector then skips the model on them (``nlp.make_doc``
     only): the same findings at a fraction of the cost."""
-    if _contact_details(text) or _ADDRESS_CORE.search(text) or _NAME_BEFORE.search(text):
-        return True
+    return model_regions(text) != []
+
+
+REGION_MARGIN = 1
+"""Sentences of context kept either side of a sentence whose entities a rule reads, when the model
+runs on parts of a text: the entity recognizer then sees what it saw in the whole text."""
+
+
+def model_regions(text: str) -> list[tuple[int, int]] | None:
+    """The parts of ``text`` whose entities a rule of :func:`_names_and_places` reads, as
+    (start, end) offsets: the sentences of a cue's name, of a first-person sentence with a
+    capitalised word inside it, of a place tied to someone, each with :data:`REGION_MARGIN`
+    sentences either side; None when a rule reads the whole text (contact details or a street
+    address: a name anywhere near them counts); [] when no rule reads it."""
+    if _contact_details(text) or _ADDRESS_CORE.search(text):
+        return None
+    _, ends = _sentence_ends(text)
+    bounds = list(zip((0, *ends), (*ends, len(text))))
+    starts = [b[0] for b in bounds]
+    marked: set[int] = set()
+
+    def mark(span: tuple[int, int] | None) -> None:
+        if span is not None:
+            first = bisect.bisect_right(starts, span[0]) - 1
+            last = max(first, bisect.bisect_left(starts, span[1]) - 1)
+            marked.update(range(first, last + 1))
+
     # A cue reads the model's label only of the words after it, when they can be a name (a
     # trusted cue's name counts whatever the model calls it): "I'm sorry" asks nothing of it.
-    if any(_name_at(text, m.end(), lowercase=lower_ok) for pattern, trusted, lower_ok in _NAME_CUES if not trusted
-           for m in pattern.finditer(text)):
-        return True
-    if any(_name_at(text, m.end(), max_words=2) for m in _VOCATIVE.finditer(text)) \
-            or any(_name_at(text, m.end(), capitals=True) for m in _PLACE_CUE.finditer(text)):
-        return True
+    for m in _NAME_BEFORE.finditer(text):
+        mark(_name_at(text, m.start(1)))
+    for pattern, trusted, lower_ok in _NAME_CUES:
+        if not trusted:
+            for m in pattern.finditer(text):
+                mark(_name_at(text, m.end(), lowercase=lower_ok))
+    for m in _VOCATIVE.finditer(text):
+        mark(_name_at(text, m.end(), max_words=2))
+    for m in _PLACE_CUE.finditer(text):
+        mark(_name_at(text, m.end(), capitals=True))
     # A model-found name counts on the first person or a personal word only within its sentence,
     # not in a question or a request about it, and (when it is one word) not as the sentence's
     # first word; a model-found place (in any case or script) in a sentence that ties a person
     # to where they are.
-    _, ends = _sentence_ends(text)
-    for s0, s1 in zip((0, *ends), (*ends, len(text))):
+    for k, (s0, s1) in enumerate(bounds):
         sentence = text[s0:s1]
         if (_first_person(sentence) or _PERSON_CONTEXT.search(sentence)) \
-                and not _QUESTION_START.match(sentence) and _inner_capital(sentence):
-            return True
-        if _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence):
-            return True
-    return False
+                and not _QUESTION_START.match(sentence) and _inner_capital(sentence) \
+                or _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence):
+            marked.add(k)
+    regions: list[tuple[int, int]] = []
+    for k in sorted(marked):
+        lo, hi = bounds[max(0, k - REGION_MARGIN)][0], bounds[min(len(bounds) - 1, k + REGION_MARGIN)][1]
+        if regions and lo <= regions[-1][1]:
+            regions[-1] = (regions[-1][0], hi)
+        else:
+            regions.append((lo, hi))
+    return regions
+
+
+def entities_in_regions(nlp: Any, text: str, regions: list[tuple[int, int]] | None) -> Any:
+    """The spaCy document of ``text`` with the model's entities of ``regions`` only (each region
+    run through the model alone; None: the whole text, []: tokens only)."""
+    if regions is None:
+        return nlp(text)
+    doc = nlp.make_doc(text)
+    if not regions:
+        return doc
+    if regions == [(0, len(text))]:
+        return nlp(text)
+    ents = []
+    for start, end in regions:
+        for ent in nlp(text[start:end]).ents:
+            span = doc.char_span(start + ent.start_char, start + ent.end_char, label=ent.label_,
+                                 alignment_mode="contract")
+            if span is not None and len(span):
+                ents.append(span)
+    doc.set_ents(ents)
+    return doc
 
 
 def _names_recognizer(entity_recognizer: Any, recognizer_result: Any) -> Any:
@@ -649,7 +770,8 @@ def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool 
     when the spaCy pipeline ``nlp_model`` is installed, its entities (names, places) under the
     context rules of :func:`_names_and_places`. Without it (None, or not installed: a warning),
     a blank pipeline: tokenisation only, and names are found only after explicit cues. The model
-    runs only on texts where a rule would read it (:func:`needs_model`), or on ``every_text``."""
+    runs only on the parts of a text where a rule would read it (:func:`model_regions`), or on
+    ``every_text`` whole."""
     _offline_tldextract()
     spacy = require("spacy")
     analyzer = require("presidio_analyzer")
@@ -671,8 +793,15 @@ def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool 
 
         def process_text(self, text: str, language: str) -> Any:
             model = self.nlp[language]
-            doc = model(text) if nlp is not None and (every_text or needs_model(text)) else model.make_doc(text)
+            if nlp is None:
+                doc = model.make_doc(text)
+            else:
+                doc = entities_in_regions(model, text, None if every_text else model_regions(text))
             return self._doc_to_nlp_artifact(doc, language)
+
+        def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
+            entities, scores = self._get_updated_entities(self._get_entities(doc), self._get_scores_for_entities(doc))
+            return lazy_artifacts(doc, entities, scores, self, language)
 
     # Names and places are taken from the document by NameAndPlaceRecognizer; presidio's own
     # spaCy recognizer serves only the types configured beyond those (organisations, dates, NRP).
@@ -695,6 +824,13 @@ def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool 
     finally:
         presidio_log.setLevel(level)
     registry.remove_recognizer("SpacyRecognizer")
+    phone = next((r for r in registry.recognizers if r.name == "PhoneRecognizer"), None)
+    if phone is not None:  # the same recognizer, asked only where a number can be
+        registry.remove_recognizer("PhoneRecognizer")
+        windowed = _windowed_phone_recognizer(type(phone), analyzer.EntityRecognizer)
+        registry.add_recognizer(windowed(context=phone.context, supported_language=phone.supported_language,
+                                         supported_regions=phone.supported_regions, leniency=phone.leniency,
+                                         name="PhoneRecognizer"))
     if nlp is not None:
         spacy_recognizer = require("presidio_analyzer.predefined_recognizers").SpacyRecognizer
         registry.add_recognizer(spacy_recognizer(supported_entities=["ORGANIZATION", "NRP", "DATE_TIME"]))
@@ -702,6 +838,41 @@ def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool 
         registry.add_recognizer(recognizer)
     registry.add_recognizer(_names_recognizer(analyzer.EntityRecognizer, analyzer.RecognizerResult))
     return analyzer.AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
+
+
+def lazy_artifacts(doc: Any, entities: Any, scores: Any, nlp_engine: Any, language: str) -> Any:
+    """presidio's NlpArtifacts of ``doc`` whose lemmas, token offsets and keywords are computed
+    when first read. presidio computes them for every text (three passes over its tokens, a
+    tenth of the detector's time), and only its context enhancer reads them, for texts where a
+    recognizer found something: most texts have no finding."""
+    return _lazy_artifacts_class()(doc, entities, scores, nlp_engine, language)
+
+
+@functools.lru_cache(maxsize=1)
+def _lazy_artifacts_class() -> type:
+    base = require("presidio_analyzer.nlp_engine").NlpArtifacts
+
+    class LazyNlpArtifacts(base):
+        def __init__(self, doc: Any, entities: Any, scores: Any, nlp_engine: Any, language: str) -> None:
+            self.entities = entities
+            self.tokens = doc
+            self.nlp_engine = nlp_engine
+            self.language = language
+            self.scores = scores if scores else [0.85] * len(entities)  # presidio's own default
+
+        @functools.cached_property
+        def lemmas(self) -> list[str]:
+            return [token.lemma_ for token in self.tokens]
+
+        @functools.cached_property
+        def tokens_indices(self) -> list[int]:
+            return [token.idx for token in self.tokens]
+
+        @functools.cached_property
+        def keywords(self) -> list[str]:
+            return base.set_keywords(self.nlp_engine, self.lemmas, self.language)
+
+    return LazyNlpArtifacts
 
 
 @functools.lru_cache(maxsize=1)

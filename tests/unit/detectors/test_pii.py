@@ -106,3 +106,38 @@ def test_a_text_that_can_hold_none_of_the_configured_types_gets_no_finding_of_ot
     only_email = PIIDetector(PIIConfig(entities=("EMAIL_ADDRESS",)))
     (result,) = only_email.detect([event_from_mapping(valid_event("pii-e", prompt="My name is John Smith, I live in Paris"))])
     assert result.spans == [] and result.label is False
+
+
+def test_phone_numbers_are_parsed_only_near_candidates_of_five_digits_with_presidios_findings():
+    import random
+
+    from presidio_analyzer import EntityRecognizer
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    from driftwarden.detectors.pii import _windowed_phone_recognizer, phone_windows
+
+    assert phone_windows("Born in 1903, she moved in 1921 and died in 1988 aged 85.") == []
+    text = "Pages 12-14 of the 2019 report. " * 20 + "Call me on (212) 555-0147 tonight."
+    ((start, end),) = phone_windows(text)
+    assert text[start:end].endswith("(212) 555-0147 tonight.") and end - start < 120
+    presidio, windowed = PhoneRecognizer(), _windowed_phone_recognizer(PhoneRecognizer, EntityRecognizer)()
+    rng = random.Random(7)
+    texts = [text, "+44 20 7946 0958 or 030 901820, 1690 or 1640", "tel 0049 30 901820-5 ext. 12; 07700 900123"]
+    texts += ["".join(rng.choice("0123456789 -().+/x#:,ab\n") for _ in range(rng.randint(5, 160))) for _ in range(300)]
+    for t in texts:
+        found = {(r.start, r.end) for r in presidio.analyze(t, ["PHONE_NUMBER"])}
+        five = {(s, e) for s, e in found if sum(c.isdigit() for c in t[s:e]) >= 5}
+        assert five <= {(r.start, r.end) for r in windowed.analyze(t, ["PHONE_NUMBER"])} <= found, t
+    assert any(len(found) > 0 for found in [presidio.analyze(t, ["PHONE_NUMBER"]) for t in texts[:3]])
+
+
+def test_presidios_artifacts_are_computed_only_when_read_and_score_context_as_before(detector):
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    engine = detector.analyzer.nlp_engine
+    artifacts = engine.process_text("Her phone number is 212 555 0147.", "en")
+    assert "lemmas" not in vars(artifacts) and "keywords" not in vars(artifacts)
+    eager = SpacyNlpEngine._doc_to_nlp_artifact(engine, artifacts.tokens, "en")
+    assert artifacts.keywords == eager.keywords and artifacts.tokens_indices == eager.tokens_indices
+    found = detector.analyzer.analyze(text="Her phone number is 212 555 0147.", language="en", entities=["PHONE_NUMBER"])
+    assert [r.score for r in found] and max(r.score for r in found) > 0.4  # raised by the context word "phone"

@@ -110,6 +110,21 @@ def test_the_model_is_run_only_on_texts_where_a_rule_would_read_its_entities():
     assert not needs_model("I'm sorry, but I cannot help with that. Please ask Support.")
     assert not needs_model("Create a design for the given text snippet.\nUnited We Stand")
     assert not needs_model("hi, this is all lower case")
+    # a name after an opening quote is a capitalised word of the sentence
+    assert needs_model("2. I said, 'Doc, if I die young, it's because I'm too cool for this world.")
+
+
+def test_the_model_reads_the_sentences_a_rule_reads_with_one_either_side_or_the_whole_text_near_contacts():
+    from driftwarden.detectors.pii import model_regions
+
+    filler = "The weather was mild. " * 6
+    text = filler + "Last week I went hiking with Ștefan. " + filler
+    ((start, end),) = model_regions(text)
+    assert text[start:end].strip() == "The weather was mild. Last week I went hiking with Ștefan. The weather was mild."
+    assert model_regions(filler + "Mail me: jane.roe@example.org") is None
+    assert model_regions(filler) == [] and model_regions("") == []
+    two = model_regions("My name is Ana. " + filler * 2 + "I live in Porto.")
+    assert len(two) == 2 and two[0][0] == 0
 
 
 @needs_the_model
@@ -117,7 +132,8 @@ def test_skipping_the_model_where_no_rule_reads_it_changes_no_finding():
     from driftwarden.detectors.pii import analyzer_engine
     from driftwarden.pkg_data import rows
 
-    general = list(rows("halueval_general"))[:150]
+    every = list(rows("halueval_general"))
+    general = every[:150] + [every[180], every[187]]  # two where the model alone on a sentence tags otherwise
     texts = [r["text"] for r in rows("pii_spans")][:250] + [r["prompt"] for r in general] + \
         [r["response"][:1000] for r in general]
     assert 0 < sum(map(needs_model, texts)) < len(texts)
