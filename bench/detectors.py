@@ -11,7 +11,10 @@ quality gate, ``bench/encoder_gate.py``):
 - events/s of all detectors in-process (``ScoringPipeline.run``: every text encoded once);
 - events/s through one score worker (Kafka in, results to Kafka, sink to ClickHouse), counted
   until every detector's result for every event it samples is stored;
-- the ratios pipeline / encoder alone (goal ≥ 0.85) and worker / pipeline (goal ≥ 0.9).
+- the ratios pipeline / encoder alone (goal ≥ 0.85) and worker / pipeline (goal ≥ 0.9);
+- the texts the pipeline encodes per event (context sentences and chunks beside the prompt and
+  response) and events/s of the encoder alone on exactly those texts, in the same calls: the
+  pipeline's ratio to it says how much of the pipeline's time is anything but the encoder.
 
 The last line carries ``speedup=``: the default variant's worker events/s over the torch
 float32 worker's in the same run (goal ≥ 2). On a GPU (``torch.cuda.is_available()``) the
@@ -82,6 +85,25 @@ def largest_gpu_batch(settings) -> int:
     return best
 
 
+def texts_the_pipeline_encodes(pipeline: ScoringPipeline, events: list, batch_size: int) -> list[list[str]]:
+    """Every encoder call's texts while the pipeline scores ``events`` (prompts, responses,
+    context sentences and chunks): the encoder's share of the pipeline's work."""
+    calls: list[list[str]] = []
+    encode = pipeline.encoder.encode
+
+    def recording(texts, *args, **kwargs):
+        calls.append(list(texts))
+        return encode(texts, *args, **kwargs)
+
+    pipeline.encoder.encode = recording
+    try:
+        for i in range(0, len(events), batch_size):
+            pipeline.run(events[i:i + batch_size])
+    finally:
+        del pipeline.encoder.encode
+    return calls
+
+
 def variant_settings(variant: str, **overrides):
     """Settings whose embedding encoder runs ``variant`` (``auto``: the default)."""
     if variant == "auto":
@@ -108,6 +130,10 @@ def measure(variant: str, raw: list[dict], events: list, alone: bool) -> dict[st
                 events, encoder.encode)), len(events))
     report["pipeline_events_per_s"] = timed(lambda: [pipeline.run(events[i:i + settings.batch_size])
                                                      for i in range(0, len(events), settings.batch_size)], len(events))
+    calls = texts_the_pipeline_encodes(pipeline, events, settings.batch_size)
+    report["texts_encoded_per_event"] = sum(map(len, calls)) / len(events)
+    report["encoder_on_pipeline_texts_events_per_s"] = timed(lambda: [encoder.encode(c) for c in calls], len(events),
+                                                             repeat=2)
     if encoder.device == "cuda":
         report["largest_encoder_batch"] = largest_gpu_batch(settings)
     with tempfile.TemporaryDirectory() as tmp, LocalBroker(free_port(), log_file=Path(tmp) / "broker.log") as broker:
@@ -120,6 +146,8 @@ def measure(variant: str, raw: list[dict], events: list, alone: bool) -> dict[st
         finally:
             stack.stop()
     report["ratio_pipeline_to_encoder"] = report["pipeline_events_per_s"] / report["encoder_events_per_s"]
+    report["ratio_pipeline_to_encoder_on_its_texts"] = (report["pipeline_events_per_s"]
+                                                        / report["encoder_on_pipeline_texts_events_per_s"])
     report["ratio_worker_to_pipeline"] = report["worker_events_per_s"] / report["pipeline_events_per_s"]
     return report
 

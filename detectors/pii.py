@@ -865,7 +865,8 @@ def lazy_artifacts(doc: Any, entities: Any, scores: Any, nlp_engine: Any, langua
     """presidio's NlpArtifacts of ``doc`` whose lemmas, token offsets and keywords are computed
     when first read. presidio computes them for every text (three passes over its tokens, a
     tenth of the detector's time), and only its context enhancer reads them, for texts where a
-    recognizer found something: most texts have no finding."""
+    recognizer found something: most texts have no finding. A token without a lemma (no
+    lemmatizer in the pipeline) counts by its lower case."""
     return _lazy_artifacts_class()(doc, entities, scores, nlp_engine, language)
 
 
@@ -883,7 +884,10 @@ def _lazy_artifacts_class() -> type:
 
         @functools.cached_property
         def lemmas(self) -> list[str]:
-            return [token.lemma_ for token in self.tokens]
+            # The pipeline keeps no lemmatizer (its cost buys nothing else here), so a token's lower
+            # case stands in: presidio's context words ("phone", "ssn", "account") then raise a
+            # finding's score as presidio means them to. With every lemma empty they never did.
+            return [token.lemma_ or token.lower_ for token in self.tokens]
 
         @functools.cached_property
         def tokens_indices(self) -> list[int]:
