@@ -631,7 +631,8 @@ def _names_and_places(text: str, doc: Any) -> list[tuple[str, int, int, float]]:
     return out
 
 
-_WORD_START = re.compile(r"(?<!\w)(?<!\w['’])(?!I\b|I['’])[^\W\d_]")  # a word's first letter (also after a quote), not "I"
+# A word's first letter (also after an opening quote), other than "I".
+_WORD_START = re.compile(r"(?<!\w)(?<!\w['’])(?!I\b|I['’])[^\W\d_]")
 
 
 def _inner_capital(sentence: str) -> bool:

@@ -120,7 +120,8 @@ def test_the_model_reads_the_sentences_a_rule_reads_with_one_either_side_or_the_
     filler = "The weather was mild. " * 6
     text = filler + "Last week I went hiking with Ștefan. " + filler
     ((start, end),) = model_regions(text)
-    assert text[start:end].strip() == "The weather was mild. Last week I went hiking with Ștefan. The weather was mild."
+    assert text[start:end].strip() == \
+        "The weather was mild. Last week I went hiking with Ștefan. The weather was mild."
     assert model_regions(filler + "Mail me: jane.roe@example.org") is None
     assert model_regions(filler) == [] and model_regions("") == []
     two = model_regions("My name is Ana. " + filler * 2 + "I live in Porto.")
