@@ -654,7 +654,7 @@ the model runs on parts of a text: the entity recognizer then sees what it saw i
 MAX_REGIONS = 8
 """More parts than this, or parts covering half the text or more: the model reads the whole text
 (one pass, as before, rather than many short ones)."""
-_HAS_WORD = re.compile(r"[^\W_]")
+_HAS_WORD = re.compile(r"[^\W\d_]")  # a letter: "2." of a numbered list is not a sentence with words
 _SHORT_WORD_END = re.compile(r"(?<![^\W\d_])([^\W\d_]{1,4})\.\s*$")  # "Ł.", "Gen.": maybe not a sentence end
 
 
@@ -704,7 +704,7 @@ def model_regions(text: str) -> list[tuple[int, int]] | None:
             marked.add(k)
         # A name read across an initial or an abbreviation taken for a sentence end ("Ł. Kowalski",
         # "Gen. Patton") is judged on both parts together.
-        elif k + 1 < len(bounds) and (m := _SHORT_WORD_END.search(text[s0:s1])) and m.group(1)[0].isupper() \
+        if k + 1 < len(bounds) and (m := _SHORT_WORD_END.search(text[s0:s1])) and m.group(1)[0].isupper() \
                 and ties_a_person(text[s0:bounds[k + 1][1]]):
             marked.update((k, k + 1))
     if not marked:
@@ -714,8 +714,8 @@ def model_regions(text: str) -> list[tuple[int, int]] | None:
     for k in sorted(marked):
         before = bisect.bisect_right(wordy, k - 1) - REGION_MARGIN  # sentences with words, counted back from k
         after = bisect.bisect_left(wordy, k + 1) + REGION_MARGIN - 1
-        lo = bounds[wordy[before]][0] if before >= 0 else 0
-        hi = bounds[wordy[after]][1] if after < len(wordy) else len(text)
+        lo = min(bounds[k][0], bounds[wordy[before]][0] if 0 <= before < len(wordy) else 0)
+        hi = max(bounds[k][1], bounds[wordy[after]][1] if 0 <= after < len(wordy) else len(text))
         if regions and lo <= regions[-1][1]:
             regions[-1] = (regions[-1][0], max(hi, regions[-1][1]))
         else:
@@ -859,7 +859,12 @@ def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool 
     for recognizer in _context_recognizers(analyzer.EntityRecognizer, analyzer.RecognizerResult):
         registry.add_recognizer(recognizer)
     registry.add_recognizer(_names_recognizer(analyzer.EntityRecognizer, analyzer.RecognizerResult))
-    return analyzer.AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
+    # presidio's context words count as whole words: as substrings its licence recognizer's "lic"
+    # is in "click" and "application", its phone recognizer's "call" in "recall".
+    enhancer = require("presidio_analyzer.context_aware_enhancers").LemmaContextAwareEnhancer(
+        context_matching_mode="whole_word")
+    return analyzer.AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"],
+                                   context_aware_enhancer=enhancer)
 
 
 def lazy_artifacts(doc: Any, entities: Any, scores: Any, nlp_engine: Any, language: str) -> Any:

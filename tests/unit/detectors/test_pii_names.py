@@ -126,6 +126,17 @@ def test_the_model_reads_the_sentences_a_rule_reads_with_one_either_side_or_the_
     assert model_regions(filler) == [] and model_regions("") == []
     two = model_regions("My name is Ana. " + filler * 2 + "I live in Porto.")
     assert len(two) == 2 and two[0][0] == 0
+    # the sentence either side is one with letters: not a blank line, not a list's number
+    listed = filler.strip() + "\n\n1. I live in Porto.\n2. The weather was mild.\n\n" + filler
+    ((start, end),) = model_regions(listed)
+    assert listed[start:end].strip() == "The weather was mild.\n\n1. I live in Porto.\n2. The weather was mild."
+    # a name across an initial the splitter takes for a sentence end is judged on both parts
+    initial = filler + "Dinner with Ł. Kowalski was lovely, I must say. " + filler
+    ((start, end),) = model_regions(initial)
+    assert "Dinner with Ł. Kowalski was lovely" in initial[start:end]
+    # many parts, or parts making half the text: the whole text, in one pass
+    assert model_regions("I met Ana.\n\n\nThe sky. The sea. The end.\n" * 10) is None
+    assert model_regions("I live in Porto. " + filler[:30]) is None
 
 
 @needs_the_model
