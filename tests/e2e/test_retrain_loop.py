@@ -128,11 +128,12 @@ def test_a_population_switch_fires_one_alert_and_a_retraining_job_that_succeeds(
     text = report.read_text()
     assert "prompt-drift" in text and "succeeded" in text and "Prompt embeddings, reference vs demo-chat" in text
     stack.stop()
-    # The drift alert reached Alertmanager once, in its format, naming the rule and the segment; the
-    # held candidate fired an alert of its own, which the promotion resolved.
+    # The drift alert reached Alertmanager as one episode, in its format, naming the rule and the segment
+    # (re-sent unchanged while it fires, as Alertmanager expects: every minute, so a slow run sees it more
+    # than once); the held candidate fired an alert of its own, which the promotion resolved.
     posted = [a for p in alertmanager.received("/api/v2/alerts") for a in p["json"]]
     drift = [a for a in posted if a["labels"]["alertname"] == "prompt-drift"]
-    assert len(drift) == 1, posted
+    assert drift and all(a == drift[0] for a in drift), posted
     decisions = [(a["annotations"]["summary"], a.get("endsAt")) for a in posted
                  if a["labels"]["alertname"] == "retrain-decision"]
     assert "held for a person" in decisions[0][0] and decisions[0][1] is None, decisions

@@ -1,4 +1,4 @@
-"""10,000 distinct segments through the running sink (real broker, real engine): the drift and
+"""4,000 distinct segments through the running sink (real broker, real engine): the drift and
 detection windows keep at most ``DRIFTWARDEN_MAX_SEGMENTS`` live segments, evict the rest, and
 the sink's memory grows by less than :data:`GROWTH_BOUND_MB` (the in-process measure of the same
 state is ``tests/unit/test_segment_state_memory.py``)."""
@@ -18,12 +18,12 @@ from driftwarden.tests.realstack import producer
 
 pytestmark = pytest.mark.integration
 
-SEGMENTS = 10_000
-CAP = 1_000
+SEGMENTS = 4_000
+CAP = 400
 GROWTH_BOUND_MB = 600
 """Most growth of the sink's resident memory over the run, store caches included (measured:
-+266 MB). Each live drift segment holds a few kB here; unbounded state would hold all 10,000 and keep growing with
-every new app name, which a hostile app can make up at will."""
++266 MB with 10,000 segments and a cap of 1,000). Each live drift segment holds a few kB here; unbounded state would
+hold every segment and keep growing with every new app name, which a hostile app can make up at will."""
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _records(i: int, vector: list[float]) -> tuple[bytes, bytes]:
     return encode_records([embedding]), encode_records([detection])
 
 
-def test_ten_thousand_segments_keep_the_sinks_state_at_its_cap(stack, stack_settings):
+def test_thousands_of_new_segments_keep_the_sinks_state_at_its_cap(stack, stack_settings):
     sink = stack.sink.pid
     before = rss_mb(sink)
     rng = np.random.default_rng(5)
@@ -54,7 +54,7 @@ def test_ten_thousand_segments_keep_the_sinks_state_at_its_cap(stack, stack_sett
     p.flush()
     p.close()
     sent = time.monotonic()
-    deadline = sent + 300
+    deadline = sent + 600  # not a timing test: each new segment reads the store (~30 ms on a busy CI machine)
     while time.monotonic() < deadline:
         stack.check()
         progress = read_progress(stack_settings)
