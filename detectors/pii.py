@@ -927,6 +927,11 @@ def redact_text(text: str, spans: Sequence[Span]) -> str:
 
 WITHHELD = "<WITHHELD by driftwarden: PII detection did not finish ({reason})>"
 
+RULES = "context-words"
+"""Names this release's own rules in the detector's version, beside presidio's and the model's:
+presidio's context words raise scores since it (they never fired before, for want of lemmas), so
+results stored before and after differ under the same presidio and spaCy releases."""
+
 
 @register("pii", config=PIIConfig, offline_update={"fields": ("prompt",)})
 class PIIDetector(BaseDetector):
@@ -947,7 +952,7 @@ class PIIDetector(BaseDetector):
         self.nlp_loaded = "ner" in nlp.pipe_names
         """Whether names and places come from a spaCy model (False: patterns and cues only)."""
         self.version = (f"presidio-{presidio_version}+{nlp.meta.get('name', 'spacy')}-{nlp.meta.get('version', '')}"
-                        if self.nlp_loaded else f"presidio-patterns-{presidio_version}")
+                        if self.nlp_loaded else f"presidio-patterns-{presidio_version}") + f"+{RULES}"
         self._found: dict[str, list[Span]] = {}
         """Every span of the current batch's events (results keep at most MAX_SPANS; redaction needs all)."""
         self._patterns_only: Any = None

