@@ -129,8 +129,9 @@ def producer(bootstrap: str):
     return KafkaProducer(bootstrap_servers=[bootstrap], acks="all", linger_ms=5)
 
 
-def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) -> list:
-    """Every record of ``topic`` from the start, until ``expected`` were read or time ran out."""
+def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0, linger_s: float = 0.0) -> list:
+    """Every record of ``topic`` from the start, until ``expected`` were read or time ran out; with
+    ``linger_s``, reading goes on that long after ``expected`` were read (to see that no more come)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(
@@ -141,6 +142,10 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30
     deadline = time.monotonic() + timeout_s
     try:
         while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        until = time.monotonic() + linger_s if len(records) >= expected else 0.0
+        while time.monotonic() < until:
             for batch in consumer.poll(timeout_ms=500).values():
                 records.extend(batch)
     finally:

