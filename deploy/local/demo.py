@@ -70,7 +70,10 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
             f"{labels.get('app')} {labels.get('model_version')} {labels.get('field', '')}: "
             f"{notes.get('summary', '')[:400]}")
 
-    with AlertReceiver(data_dir / "alerts-received.jsonl", on_alert) as receiver:
+    base = settings.worker_web_port
+    stack_ports = {settings.local_broker_port, settings.sink_web_port, settings.otlp.port,
+                   *(range(base, base + workers) if base else ())}
+    with AlertReceiver(data_dir / "alerts-received.jsonl", on_alert, avoid=stack_ports) as receiver:
         settings = settings.model_copy(update={
             "alerts": settings.alerts.model_copy(update={"alertmanager_url": receiver.url}),
             "retrain": settings.retrain.model_copy(update={"enabled": retrain, **{

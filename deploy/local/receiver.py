@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,7 +16,10 @@ MAX_BODY = 1_000_000
 
 
 class AlertReceiver:
-    def __init__(self, log_file: Path, on_alert: Callable[[dict], None] | None = None, port: int = 0):
+    def __init__(self, log_file: Path, on_alert: Callable[[dict], None] | None = None, port: int = 0,
+                 avoid: Collection[int] = ()):
+        """Listens on ``port``, or (0) on a free port that is not in ``avoid``: ports the stack is
+        configured to bind later, which the system may hand out while nothing listens on them yet."""
         self.log_file = log_file
         self.received: list[dict] = []
         lock = threading.Lock()
@@ -56,6 +59,12 @@ class AlertReceiver:
 
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        for _ in range(100):
+            if port or self.server.server_address[1] not in avoid:
+                break
+            taken = self.server
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # a new port before letting the other go
+            taken.server_close()
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="alert-receiver")
 
     @property
