@@ -14,11 +14,13 @@ A result keeps the types, offsets and scores of what was found, never the values
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import importlib.metadata
 import logging
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -786,6 +788,26 @@ MODEL_ONLY_ENTITIES = frozenset({"ORGANIZATION", "NRP", "DATE_TIME"})
 """Types taken from the model's entities as they are (presidio's spaCy recognizer), no cue needed."""
 
 
+@contextlib.contextmanager
+def _transformers_unseen_by_presidio() -> Iterator[None]:
+    """presidio's ``nlp_engine`` package imports transformers' pipelines at import time, for its
+    transformers NLP engine, which driftwarden never uses (it gives presidio a spaCy pipeline):
+    in a process that has not loaded transformers (the sink, which redacts dead letters and feedback
+    comments) that was 9 of the 13 s its redactor took to build. While presidio is first imported,
+    transformers reads as not installed, which presidio handles (its transformers engine is then
+    unavailable); a process that already holds transformers (a worker) is unchanged, and a later
+    ``import transformers`` works as before."""
+    if "transformers" in sys.modules or "presidio_analyzer.nlp_engine" in sys.modules:
+        yield
+        return
+    sys.modules["transformers"] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("transformers", False) is None:
+            del sys.modules["transformers"]
+
+
 @functools.lru_cache(maxsize=4)
 def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool = False) -> Any:
     """presidio's AnalyzerEngine: the pattern recognizers, the street-address and name rules, and,
@@ -796,8 +818,9 @@ def analyzer_engine(nlp_model: str | None = DEFAULT_NLP_MODEL, every_text: bool 
     ``every_text`` whole."""
     _offline_tldextract()
     spacy = require("spacy")
-    analyzer = require("presidio_analyzer")
-    nlp_engine_module = require("presidio_analyzer.nlp_engine")
+    with _transformers_unseen_by_presidio():
+        analyzer = require("presidio_analyzer")
+        nlp_engine_module = require("presidio_analyzer.nlp_engine")
 
     nlp = None
     if nlp_model:

@@ -88,6 +88,14 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         # No table routing is used; faust's /router and /table pages would show topology and data.
         web_router_enabled=False,
         web_tables_enabled=False,
+        # At SIGTERM faust waits until every message it handed to an agent is acknowledged. A sink
+        # agent batches with take_events, which on stop drops the batch it was still filling without
+        # acknowledging it (faust-streaming issue #162), so the sink waited until it was killed
+        # (45 s in the local stack, the pod's grace period in Kubernetes). Every sink table
+        # deduplicates and drift windows resume from their checkpoints, so what was unacknowledged is
+        # simply read again at the next start. The worker keeps the wait: it stops within seconds,
+        # and a batch it finishes is not scored twice.
+        stream_wait_empty=role != "sink",
     )
     topics = TopicNames.from_settings(settings)
     from driftwarden.streams import web
@@ -123,6 +131,12 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
 
 def run_worker(app: faust.App, loglevel: str = "INFO") -> None:
     """Run the app's worker in the foreground until SIGINT/SIGTERM."""
+    import gc
+
     from faust.worker import Worker
 
+    # Everything loaded so far (models, libraries: millions of objects) lives as long as the process:
+    # the cyclic collector no longer walks it, neither in each full collection while running nor at
+    # exit, where walking it took 3 of the 4.5 s a worker or sink took to exit after it had stopped.
+    gc.freeze()
     Worker(app, loglevel=loglevel.lower(), quiet=True).execute_from_commandline()

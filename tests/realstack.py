@@ -109,6 +109,33 @@ def wait_for(settings: Settings, done: Callable[[dict], bool], timeout_s: float 
     raise AssertionError(f"timed out after {timeout_s} s; last counts: {json.dumps(counts)}")
 
 
+def workers_ready(settings: Settings, n: int, stack: Stack, timeout_s: float = 120.0) -> None:
+    """Wait until ``n`` score workers answer ``/readyz`` ready at once: each holds partitions and no
+    rebalance runs, so the consumer group has settled with all of them in it."""
+    import urllib.error
+    import urllib.request
+
+    from driftwarden.streams.web import live_processes
+
+    deadline = time.monotonic() + timeout_s
+    answers: dict[int, str] = {}
+    while time.monotonic() < deadline:
+        stack.check()
+        answers = {}
+        for info in (i for i in live_processes(settings) if i.get("role") == "score"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/readyz", timeout=5) as r:
+                    answers[info["port"]] = r.read().decode()
+            except urllib.error.HTTPError as exc:
+                answers[info["port"]] = f"{exc.code}: {exc.read().decode(errors='replace')[:300]}"
+            except OSError as exc:
+                answers[info["port"]] = repr(exc)
+        if len(answers) == n and all('"ready": true' in a or '"ready":true' in a for a in answers.values()):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{n} workers were not ready within {timeout_s} s: {answers}")
+
+
 def all_scored(settings: Settings, n: int) -> Callable[[dict], bool]:
     """A ``wait_for`` condition: ``n`` events stored and the result of every detector that scores
     every event (a sampled one has fewer)."""
@@ -153,4 +180,4 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30
     return records
 
 
-__all__ = ["LocalBroker", "all_scored", "consume_all", "producer", "start", "wait_for"]
+__all__ = ["LocalBroker", "all_scored", "consume_all", "producer", "start", "wait_for", "workers_ready"]

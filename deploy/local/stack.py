@@ -62,9 +62,19 @@ class Stack:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=child_environment(self.settings, omit))
 
-    def start_sink(self, timeout_s: float = 60.0) -> None:
+    def start_sink(self, timeout_s: float = 120.0) -> None:
+        """Start the sink and wait until it answers on ``/stats/`` (its store is open and migrated)."""
+        self.spawn_sink()
+        self.wait_for_sink(timeout_s)
+
+    def spawn_sink(self) -> None:
         # On one machine, scoring gets the CPU first: the sink batches and catches up (bench/detectors.py).
         self.sink = self._spawn("sink", "sink", [], nice=self.settings.local_sink_nice)
+
+    def wait_for_sink(self, timeout_s: float = 120.0) -> None:
+        """Wait until the sink answers on ``/stats/``; StackError if it exits or does not answer in time."""
+        if self.sink is None:
+            raise StackError("sink", "was not started")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.sink.poll() is not None:
@@ -195,11 +205,14 @@ def start_stack(settings: Settings, workers: int = 1) -> Stack:
             stack.broker.start()
             stack.bootstrap = stack.broker.bootstrap
         ensure_topics(settings, stack.bootstrap)
-        stack.start_sink()
+        # Workers and the OTLP receiver need nothing of the sink: they load their models while it
+        # opens and migrates the store (one after the other, a test's stack took 25 s more to start).
+        stack.spawn_sink()
         for _ in range(workers):
             stack.start_worker()
         if settings.otlp.enabled:
             stack.start_otlp()
+        stack.wait_for_sink()
     except BaseException:
         stack.stop()
         raise
