@@ -28,9 +28,9 @@ from driftwarden.core.storage.store import Store
 from driftwarden.core.errors import RowRejectedError
 from driftwarden.core.secrets import scrub
 from driftwarden.core.storage.writer import is_data_error, until_acknowledged
-from driftwarden.detectors.drift.checkpoint import KIND, store_loader
+from driftwarden.detectors.drift.checkpoint import KIND, store_loader, store_probe
 from driftwarden.detectors.drift.univariate import warm_up as descriptor_drift_warm_up
-from driftwarden.detectors.drift.windows import ClosedWindow, DriftWindows, StoredState, join_id
+from driftwarden.detectors.drift.windows import NOTHING_STORED, ClosedWindow, DriftWindows, StoredState, join_id
 from driftwarden.streams.guard import guarded
 from driftwarden.streams.topics import TopicNames
 
@@ -49,6 +49,7 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                            load_last_sequence=store.last_window_sequence if store is not None else None,
                            load_texts=store.texts if store is not None else None,
                            load_saved=store_loader(store) if store is not None else None,
+                           probe_stored=store_probe(store) if store is not None else None,
                            idle_minutes=settings.segment_idle_minutes, max_segments=settings.max_segments)
     drift_topic = app.topic(topics.drift, value_serializer="raw", key_serializer="raw")
     metrics = getattr(app, "metrics", None)
@@ -103,9 +104,11 @@ def attach(app: faust.App, settings: Settings, topics: TopicNames, store: Store 
                 except Exception:  # noqa: BLE001 - add() reads it again, and logs what fails
                     return None
 
-        keys = list(first)
+        empty = await asyncio.to_thread(windows.nothing_stored, list(first.values())) if len(first) > 1 else set()
+        keys = [k for k in first if k not in empty]
         states = await asyncio.gather(*(one(first[k]) for k in keys))
-        return {k: st for k, st in zip(keys, states, strict=True) if st is not None}
+        return {**dict.fromkeys(empty, NOTHING_STORED),
+                **{k: st for k, st in zip(keys, states, strict=True) if st is not None}}
 
     @app.agent(app.topic(topics.embeddings, value_serializer="raw", key_serializer="raw"), name="drift-windows")
     @guarded("the drift agent")

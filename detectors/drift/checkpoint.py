@@ -75,6 +75,25 @@ def member_row(segment: str, app: str, member: Member) -> list:
             {k: float(v) for k, v in member.descriptors.items()}]
 
 
+#: ``({segment key: (app, model_version, field, encoder)}, min_embeddings) -> keys of those the
+#: store holds anything for``: a checkpoint, a drift window, or ``min_embeddings`` stored embeddings.
+StateProbe = Callable[[dict[str, tuple[str, str, str, str]], int], set[str]]
+
+
+def store_probe(store) -> StateProbe:
+    """A :data:`StateProbe` reading ``store`` in two queries whatever the number of segments
+    (blocking: the agent calls it in a thread)."""
+
+    def probe(segments: dict[str, tuple[str, str, str, str]], min_embeddings: int) -> set[str]:
+        if not segments:
+            return set()
+        with_rows = store.segments_with_stored_rows(list(segments.values()), min_embeddings)
+        heads = store.segment_states(KIND, list(segments))
+        return {key for key, segment in segments.items() if key in heads or segment in with_rows}
+
+    return probe
+
+
 def store_loader(store) -> SavedLoader:
     """A :data:`SavedLoader` reading ``store`` (blocking: the agent calls it in a thread)."""
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from driftwarden.core.detector_configs import DriftConfig
 from driftwarden.core.schemas import DriftCluster, DriftResult, EmbeddingRecord
-from driftwarden.detectors.drift.checkpoint import Member, Saved, SavedLoader, member_row
+from driftwarden.detectors.drift.checkpoint import Member, Saved, SavedLoader, StateProbe, member_row
 from driftwarden.detectors.drift.checkpoint import head as checkpoint_head
 from driftwarden.detectors.drift.clusters import group
 from driftwarden.detectors.drift.methods import run as run_test
@@ -211,6 +211,8 @@ class StoredState:
 
 
 NOTHING_STORED = StoredState()
+#: A count no segment reaches: the probe's embedding threshold when no reference is read back.
+MAX_PROBE_COUNT = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class DriftWindows:
                  load_last_sequence: SequenceLoader | None = None,
                  load_texts: TextLoader | None = None,
                  load_saved: SavedLoader | None = None,
+                 probe_stored: StateProbe | None = None,
                  idle_minutes: float = 1440.0, max_segments: int = 2_000):
         if max_segments < 1 or not idle_minutes > 0:
             raise ValueError("max_segments must be at least 1 and idle_minutes above 0")
@@ -253,6 +256,9 @@ class DriftWindows:
         self.load_texts = load_texts
         self.load_saved = load_saved
         """Reads a segment's checkpoint (None: windows live in memory only)."""
+        self.probe_stored = probe_stored
+        """Tells in one call which of a batch's new segments the store holds anything for
+        (:meth:`nothing_stored`); None: each new segment's state is read (:meth:`fetch_stored`)."""
         self.retired: dict[str, tuple[str, int]] = {}
         """Segments evicted since the last checkpoint: (app, window count) (their heads say so)."""
         self.pending_dropped = 0
@@ -298,6 +304,29 @@ class DriftWindows:
             return False
         seg = self.segments.get(key)
         return seg is None or seg.encoder != record.encoder
+
+    def nothing_stored(self, records: list[EmbeddingRecord]) -> set[str]:
+        """Keys of the segments of ``records`` that the store holds nothing for: no drift window, no
+        checkpoint, and too few stored embeddings to be read as their reference. :meth:`fetch_stored`
+        would find :data:`NOTHING_STORED` for them, so :meth:`add` may take that without reading
+        (a burst of new segments costs one probe, not three queries each). Blocking; empty without
+        a probe, with a pinned reference (read from another version), or when the probe fails."""
+        c = self.config
+        if self.probe_stored is None or c.reference == "pinned" or not records:
+            return set()
+        segments = {key: (r.app, r.model_version, r.field, r.encoder)
+                    for r in records if (key := self.key_of(r)) is not None}
+        # A baseline is read back once the store holds baseline_size of the segment's embeddings;
+        # "previous" never reads one.
+        min_embeddings = c.baseline_size if c.reference == "baseline" else MAX_PROBE_COUNT
+        try:
+            found = self.probe_stored(segments, min_embeddings)
+        except Exception:  # noqa: BLE001 - each segment's state is read as before
+            log.warning("could not ask the store which of %d new drift segment(s) it holds state for; each one's "
+                        "state is read on its own instead (slower). If this repeats, check the store",
+                        len(segments), exc_info=True)
+            return set()
+        return set(segments) - set(found)
 
     def fetch_stored(self, app: str, model_version: str, field: str, encoder: str) -> StoredState:
         """What the store holds for a new segment. Blocking (it queries the store) and free of

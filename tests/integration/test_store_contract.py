@@ -65,6 +65,15 @@ def test_counts_latest_rows_and_segment_reads_are_the_same(stores):
         assert plain(memory.reference_embeddings(*args)) == plain(real.reference_embeddings(*args)), args
     assert memory.last_window_sequence("chat", "v1", "prompt") == real.last_window_sequence("chat", "v1", "prompt") == 4
     assert memory.last_window_sequence("chat", "v9", "prompt") == real.last_window_sequence("chat", "v9", "prompt") == 0
+    # Which new drift segments hold anything (one probe per batch): v1 has windows; v2 only embeddings.
+    segments = [("chat", "v1", "prompt", "minilm"), ("chat", "v2", "prompt", "minilm"),
+                ("chat", "v2", "prompt", "other"), ("chat", "v9", "prompt", "minilm"), ("app/x", "v1", "prompt", "m")]
+    n_v2 = len(real.reference_embeddings("chat", "v2", "prompt", "minilm", 10_000))
+    assert n_v2 > 0
+    for at_least, expected in ((n_v2, segments[:2]), (n_v2 + 1, segments[:1]), (1, segments[:2])):
+        found = real.segments_with_stored_rows(segments, at_least)
+        assert found == memory.segments_with_stored_rows(segments, at_least) == set(expected), at_least
+    assert real.segments_with_stored_rows([], 1) == set()
     ids = ["seed-1", "seed-2", "missing", "seed-17"]
     for field in ("prompt", "response"):
         assert memory.texts(field, ids) == real.texts(field, ids)

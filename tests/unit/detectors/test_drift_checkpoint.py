@@ -13,8 +13,8 @@ import pytest
 from driftwarden.core.detector_configs import DriftConfig
 from driftwarden.core.schemas import EmbeddingRecord
 from driftwarden.core.storage.memory import MemoryStore
-from driftwarden.detectors.drift.checkpoint import store_loader
-from driftwarden.detectors.drift.windows import DriftWindows
+from driftwarden.detectors.drift.checkpoint import store_loader, store_probe
+from driftwarden.detectors.drift.windows import NOTHING_STORED, DriftWindows
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 N = 130
@@ -28,10 +28,12 @@ def records(seed: int = 0) -> list[EmbeddingRecord]:
                             descriptors={"prompt_chars": float(i % 13)}) for i in range(N)]
 
 
-def windows(store: MemoryStore, reference: str) -> DriftWindows:
+def windows(store: MemoryStore, reference: str, probe: bool = False) -> DriftWindows:
+    """With ``probe``, new segments are first probed for stored state, as the drift agent does."""
     config = DriftConfig(window_size=20, baseline_size=30, permutations=100, min_window=5, reference=reference)
     return DriftWindows(config, load_reference=store.reference_embeddings,
-                        load_last_sequence=store.last_window_sequence, load_saved=store_loader(store))
+                        load_last_sequence=store.last_window_sequence, load_saved=store_loader(store),
+                        probe_stored=store_probe(store) if probe else None)
 
 
 def run(w: DriftWindows, store: MemoryStore, recs, start: int, stop: int, *, lag: int = 0, batch: int = 10,
@@ -41,8 +43,14 @@ def run(w: DriftWindows, store: MemoryStore, recs, start: int, stop: int, *, lag
     out = []
     for b in range(start, stop, batch):
         store.insert_embeddings(recs[:max(0, b - lag)])
+        new = {w.key_of(r): r for r in recs[b:min(b + batch, stop)] if w.needs_store(r)}
+        stored = dict.fromkeys(w.nothing_stored(list(new.values())), NOTHING_STORED)  # empty without a probe
         for i in range(b, min(b + batch, stop)):
-            out += [(c.window_id, list(c.current.ids), w.test(c).p_value) for c in w.add(recs[i], position=(0, i))]
+            key = w.key_of(recs[i])
+            closed = w.add(recs[i], stored.get(key), position=(0, i))
+            if key in w.segments:
+                stored.pop(key, None)  # as the agent: used once
+            out += [(c.window_id, list(c.current.ids), w.test(c).p_value) for c in closed]
         if checkpoint_upto is None or b + batch <= checkpoint_upto:
             heads, rows = w.checkpoint()
             store.save_segment_states({"drift": heads})
@@ -50,9 +58,10 @@ def run(w: DriftWindows, store: MemoryStore, recs, start: int, stop: int, *, lag
     return out
 
 
+@pytest.mark.parametrize("probe", [False, True], ids=["read-each", "probed"])
 @pytest.mark.parametrize("reference", ["baseline", "previous"])
 @pytest.mark.parametrize("cut", [17, 47, 95])
-def test_a_run_resumed_from_its_checkpoint_closes_the_same_windows_as_one_never_cut(reference, cut):
+def test_a_run_resumed_from_its_checkpoint_closes_the_same_windows_as_one_never_cut(reference, cut, probe):
     recs = records()
     clean_store = MemoryStore()
     clean = run(windows(clean_store, reference), clean_store, recs, 0, N)
@@ -65,12 +74,12 @@ def test_a_run_resumed_from_its_checkpoint_closes_the_same_windows_as_one_never_
     # acknowledged) is behind the checkpoint. Then it was killed.
     checkpointed = (cut // 10) * 10
     committed = max(0, ((cut - 15) // 10) * 10)
-    first = run(windows(store, reference), store, recs, 0, cut, lag=15, checkpoint_upto=checkpointed)
+    first = run(windows(store, reference, probe), store, recs, 0, cut, lag=15, checkpoint_upto=checkpointed)
     # The next sink (restarted, or the one the partition moved to) gets everything from the
     # committed offset again: records it checkpointed come twice, and members whose vector was
     # not stored get it now.
     store.insert_embeddings(recs[:committed])
-    second = run(windows(store, reference), store, recs, committed, N, lag=15)
+    second = run(windows(store, reference, probe), store, recs, committed, N, lag=15)
     kept = [c for c in first if max(int(i[1:]) for i in c[1]) < checkpointed]
     assert kept + second == clean
 

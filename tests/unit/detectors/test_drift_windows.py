@@ -243,6 +243,33 @@ def test_a_new_segment_reads_the_store_only_through_fetch_stored_so_the_agent_ca
     assert w.segments["a/v1/prompt"].reference_id.startswith("a/v1/prompt/baseline:s0..s49 (50 stored)")
 
 
+def test_one_probe_names_the_new_segments_the_store_holds_nothing_for(caplog):
+    rng = np.random.default_rng(16)
+    asked = []
+
+    def probe(segments, min_embeddings):
+        asked.append((dict(segments), min_embeddings))
+        return {"a/v1/prompt"}  # the only one with a checkpoint, a window or a baseline's worth
+
+    recs = [record(i, rng.standard_normal(8), app=app) for i, app in enumerate(["a", "b", "c/d"])]
+    recs.append(record(9, rng.standard_normal(8), app="b", field="context"))  # a field not watched
+    w = DriftWindows(config(), probe_stored=probe)
+    assert w.nothing_stored(recs) == {"b/v1/prompt", "c%2Fd/v1/prompt"}
+    assert asked == [({"a/v1/prompt": ("a", "v1", "prompt", "enc"), "b/v1/prompt": ("b", "v1", "prompt", "enc"),
+                       "c%2Fd/v1/prompt": ("c/d", "v1", "prompt", "enc")}, 50)]  # baseline_size
+    assert w.segments == {}, "probing changes nothing"
+
+    # A pinned reference is another version's rows (the probe cannot tell): every segment is read.
+    assert DriftWindows(config(reference="pinned", pinned_model_version="v0"), probe_stored=probe).nothing_stored(recs) == set()
+    assert DriftWindows(config()).nothing_stored(recs) == set()  # no probe: every segment is read
+
+    def broken(segments, min_embeddings):
+        raise ConnectionError("store down")
+
+    assert DriftWindows(config(), probe_stored=broken).nothing_stored(recs) == set()
+    assert "each one's state is read on its own instead" in caplog.text
+
+
 def test_records_with_vectors_that_are_not_finite_or_of_another_dimension_are_skipped_and_counted():
     w = DriftWindows(config())
     w.add(record(1, [0.1] * 8))
