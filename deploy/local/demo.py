@@ -184,7 +184,8 @@ def _summary(counts: dict, base: dict, settings: Settings, switch_at: datetime, 
         "drift_windows": counts["drift_windows"],
         "drift_windows_p_below_0_05": counts["drift_alarms"],
         "alerts_firing": [f"{a['rule']} {a['app']} {a['model_version']} {a['field']} ({a['severity']})" for a in firing],
-        "alerts_at_receiver": len(receiver.received),
+        "alerts_at_receiver": len(receiver.distinct),
+        "alert_posts_at_receiver": len(receiver.received),
         "data_dir": str(settings.data_dir.resolve()),
         "store": settings.clickhouse_url_masked,
         "report": str(report),
@@ -227,7 +228,8 @@ def _closing(s: dict) -> list[str]:
              f"events stored          {s['events_stored']}",
              f"drift windows          {s['drift_windows']} ({s['drift_windows_p_below_0_05']} with p < 0.05)",
              f"alerts firing          {len(s['alerts_firing'])}: " + "; ".join(s["alerts_firing"]),
-             f"alerts at the receiver {s['alerts_at_receiver']} (log: {s['alerts_log']})"]
+             f"alerts at the receiver {s['alerts_at_receiver']}, in {s['alert_posts_at_receiver']} posts (firing "
+             f"alerts are sent again every minute; log: {s['alerts_log']})"]
     if "windows_from_switch_to_alert" in s:
         lines.append(f"drift alert            at {s['drift_alert_window']}: window {s['windows_from_switch_to_alert']} "
                      f"after the switch")

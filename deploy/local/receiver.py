@@ -15,13 +15,27 @@ MAX_BODY = 1_000_000
 """Largest request body accepted (bytes)."""
 
 
+def episode_key(alert: object) -> str:
+    """What tells one alert (in one state) from another: its labels, when it started, and whether
+    it has ended; a re-send of the same alert has the same key."""
+    if not isinstance(alert, dict):
+        return json.dumps(alert, sort_keys=True, default=str)
+    return json.dumps([alert.get("labels"), alert.get("startsAt"), bool(alert.get("endsAt"))],
+                      sort_keys=True, default=str)
+
+
 class AlertReceiver:
     def __init__(self, log_file: Path, on_alert: Callable[[dict], None] | None = None, port: int = 0,
                  avoid: Collection[int] = ()):
         """Listens on ``port``, or (0) on a free port that is not in ``avoid``: ports the stack is
-        configured to bind later, which the system may hand out while nothing listens on them yet."""
+        configured to bind later, which the system may hand out while nothing listens on them yet.
+        ``on_alert`` hears each alert once per state: Alertmanager's clients send a firing alert
+        again every resend interval (a minute), which the log file keeps and the console need not."""
         self.log_file = log_file
         self.received: list[dict] = []
+        """Every alert posted, re-sends included."""
+        self.distinct: dict[str, dict] = {}
+        """Each alert once per state (firing, resolved): its labels, start and whether it has ended."""
         lock = threading.Lock()
         outer = self
 
@@ -43,14 +57,19 @@ class AlertReceiver:
                     self.send_response(400)
                     self.end_headers()
                     return
+                new = []
                 with lock:
                     outer.received.extend(alerts)
                     with outer.log_file.open("a", encoding="utf-8") as fh:
                         for alert in alerts:
                             fh.write(json.dumps(alert) + "\n")
+                            key = episode_key(alert)
+                            if key not in outer.distinct:
+                                outer.distinct[key] = alert
+                                new.append(alert)
                 self.send_response(200)
                 self.end_headers()
-                for alert in alerts:
+                for alert in new:
                     if on_alert is not None:
                         on_alert(alert)
 

@@ -40,3 +40,23 @@ def test_an_alert_posted_to_the_receiver_is_kept_and_logged(tmp_path):
             assert answer.status == 200
     assert [a["labels"]["alertname"] for a in seen] == ["prompt-drift"]
     assert "prompt-drift" in (tmp_path / "alerts.jsonl").read_text()
+
+
+def test_an_alert_sent_again_is_logged_each_time_but_heard_once_per_state(tmp_path):
+    seen: list[dict] = []
+    firing = {"labels": {"alertname": "prompt-drift", "app": "a"}, "startsAt": "2026-01-01T00:00:00Z"}
+    resolved = {**firing, "endsAt": "2026-01-01T00:05:00Z"}
+    other = {**firing, "labels": {"alertname": "prompt-drift", "app": "b"}}
+
+    def post(url: str, alerts: list) -> None:
+        request = urllib.request.Request(url + "/api/v2/alerts", data=json.dumps(alerts).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+    with AlertReceiver(tmp_path / "alerts.jsonl", seen.append) as receiver:
+        for alerts in ([firing], [firing, other], [firing], [resolved], [resolved, "not an alert"]):
+            post(receiver.url, alerts)
+    assert seen == [firing, other, resolved, "not an alert"]
+    assert len(receiver.received) == 7 and len(receiver.distinct) == 4
+    assert len((tmp_path / "alerts.jsonl").read_text().splitlines()) == 7
