@@ -10,6 +10,8 @@ agents live one per module (:mod:`.score_agent`, :mod:`.sink_agent`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from typing import Any, Literal
 
@@ -19,6 +21,8 @@ from driftwarden.core.errors import SettingsError
 from driftwarden.core.settings import Settings
 from driftwarden.streams.topics import TopicNames, bootstrap_servers
 from driftwarden.streams.transport import transport_class
+
+log = logging.getLogger(__name__)
 
 Role = Literal["score", "sink"]
 
@@ -46,6 +50,48 @@ def _credentials(settings: Settings):
     return None
 
 
+STOP_WAIT_S = 10.0
+"""At SIGTERM faust waits until every message it handed to an agent is acknowledged, so that
+batches in flight finish and are committed. An agent that batches with ``take_events`` drops, at
+the stop, the batch it was still filling, without acknowledging it (faust-streaming issue #162):
+the wait never ended and the process was killed at the end of its grace period (45 s in the local
+stack, the pod's in Kubernetes), holding its partitions until then. A stop now waits this long for
+batches in flight, then goes on; what was not acknowledged is not committed and is read again by
+the next owner (every table deduplicates; drift windows resume from their checkpoints)."""
+
+
+def consumer_unacked(consumer: Any) -> int:
+    """How many messages faust's consumer still waits on (-1 when it does not say)."""
+    try:
+        return len(consumer._unacked_messages)
+    except (AttributeError, TypeError):
+        return -1
+
+
+def app_class(transport: Any, role: str) -> type[faust.App]:
+    """faust's App with the transport given and a stop that does not wait for ever (STOP_WAIT_S)."""
+
+    class App(faust.App):
+        def _new_transport(self) -> Any:  # the consumers' fetch wait from the settings (streams/transport.py)
+            return transport(self.conf.broker_consumer, self)
+
+        async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+            """At a rebalance, wait for every batch in flight (a drift segment's checkpoint is written
+            before its partition moves); at a stop, for STOP_WAIT_S at most (see there)."""
+            if not self.should_stop:
+                await super()._consumer_wait_empty(consumer, logger)
+                return
+            try:
+                await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), STOP_WAIT_S)
+            except TimeoutError:
+                log.warning("%s: %d message(s) handed to agents were not acknowledged %.0f s after the stop began "
+                            "(a batch faust dropped while it was filling); stopping without them: they are not "
+                            "committed, so they are read again at the next start", role, consumer_unacked(consumer),
+                            STOP_WAIT_S)
+
+    return App
+
+
 def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -> faust.App:
     """A faust app for ``role`` with its agents attached; run it with :func:`run_worker`."""
     port = settings.sink_web_port if role == "sink" else settings.worker_web_port
@@ -59,9 +105,7 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
                                                      "or point the variable at a writable directory")]) from exc
     transport = transport_class(settings.consumer_fetch_max_wait_ms)
 
-    class App(faust.App):
-        def _new_transport(self) -> Any:  # the consumers' fetch wait from the settings (streams/transport.py)
-            return transport(self.conf.broker_consumer, self)
+    App = app_class(transport, role)
 
     app = App(
         f"driftwarden-{role}",
@@ -88,14 +132,6 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
         # No table routing is used; faust's /router and /table pages would show topology and data.
         web_router_enabled=False,
         web_tables_enabled=False,
-        # At SIGTERM faust waits until every message it handed to an agent is acknowledged. A sink
-        # agent batches with take_events, which on stop drops the batch it was still filling without
-        # acknowledging it (faust-streaming issue #162), so the sink waited until it was killed
-        # (45 s in the local stack, the pod's grace period in Kubernetes). Every sink table
-        # deduplicates and drift windows resume from their checkpoints, so what was unacknowledged is
-        # simply read again at the next start. The worker keeps the wait: it stops within seconds,
-        # and a batch it finishes is not scored twice.
-        stream_wait_empty=role != "sink",
     )
     topics = TopicNames.from_settings(settings)
     from driftwarden.streams import web
