@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     """Sink: rows per ClickHouse insert at most ..."""
     sink_linger_ms: int = Field(250, ge=1, le=60_000)
     """... or whatever arrived within this many milliseconds."""
+    stop_wait_s: float = Field(20.0, ge=0, le=3600)
+    """At SIGTERM, how long a worker or the sink waits for the batches its agents are in the middle
+    of before it stops without them (they are not committed, so they are read again at the next
+    start). faust's own wait has no end when its batching dropped a batch at the stop
+    (faust-streaming issue #162). Keep it below the grace period before a kill (45 s in the local
+    stack, ``terminationGracePeriodSeconds`` in Kubernetes). A rebalance always waits in full."""
     consumer_fetch_max_wait_ms: int = Field(100, ge=1, le=60_000)
     """Longest a worker's or the sink's fetch waits on the broker for data. A broker that answers
     only when the wait is over (the local Tansu broker) adds it to every hop; Kafka answers as

@@ -50,16 +50,6 @@ def _credentials(settings: Settings):
     return None
 
 
-STOP_WAIT_S = 10.0
-"""At SIGTERM faust waits until every message it handed to an agent is acknowledged, so that
-batches in flight finish and are committed. An agent that batches with ``take_events`` drops, at
-the stop, the batch it was still filling, without acknowledging it (faust-streaming issue #162):
-the wait never ended and the process was killed at the end of its grace period (45 s in the local
-stack, the pod's in Kubernetes), holding its partitions until then. A stop now waits this long for
-batches in flight, then goes on; what was not acknowledged is not committed and is read again by
-the next owner (every table deduplicates; drift windows resume from their checkpoints)."""
-
-
 def consumer_unacked(consumer: Any) -> int:
     """How many messages faust's consumer still waits on (-1 when it does not say)."""
     try:
@@ -68,8 +58,21 @@ def consumer_unacked(consumer: Any) -> int:
         return -1
 
 
-def app_class(transport: Any, role: str) -> type[faust.App]:
-    """faust's App with the transport given and a stop that does not wait for ever (STOP_WAIT_S)."""
+def stop_waiting(consumer: Any) -> None:
+    """End faust's wait for unacknowledged messages (``Consumer.wait_empty``), which ignores being
+    cancelled: forget the messages it waits on and wake it. Its last commit still takes only
+    acknowledged offsets, so what was forgotten is read again at the next start."""
+    unacked = getattr(consumer, "_unacked_messages", None)
+    if unacked is not None:
+        unacked.clear()
+    waiting = getattr(consumer, "_waiting_for_ack", None)
+    if waiting is not None and not waiting.done():
+        waiting.set_result(None)
+
+
+def app_class(transport: Any, role: str, stop_wait_s: float) -> type[faust.App]:
+    """faust's App with the transport given and a stop that waits ``stop_wait_s`` at most for the
+    batches in flight (``DRIFTWARDEN_STOP_WAIT_S``)."""
 
     class App(faust.App):
         def _new_transport(self) -> Any:  # the consumers' fetch wait from the settings (streams/transport.py)
@@ -77,17 +80,22 @@ def app_class(transport: Any, role: str) -> type[faust.App]:
 
         async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
             """At a rebalance, wait for every batch in flight (a drift segment's checkpoint is written
-            before its partition moves); at a stop, for STOP_WAIT_S at most (see there)."""
+            before its partition moves); at a stop, ``stop_wait_s`` at most. faust's batching drops,
+            at a stop, the batch it was still filling without acknowledging it (faust-streaming
+            issue #162), and faust's wait for it never ended: the process was killed at the end of
+            its grace period, holding its partitions until then."""
             if not self.should_stop:
                 await super()._consumer_wait_empty(consumer, logger)
                 return
-            try:
-                await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), STOP_WAIT_S)
-            except TimeoutError:
+            waiting = asyncio.ensure_future(super()._consumer_wait_empty(consumer, logger))
+            done, _ = await asyncio.wait({waiting}, timeout=stop_wait_s)
+            if not done:
                 log.warning("%s: %d message(s) handed to agents were not acknowledged %.0f s after the stop began "
-                            "(a batch faust dropped while it was filling); stopping without them: they are not "
-                            "committed, so they are read again at the next start", role, consumer_unacked(consumer),
-                            STOP_WAIT_S)
+                            "(a batch still being handled, or one faust dropped at the stop); stopping without "
+                            "them: they are not committed, so they are read again at the next start", role,
+                            consumer_unacked(consumer), stop_wait_s)
+                stop_waiting(consumer)
+                await waiting  # faust's wait ends and commits what was acknowledged
 
     return App
 
@@ -105,7 +113,7 @@ def create_app(role: Role, settings: Settings, *, web_port: int | None = None) -
                                                      "or point the variable at a writable directory")]) from exc
     transport = transport_class(settings.consumer_fetch_max_wait_ms)
 
-    App = app_class(transport, role)
+    App = app_class(transport, role, settings.stop_wait_s)
 
     app = App(
         f"driftwarden-{role}",
@@ -174,5 +182,6 @@ def run_worker(app: faust.App, loglevel: str = "INFO") -> None:
     # Everything loaded so far (models, libraries: millions of objects) lives as long as the process:
     # the cyclic collector no longer walks it, neither in each full collection while running nor at
     # exit, where walking it took 3 of the 4.5 s a worker or sink took to exit after it had stopped.
+    gc.collect()  # what loading left as garbage is freed, not kept for ever
     gc.freeze()
     Worker(app, loglevel=loglevel.lower(), quiet=True).execute_from_commandline()

@@ -171,13 +171,14 @@ class MemoryStore:
                    if (w.app, w.model_version, w.field) == (app, model_version, field)]
         return max((int(n) for n in numbers if n.isdigit()), default=0)
 
-    def segments_with_stored_rows(self, segments, min_embeddings: int) -> set[tuple[str, str, str, str]]:
+    def segments_with_stored_rows(self, segments, min_embeddings: int | None) -> set[tuple[str, str, str, str]]:
         with_windows = {(w.app, w.model_version, w.field) for w in self.drift.values()}
         counts: dict[tuple[str, str, str, str], int] = {}
         for r in self.embeddings.values():
             key = (r.app, r.model_version, r.field, r.encoder)
             counts[key] = counts.get(key, 0) + 1
-        return {tuple(s) for s in segments if tuple(s)[:3] in with_windows or counts.get(tuple(s), 0) >= min_embeddings}
+        return {tuple(s) for s in segments if tuple(s)[:3] in with_windows
+                or (min_embeddings is not None and counts.get(tuple(s), 0) >= min_embeddings)}
 
     def texts(self, field: str, event_ids: list[str]) -> dict[str, str]:
         out = {}

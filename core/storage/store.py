@@ -127,7 +127,7 @@ class Store(Protocol):
                              start: datetime | None = None, end: datetime | None = None) -> list[tuple]: ...
     def last_window_sequence(self, app: str, model_version: str, field: str) -> int: ...
     def segments_with_stored_rows(self, segments: Sequence[tuple[str, str, str, str]],
-                                  min_embeddings: int) -> set[tuple[str, str, str, str]]: ...
+                                  min_embeddings: int | None) -> set[tuple[str, str, str, str]]: ...
     def texts(self, field: str, event_ids: list[str]) -> dict[str, str]: ...
     def last_job(self, request_id: str) -> dict | None: ...
     def unfinished_jobs(self) -> list[dict]: ...
@@ -250,24 +250,24 @@ class ClickHouseStore(Writer):
                             app=app, mv=model_version, field=field)
 
     def segments_with_stored_rows(self, segments: Sequence[tuple[str, str, str, str]],
-                                  min_embeddings: int) -> set[tuple[str, str, str, str]]:
+                                  min_embeddings: int | None) -> set[tuple[str, str, str, str]]:
         """Of the drift segments ``(app, model_version, field, encoder)``, those with a stored drift
-        window or at least ``min_embeddings`` stored embeddings: one query for any number of
-        segments (the drift agent asks once per batch instead of reading each new segment's state).
-        Rows are counted before deduplication, so a segment may be named that a deduplicated count
-        would not reach, never the other way round."""
+        window or at least ``min_embeddings`` stored embeddings (None: embeddings are not asked):
+        one query for any number of segments (the drift agent asks once per batch instead of
+        reading each new segment's state). Rows are counted before deduplication, so a segment may
+        be named that a deduplicated count would not reach, never the other way round."""
         if not segments:
             return set()
         wanted = {(str(a), str(m), str(f), str(e)) for a, m, f, e in segments}
         three = sorted({s[:3] for s in wanted})
-        rows = self._rows(
-            f"SELECT app, model_version, field, '' FROM {self.database}.drift_windows "
-            f"WHERE (app, model_version, field) IN {{three:Array(Tuple(String, String, String))}} "
-            f"GROUP BY app, model_version, field "
-            f"UNION ALL SELECT app, model_version, field, encoder FROM {self.database}.embeddings "
-            f"WHERE (app, model_version, field, encoder) IN {{four:Array(Tuple(String, String, String, String))}} "
-            f"GROUP BY app, model_version, field, encoder HAVING count() >= {{n:UInt32}}",
-            three=three, four=sorted(wanted), n=max(0, min_embeddings))
+        sql = (f"SELECT app, model_version, field, '' FROM {self.database}.drift_windows "
+               f"WHERE (app, model_version, field) IN {{three:Array(Tuple(String, String, String))}} "
+               f"GROUP BY app, model_version, field")
+        if min_embeddings is not None:
+            sql += (f" UNION ALL SELECT app, model_version, field, encoder FROM {self.database}.embeddings WHERE "
+                    f"(app, model_version, field, encoder) IN {{four:Array(Tuple(String, String, String, String))}} "
+                    f"GROUP BY app, model_version, field, encoder HAVING count() >= {{n:UInt32}}")
+        rows = self._rows(sql, three=three, four=sorted(wanted), n=max(0, min_embeddings or 0))
         with_windows = {(str(r[0]), str(r[1]), str(r[2])) for r in rows if r[3] == ""}
         with_embeddings = {(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows if r[3] != ""}
         return {s for s in wanted if s[:3] in with_windows or s in with_embeddings}

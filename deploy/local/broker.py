@@ -12,6 +12,7 @@ import logging
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from driftwarden.core.errors import BrokerError
@@ -51,11 +52,16 @@ def stop_process(process: subprocess.Popen | None, grace_s: float = 10.0) -> Non
         process.wait(5)
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for tests and benchmarks)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A TCP port nobody listens on right now, and not one of ``avoid`` (ports other processes are
+    configured to bind but may not have bound yet)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in avoid:
+            return port
+    raise OSError(f"no free port outside {sorted(avoid)[:10]} after 100 tries")
 
 
 class LocalBroker:

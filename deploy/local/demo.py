@@ -228,8 +228,8 @@ def _closing(s: dict) -> list[str]:
              f"events stored          {s['events_stored']}",
              f"drift windows          {s['drift_windows']} ({s['drift_windows_p_below_0_05']} with p < 0.05)",
              f"alerts firing          {len(s['alerts_firing'])}: " + "; ".join(s["alerts_firing"]),
-             f"alerts at the receiver {s['alerts_at_receiver']}, in {s['alert_posts_at_receiver']} posts (firing "
-             f"alerts are sent again every minute; log: {s['alerts_log']})"]
+             f"alerts at the receiver {s['alerts_at_receiver']} (firing or resolved; {s['alert_posts_at_receiver']} "
+             f"posted in all: a firing alert is sent again every minute; log: {s['alerts_log']})"]
     if "windows_from_switch_to_alert" in s:
         lines.append(f"drift alert            at {s['drift_alert_window']}: window {s['windows_from_switch_to_alert']} "
                      f"after the switch")

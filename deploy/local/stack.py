@@ -116,7 +116,11 @@ class Stack:
         """Each worker serves /metrics, /healthz and /readyz on a port of its own (a free one unless
         DRIFTWARDEN_WORKER_WEB_PORT is set; then that port plus the worker's index)."""
         base = self.settings.worker_web_port
-        return ["--web-port", str(base + index if base else free_port())]
+        if base:
+            return ["--web-port", str(base + index)]
+        # Not one the sink, the OTLP receiver or the broker is configured for: they may not have bound it yet.
+        s = self.settings
+        return ["--web-port", str(free_port(avoid={s.sink_web_port, s.otlp.port, s.local_broker_port}))]
 
     def check(self) -> None:
         """Raise StackError if a process of the stack died."""

@@ -76,15 +76,16 @@ def member_row(segment: str, app: str, member: Member) -> list:
 
 
 #: ``({segment key: (app, model_version, field, encoder)}, min_embeddings) -> keys of those the
-#: store holds anything for``: a checkpoint, a drift window, or ``min_embeddings`` stored embeddings.
-StateProbe = Callable[[dict[str, tuple[str, str, str, str]], int], set[str]]
+#: store holds anything for``: a checkpoint, a drift window, or ``min_embeddings`` stored embeddings
+#: (None: no reference is read back, so embeddings do not count).
+StateProbe = Callable[[dict[str, tuple[str, str, str, str]], "int | None"], set[str]]
 
 
 def store_probe(store) -> StateProbe:
     """A :data:`StateProbe` reading ``store`` in two queries whatever the number of segments
     (blocking: the agent calls it in a thread)."""
 
-    def probe(segments: dict[str, tuple[str, str, str, str]], min_embeddings: int) -> set[str]:
+    def probe(segments: dict[str, tuple[str, str, str, str]], min_embeddings: int | None) -> set[str]:
         if not segments:
             return set()
         with_rows = store.segments_with_stored_rows(list(segments.values()), min_embeddings)

@@ -211,8 +211,6 @@ class StoredState:
 
 
 NOTHING_STORED = StoredState()
-#: A count no segment reaches: the probe's embedding threshold when no reference is read back.
-MAX_PROBE_COUNT = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -318,7 +316,7 @@ class DriftWindows:
                     for r in records if (key := self.key_of(r)) is not None}
         # A baseline is read back once the store holds baseline_size of the segment's embeddings;
         # "previous" never reads one.
-        min_embeddings = c.baseline_size if c.reference == "baseline" else MAX_PROBE_COUNT
+        min_embeddings = c.baseline_size if c.reference == "baseline" else None
         try:
             found = self.probe_stored(segments, min_embeddings)
         except Exception:  # noqa: BLE001 - each segment's state is read as before

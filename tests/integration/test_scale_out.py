@@ -13,7 +13,7 @@ from driftwarden.tests.realstack import all_scored, dump_logs_on_failure, start,
 pytestmark = pytest.mark.integration
 
 N = 240
-"""Events published: 40 segments, six each, over all four partitions."""
+"""Events published: 120 keys (40 apps, 3 versions), two events each, over all four partitions."""
 PARTITION_LINE = re.compile(r"scoring partition (\S+)/(\d+)")
 
 
@@ -27,7 +27,7 @@ def test_two_workers_split_the_partitions_and_every_event_is_scored_once(stack_s
         # Both in the group with partitions of their own before anything is published.
         workers_ready(stack_settings, 2, stack)
         with Publisher(stack.bootstrap, settings=stack_settings) as pub:
-            # 40 segments (app/model_version keys) spread over all four partitions.
+            # 120 app/model_version keys spread over all four partitions.
             for i in range(N):
                 pub.publish(valid_event(f"split-{i}", app=f"app-{i % 40}", model_version=f"v{i % 3}"))
             assert pub.flush(timeout=60) and pub.stats.sent == N

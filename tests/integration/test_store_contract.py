@@ -73,6 +73,8 @@ def test_counts_latest_rows_and_segment_reads_are_the_same(stores):
     for at_least, expected in ((n_v2, segments[:2]), (n_v2 + 1, segments[:1]), (1, segments[:2])):
         found = real.segments_with_stored_rows(segments, at_least)
         assert found == memory.segments_with_stored_rows(segments, at_least) == set(expected), at_least
+    assert real.segments_with_stored_rows(segments, None) == memory.segments_with_stored_rows(segments, None) \
+        == set(segments[:1])  # embeddings not asked
     assert real.segments_with_stored_rows([], 1) == set()
     ids = ["seed-1", "seed-2", "missing", "seed-17"]
     for field in ("prompt", "response"):

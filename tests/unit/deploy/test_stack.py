@@ -47,3 +47,30 @@ def test_a_worker_in_a_crash_loop_is_not_restarted_forever(stack):
     stack.workers = [_exited(70)]
     with pytest.raises(StackError, match="worker-0 exited with code 70 for the 4th time"):
         stack.supervise(max_restarts=3)
+
+
+def test_a_workers_web_port_is_never_one_the_sink_otlp_or_broker_will_bind(tmp_path, monkeypatch):
+    from driftwarden.deploy.local import broker as broker_module
+
+    settings = load_settings(data_dir=tmp_path).model_copy(update={"sink_web_port": 41001, "local_broker_port": 41002})
+    settings = settings.model_copy(update={"otlp": settings.otlp.model_copy(update={"port": 41003})})
+    handed_out = iter([41001, 41003, 41002, 41004])
+
+    class Socket:
+        """The system's choice of a free port, made predictable: the configured ones come first."""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(handed_out)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(broker_module.socket, "socket", Socket)
+    s = Stack(settings=settings, bootstrap="127.0.0.1:1", log_dir=tmp_path)
+    assert s._worker_args(0) == ["--web-port", "41004"]
