@@ -36,6 +36,8 @@ def stack_env(tmp_path_factory) -> Iterator[dict[str, str]]:
         "DRIFTWARDEN_BATCH_LINGER_MS": "100",
         "DRIFTWARDEN_SINK_LINGER_MS": "200",
         "DRIFTWARDEN_SINK_RETRY_MAX_S": "1",
+        # A stop waits this long for batches in flight (20 s by default), then goes on without them.
+        "DRIFTWARDEN_STOP_WAIT_S": "5",
         "DRIFTWARDEN_MAX_PROMPT_CHARS": str(TEST_MAX_PROMPT_CHARS),
         # Retraining jobs are CPU-heavy: only the loop's own test turns them on.
         "DRIFTWARDEN_RETRAIN__ENABLED": "false",
