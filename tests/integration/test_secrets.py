@@ -119,6 +119,7 @@ def test_the_demo_summary_shows_the_store_with_its_passwords_masked(tmp_path):
 
     class Receiver:
         received: list = []
+        distinct: dict = {}
         log_file = tmp_path / "alerts.jsonl"
 
     summary = _summary(counts, {"events": 0}, settings, T0, Receiver(), tmp_path / "r.html", [], _Clock())
