@@ -26,7 +26,7 @@ from driftwarden.core.settings import Settings
 from driftwarden.retrain_trigger.retraining.evaluation import Table
 from driftwarden.streams.sink_pages import read_report, read_stats
 from driftwarden.deploy.local.receiver import AlertReceiver
-from driftwarden.deploy.local.stack import start_stack
+from driftwarden.deploy.local.stack import configured_ports, start_stack
 from driftwarden.detectors.registry import unsampled_names
 from driftwarden.pkg_data import path as data_path
 from driftwarden.streams.publisher import Publisher
@@ -70,10 +70,8 @@ def run_demo(settings: Settings, *, limit: int | None = None, workers: int = 1, 
             f"{labels.get('app')} {labels.get('model_version')} {labels.get('field', '')}: "
             f"{notes.get('summary', '')[:400]}")
 
-    base = settings.worker_web_port
-    stack_ports = {settings.local_broker_port, settings.sink_web_port, settings.otlp.port,
-                   *(range(base, base + workers) if base else ())}
-    with AlertReceiver(data_dir / "alerts-received.jsonl", on_alert, avoid=stack_ports) as receiver:
+    with AlertReceiver(data_dir / "alerts-received.jsonl", on_alert,
+                       avoid=configured_ports(settings, workers)) as receiver:
         settings = settings.model_copy(update={
             "alerts": settings.alerts.model_copy(update={"alertmanager_url": receiver.url}),
             "retrain": settings.retrain.model_copy(update={"enabled": retrain, **{

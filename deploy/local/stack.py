@@ -119,8 +119,7 @@ class Stack:
         if base:
             return ["--web-port", str(base + index)]
         # Not one the sink, the OTLP receiver or the broker is configured for: they may not have bound it yet.
-        s = self.settings
-        return ["--web-port", str(free_port(avoid={s.sink_web_port, s.otlp.port, s.local_broker_port}))]
+        return ["--web-port", str(free_port(avoid=configured_ports(self.settings)))]
 
     def check(self) -> None:
         """Raise StackError if a process of the stack died."""
@@ -196,6 +195,15 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def configured_ports(settings: Settings, workers: int = 0) -> set[int]:
+    """The ports the local stack is configured to bind (broker, sink, OTLP receiver, and the
+    workers' when ``DRIFTWARDEN_WORKER_WEB_PORT`` is set): a free port chosen for anything else
+    must avoid them, since they may not be bound yet."""
+    base = settings.worker_web_port
+    return {settings.local_broker_port, settings.sink_web_port, settings.otlp.port,
+            *(range(base, base + workers) if base else ())}
 
 
 def start_stack(settings: Settings, workers: int = 1) -> Stack:
