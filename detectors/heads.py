@@ -64,6 +64,9 @@ class LinearHead:
         weights = self.domains[name]
         text = None
         if self.text is not None:
+            if "text_coef" not in weights:
+                raise DetectorError(self.name, f"its {name!r} weights have no word part (text_coef) but the head "
+                                               f"scores words; run bench/train_heads.py")
             text = {**self.text, "coef": weights["text_coef"]}
         return LinearHead(name=f"{self.name}:{name}", coef=tuple(weights["coef"]), intercept=float(weights["intercept"]),
                           encoder=self.encoder, metrics=self.metrics, features=self.features, text=text)

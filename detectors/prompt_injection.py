@@ -10,8 +10,10 @@ Backends (``DRIFTWARDEN_DETECTORS__PROMPT_INJECTION__BACKEND``):
 
 - ``builtin`` (default): a logistic head on TF-IDF word n-grams beside the shipped MiniLM
   embedding of each piece, fitted by ``bench/train_heads.py`` on direct jailbreaks and benign
-  prompts, clean user queries and BIPIA documents with and without hidden instructions, with
-  weights shared by prompts and context chunks plus each one's own; its figures on attack
+  prompts, clean user queries, clean documents full
+  of instructions to the reader, and BIPIA documents with and without hidden instructions, with
+  weights shared by prompts and context chunks plus each one's own (a chunk scores the higher
+  of its context and its prompt weights); its figures on attack
   types and sources it never saw are in the head's metrics.
 - ``classifier``: a Hugging Face sequence classifier from ``model_path`` (for example a
   fine-tuned DeBERTa injection model copied to local disk); score = P(attack class).
@@ -30,6 +32,7 @@ from driftwarden.core.schemas import DetectionResult, InferenceEvent, Span, make
 from driftwarden.detectors.base import BaseDetector, BatchContext
 from driftwarden.detectors.heads import encoder_for, load_head
 from driftwarden.detectors.hf_classifier import SequenceClassifier
+from driftwarden.detectors.loading import require
 from driftwarden.detectors.registry import register
 from driftwarden.detectors.segments import chunks, join_context
 
@@ -37,7 +40,7 @@ from driftwarden.detectors.segments import chunks, join_context
 class PromptInjectionConfig(ModelConfig):
     """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
 
-    threshold: float = Field(0.682, ge=0.0, le=1.0)
+    threshold: float = Field(0.785, ge=0.0, le=1.0)
     """Flag at or above this probability. The ``builtin`` default is chosen on the head's
     validation data for a stated precision (``bench/train_heads.py``; figures in the head's
     metrics and the README's quality table)."""
@@ -56,7 +59,8 @@ class PromptInjectionConfig(ModelConfig):
     fitted on."""
     embed_chunks: int = Field(8, ge=1, le=10_000)
     """Context chunks per event that are embedded and fully scored: the ones whose words alone
-    (the head's word part, no embedding) look most like an attack. Bounds the embedding cost
+    (the head's word part, the higher of its context and prompt weights, no embedding) look most
+    like an attack. Bounds the embedding cost
     of long contexts; a head without a word part embeds every chunk."""
     max_chunks: int = Field(64, ge=1, le=10_000)
     """Context chunks scanned per event, half from the start and half from the end (bounds the
@@ -82,8 +86,8 @@ def context_pieces(passages: Sequence[str], chunk_chars: int, max_chunks: int) -
 class BuiltinHead:
     """The shipped head (``data/heads/prompt_injection.json``): word n-grams and the shared MiniLM
     embeddings, logistic, with weights of its own for context chunks (an instruction a user may
-    give in a prompt is an injection inside a retrieved document); the context weights' word
-    part also shortlists which context chunks get embedded."""
+    give in a prompt is an injection inside a retrieved document); a chunk scores the higher of
+    its context and its prompt weights, and their word parts shortlist which chunks get embedded."""
 
     def __init__(self, config: PromptInjectionConfig, encoder, name: str):
         self.config = config
@@ -97,16 +101,22 @@ class BuiltinHead:
             embedded = ctx.embeddings("prompt")
         else:
             embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
-        head = self.head if prompts else self.context_head
-        return [float(p) for p in head.predict_proba(embedded, texts if head.text else None)]
+        p = self.head.predict_proba(embedded, texts if self.head.text else None)
+        if not prompts and self.context_head is not self.head:
+            # What is an attack as a prompt is one anywhere (a jailbreak pasted into a page); the
+            # context weights add what is an attack only inside a document.
+            p = require("numpy").maximum(p, self.context_head.predict_proba(embedded, texts if self.context_head.text else None))
+        return [float(x) for x in p]
 
     def shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
                   ) -> tuple[list[tuple[int, int, int]], list[str]]:
         """Per event, the ``embed_chunks`` context chunks whose words look most like an attack."""
         k = self.config.embed_chunks
-        if not self.context_head.text or len(texts) <= k:
+        if not self.head.text or len(texts) <= k:
             return pieces, texts
-        logits = self.context_head.word_logits(texts)
+        logits = self.head.word_logits(texts)
+        if self.context_head is not self.head:
+            logits = require("numpy").maximum(logits, self.context_head.word_logits(texts))
         by_event: dict[int, list[int]] = {}
         for n, (i, _, _) in enumerate(pieces):
             by_event.setdefault(i, []).append(n)

@@ -76,3 +76,22 @@ def test_asking_a_head_for_a_domain_it_was_not_fitted_on_names_the_ones_it_has()
                       domains={"context": {"coef": [1.0], "intercept": 0.0}})
     with pytest.raises(DetectorError, match="has no weights for 'tools'.*context"):
         head.domain("tools")
+
+
+def test_the_version_of_a_head_without_domains_is_the_hash_it_had_before_domains_existed():
+    import hashlib
+
+    head = LinearHead(name="t", coef=(1.0, 2.0), intercept=0.5, encoder="e", metrics={},
+                      text={"vocabulary": {"a": 0}, "idf": [1.0], "ngram_range": [1, 1], "sublinear_tf": True,
+                            "coef": [3.0]})
+    before = hashlib.sha256(json.dumps([head.coef, head.intercept, head.text["coef"]]).encode()).hexdigest()[:8]
+    assert head.version == before
+
+
+def test_a_domain_without_a_word_part_on_a_head_that_scores_words_is_refused_by_name():
+    head = LinearHead(name="t", coef=(1.0,), intercept=0.0, encoder="e", metrics={},
+                      text={"vocabulary": {"a": 0}, "idf": [1.0], "ngram_range": [1, 1], "sublinear_tf": True,
+                            "coef": [1.0]},
+                      domains={"context": {"coef": [1.0], "intercept": 0.0}})
+    with pytest.raises(DetectorError, match="'context' weights have no word part"):
+        head.domain("context")
