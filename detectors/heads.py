@@ -68,26 +68,36 @@ class LinearHead:
                 raise DetectorError(self.name, f"its {name!r} weights have no word part (text_coef) but the head "
                                                f"scores words; run bench/train_heads.py")
             text = {**self.text, "coef": weights["text_coef"]}
-        return LinearHead(name=f"{self.name}:{name}", coef=tuple(weights["coef"]), intercept=float(weights["intercept"]),
+        head = LinearHead(name=f"{self.name}:{name}", coef=tuple(weights["coef"]), intercept=float(weights["intercept"]),
                           encoder=self.encoder, metrics=self.metrics, features=self.features, text=text)
+        if text is not None:
+            head.__dict__["_vectorizer"] = self._vectorizer  # one vocabulary: one vectorizer
+        return head
 
-    def predict_proba(self, X: Any, texts: list[str] | None = None) -> Any:
+    def predict_proba(self, X: Any, texts: list[str] | None = None, words: Any = None) -> Any:
         """P(positive) for each row of ``X`` (numpy: unit-norm embeddings or named features);
-        a head with a word part also needs the ``texts`` the rows embed."""
+        a head with a word part also needs the ``texts`` the rows embed (or their :meth:`words`)."""
         np = require("numpy")
         z = np.asarray(X, dtype=np.float64) @ np.asarray(self.coef) + self.intercept
         if self.text is not None:
-            if texts is None or len(texts) != len(z):
+            if words is None and (texts is None or len(texts) != len(z)):
                 raise DetectorError(self.name, "this head scores words as well as embeddings: pass the texts")
-            z = z + self.word_logits(texts)
+            z = z + self.word_logits(texts or [], words)
         return 1.0 / (1.0 + np.exp(-z))
 
-    def word_logits(self, texts: list[str]) -> Any:
-        """The word part's contribution to each text's logit (cheap: no embedding needed)."""
+    def words(self, texts: list[str]) -> Any:
+        """The texts' TF-IDF rows, for :meth:`word_logits` and :meth:`predict_proba` of this head
+        and of its :meth:`domain` heads (one vocabulary): computed once for all of them."""
+        return self._vectorizer.transform(texts)
+
+    def word_logits(self, texts: list[str], words: Any = None) -> Any:
+        """The word part's contribution to each text's logit (cheap: no embedding needed);
+        ``words``: the texts' :meth:`words`, when already computed."""
         np = require("numpy")
         if self.text is None:
-            return np.zeros(len(texts))
-        return self._vectorizer.transform(texts) @ np.asarray(self.text["coef"], dtype=np.float64)
+            return np.zeros(len(texts) if words is None else words.shape[0])
+        matrix = words if words is not None else self._vectorizer.transform(texts)
+        return matrix @ np.asarray(self.text["coef"], dtype=np.float64)
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name, "coef": list(self.coef), "intercept": self.intercept,

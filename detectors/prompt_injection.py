@@ -101,11 +101,13 @@ class BuiltinHead:
             embedded = ctx.embeddings("prompt")
         else:
             embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
-        p = self.head.predict_proba(embedded, texts if self.head.text else None)
-        if not prompts and self.context_head is not self.head:
-            # What is an attack as a prompt is one anywhere (a jailbreak pasted into a page); the
-            # context weights add what is an attack only inside a document.
-            p = require("numpy").maximum(p, self.context_head.predict_proba(embedded, texts if self.context_head.text else None))
+        if prompts or self.context_head is self.head:
+            return [float(x) for x in self.head.predict_proba(embedded, texts if self.head.text else None)]
+        # What is an attack as a prompt is one anywhere (a jailbreak pasted into a page); the
+        # context weights add what is an attack only inside a document.
+        words = self.head.words(texts) if self.head.text else None
+        p = require("numpy").maximum(self.head.predict_proba(embedded, texts, words),
+                                     self.context_head.predict_proba(embedded, texts, words))
         return [float(x) for x in p]
 
     def shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
@@ -114,9 +116,10 @@ class BuiltinHead:
         k = self.config.embed_chunks
         if not self.head.text or len(texts) <= k:
             return pieces, texts
-        logits = self.head.word_logits(texts)
+        words = self.head.words(texts)
+        logits = self.head.word_logits(texts, words)
         if self.context_head is not self.head:
-            logits = require("numpy").maximum(logits, self.context_head.word_logits(texts))
+            logits = require("numpy").maximum(logits, self.context_head.word_logits(texts, words))
         by_event: dict[int, list[int]] = {}
         for n, (i, _, _) in enumerate(pieces):
             by_event.setdefault(i, []).append(n)

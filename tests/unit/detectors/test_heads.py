@@ -65,6 +65,9 @@ def test_a_head_with_a_domain_scores_it_with_that_domains_weights_after_a_json_r
     context = again.domain("context").predict_proba(x, ["write a poem"])[0]
     assert np.isclose(main, 1 / (1 + np.exp(-(0.5 - 1.0 - 1.0))))
     assert np.isclose(context, 1 / (1 + np.exp(-(2.0 - 2.0 + 3.0))))
+    words = again.words(["write a poem"])  # one vocabulary: computed once, used by both
+    assert np.isclose(again.domain("context").predict_proba(x, words=words)[0], context)
+    assert np.isclose(again.predict_proba(x, words=words)[0], main)
     assert again.version == head.version
     changed = LinearHead(name="t", coef=head.coef, intercept=head.intercept, encoder="e", metrics={}, text=text,
                          domains={"context": {"coef": [0.0, 1.5], "intercept": -2.0, "text_coef": [1.0, 3.0]}})
