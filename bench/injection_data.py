@@ -1,7 +1,8 @@
 """The rows the prompt-injection head learns from and is measured on, as pieces it scores.
 
-An event is scored on its prompt and on each chunk of its context (``segments.chunks``), and
-its score is the highest of them. So the head learns on pieces:
+An event is scored on its prompt (with the prompt weights) and on each chunk of its context
+(``segments.chunks``; the higher of the context and the prompt weights), and its score is the
+highest of them. So the head learns on pieces, each of its domain (:data:`DOMAINS`):
 
 - **direct** (``prompt_injection.jsonl``): each prompt is one piece with the row's label;
   sources ``jailbreak`` (in-the-wild jailbreaks and system-prompt extraction, label 1) and

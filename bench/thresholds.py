@@ -19,7 +19,10 @@ def threshold_for_precision(y: np.ndarray, p: np.ndarray, precision: float, bala
     ps, ys = p[order], y[order]
     tp_from = np.append(np.cumsum((ys == 1)[::-1])[::-1], 0).astype(float)
     fp_from = np.append(np.cumsum((ys == 0)[::-1])[::-1], 0).astype(float)
-    candidates = np.unique(np.concatenate([np.floor(p * 1000), np.ceil(p * 1000)]) / 1000)
+    down, up = np.floor(p * 1000), np.ceil(p * 1000)
+    down = np.where(down / 1000 > p, down - 1, down)  # p * 1000 may round across a step
+    up = np.where((up - 1) / 1000 >= p, up - 1, up)
+    candidates = np.unique(np.concatenate([down, up]) / 1000)
     at = np.searchsorted(ps, candidates, side="left")
     tp, fp = tp_from[at], fp_from[at]
     if balanced:

@@ -82,6 +82,8 @@ class LinearHead:
         if self.text is not None:
             if words is None and (texts is None or len(texts) != len(z)):
                 raise DetectorError(self.name, "this head scores words as well as embeddings: pass the texts")
+            if words is not None and words.shape[0] != len(z):
+                raise DetectorError(self.name, f"{words.shape[0]} rows of words for {len(z)} rows of embeddings")
             z = z + self.word_logits(texts or [], words)
         return 1.0 / (1.0 + np.exp(-z))
 

@@ -103,8 +103,9 @@ class BuiltinHead:
             embedded = ctx.texts(texts) if ctx.has_encoder else self.encoder.encode(texts)
         if prompts or self.context_head is self.head:
             return [float(x) for x in self.head.predict_proba(embedded, texts if self.head.text else None)]
-        # What is an attack as a prompt is one anywhere (a jailbreak pasted into a page); the
-        # context weights add what is an attack only inside a document.
+        # What is an attack as a prompt is one anywhere (a jailbreak pasted into a page: each of
+        # its chunks is also scored with the prompt weights); the context weights add what is an
+        # attack only inside a document.
         words = self.head.words(texts) if self.head.text else None
         p = require("numpy").maximum(self.head.predict_proba(embedded, texts, words),
                                      self.context_head.predict_proba(embedded, texts, words))
@@ -119,7 +120,9 @@ class BuiltinHead:
         words = self.head.words(texts)
         logits = self.head.word_logits(texts, words)
         if self.context_head is not self.head:
-            logits = require("numpy").maximum(logits, self.context_head.word_logits(texts, words))
+            # Each with its own intercept: the two are compared, as their probabilities will be.
+            logits = require("numpy").maximum(logits + self.head.intercept,
+                                              self.context_head.word_logits(texts, words) + self.context_head.intercept)
         by_event: dict[int, list[int]] = {}
         for n, (i, _, _) in enumerate(pieces):
             by_event.setdefault(i, []).append(n)

@@ -26,7 +26,11 @@ def test_no_threshold_reaches_the_precision_gives_one():
     assert threshold_for_precision(np.array([0, 1]), np.array([0.9, 0.1]), 0.9) == 1.0
 
 
-def test_balanced_precision_does_not_follow_the_class_mix():
+def test_a_score_just_below_a_step_can_still_be_flagged_by_the_step_below():
+    assert threshold_for_precision(np.array([1, 0]), np.array([0.11699999999999999, 0.05]), 1.0) == 0.116
+
+
+def test_tied_scores_are_flagged_together_and_balanced_precision_does_not_follow_the_class_mix():
     y = np.array([1] * 10 + [0] * 90)
     p = np.concatenate([np.full(10, 0.9), np.full(10, 0.8), np.full(80, 0.1)])
     # counts: 10 right of 20 flagged at 0.8 (0.5); rates: 1.0 against 10/90
