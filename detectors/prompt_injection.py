@@ -10,11 +10,10 @@ Backends (``DRIFTWARDEN_DETECTORS__PROMPT_INJECTION__BACKEND``):
 
 - ``builtin`` (default): a logistic head on TF-IDF word n-grams beside the shipped MiniLM
   embedding of each piece, fitted by ``bench/train_heads.py`` on direct jailbreaks and benign
-  prompts, clean user queries, clean documents full
-  of instructions to the reader, and BIPIA documents with and without hidden instructions, with
-  weights shared by prompts and context chunks plus each one's own (a chunk scores the higher
-  of its context and its prompt weights); its figures on attack
-  types and sources it never saw are in the head's metrics.
+  prompts, clean user queries, clean documents full of instructions to the reader, and BIPIA
+  documents with and without hidden instructions, with weights shared by prompts and context
+  chunks plus each one's own (a chunk scores the higher of its context and its prompt
+  weights); its figures on attack types and sources it never saw are in the head's metrics.
 - ``classifier``: a Hugging Face sequence classifier from ``model_path`` (for example a
   fine-tuned DeBERTa injection model copied to local disk); score = P(attack class).
 """
@@ -60,8 +59,8 @@ class PromptInjectionConfig(ModelConfig):
     embed_chunks: int = Field(8, ge=1, le=10_000)
     """Context chunks per event that are embedded and fully scored: the ones whose words alone
     (the head's word part, the higher of its context and prompt weights, no embedding) look most
-    like an attack. Bounds the embedding cost
-    of long contexts; a head without a word part embeds every chunk."""
+    like an attack. Bounds the embedding cost of long contexts; a head without a word part
+    embeds every chunk."""
     max_chunks: int = Field(64, ge=1, le=10_000)
     """Context chunks scanned per event, half from the start and half from the end (bounds the
     cost of long contexts; the result counts the chunks left out in ``chunks_skipped``)."""
