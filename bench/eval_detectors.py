@@ -149,14 +149,15 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     report.update(injection_auc_in_sample=roc_auc_score(y, s), injection_threshold=threshold,
                   injection_texts_per_s=rate)
     docs = other_clean_documents()
-    out, _ = scored("prompt_injection", settings, docs, "question", "context")
+    out, _ = scored("prompt_injection", settings, docs, "prompt", "context")
     if failed := [o for o in out if o.get("error")]:
         raise SystemExit(f"{len(failed)} clean documents could not be scored, e.g. {failed[0]['error']}")
     where = [o["spans"][0]["field"] if o["label"] else None for o in out]
     flagged = np.array([w == "context" for w in where])
     report.update(injection_other_clean_documents_flagged=float(flagged.mean()),
                   injection_other_clean_documents_prompts_flagged=float(np.mean([w == "prompt" for w in where])))
-    for source in sorted({d["source"] for d in docs}):
+    sources = sorted({d["source"] for d in docs})
+    for source in sources:
         mask = np.array([d["source"] == source for d in docs])
         report[f"injection_other_clean_documents_flagged_{source}"] = float(flagged[mask].mean())
     events = inj.load_events()
@@ -180,7 +181,7 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
             cells = f"{name.split(':', 1)[1].replace(':', ' ')} ({r['n']} events, {r['attacks']} attacks) | — | {auc}; {at}"
         markdown.append(f"| prompt injection | {cells} | {base} |")
     shares = ", ".join(f"{source} {report[f'injection_other_clean_documents_flagged_{source}']:.1%}"
-                       for source in sorted({d["source"] for d in docs}))
+                       for source in sources)
     markdown.append(f"| prompt injection | clean documents of sources it never learned from ({len(docs)} events, "
                     f"0 attacks: the shipped detector; flagged for the document: {shares}) | — | flagged "
                     f"{report['injection_other_clean_documents_flagged']:.1%} for the document, "
@@ -196,19 +197,16 @@ def other_clean_documents(per_source: int = OTHER_DOCUMENTS) -> list[dict]:
     """Real documents no injection figure trains on, as a RAG app would retrieve them, each with
     its question (or none): the first ``per_source`` distinct contexts of each source of
     ``grounding_train.jsonl`` (news articles, sales calls and emails, meeting notes, Wikipedia
-    snippets) and of ``halueval_qa.jsonl``'s Wikipedia paragraphs. None holds an attack, so every flag is a
-    false alarm."""
-    from driftwarden.bench.datasets import DATA, read_rows
+    snippets) and of ``halueval_qa.jsonl``'s Wikipedia paragraphs, as
+    :func:`driftwarden.bench.grounding_data.load_rows` reads them (``prompt``: the question). None
+    holds an attack, so every flag is a false alarm."""
+    from driftwarden.bench.grounding_data import load_rows
 
     picked: dict[str, dict[str, dict]] = {}
-    for r in read_rows(DATA, "grounding_train.jsonl"):
+    for r in load_rows():
         seen = picked.setdefault(r["source"], {})
         if len(seen) < per_source and r["context"] not in seen:
-            seen[r["context"]] = {"source": r["source"], "question": r["question"], "context": r["context"]}
-    for r in rows("halueval_qa"):
-        seen = picked.setdefault("halueval_qa", {})
-        if len(seen) < per_source and r["context"] not in seen:
-            seen[r["context"]] = {"source": "halueval_qa", "question": r["question"], "context": r["context"]}
+            seen[r["context"]] = r
     return [d for seen in picked.values() for d in seen.values()]
 
 

@@ -184,10 +184,11 @@ def scores(events: list[Event], predict) -> np.ndarray:
     """Each event's score: its highest piece's probability, a context chunk's being the higher of
     its context and its prompt weights' (as the detector scores it: what is an attack as a prompt
     is one anywhere, a jailbreak pasted into a page too)."""
-    keys = list(dict.fromkeys(k for e in events for k, _ in keyed(e)))
+    pieces = [[k for k, _ in keyed(e)] for e in events]
+    keys = list(dict.fromkeys(k for ks in pieces for k in ks))
     keys = list(dict.fromkeys(keys + [("prompt", t) for d, t in keys if d == "context"]))
     p = dict(zip(keys, predict(keys), strict=True))
-    return np.array([max(max(p[k], p["prompt", k[1]]) for k, _ in keyed(e)) for e in events])
+    return np.array([max(max(p[k], p["prompt", k[1]]) for k in ks) for ks in pieces])
 
 
 def cross_validated(events: list[Event], vectors: dict[str, np.ndarray], k: int = 5, seed: int = 0) -> np.ndarray:
