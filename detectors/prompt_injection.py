@@ -95,7 +95,7 @@ class BuiltinHead:
         self.encoder = encoder_for(self.head, encoder, name)
         self.version = f"builtin-head-{self.head.version}"
 
-    def probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
+    def probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool, words=None) -> list[float]:
         if prompts and ctx.has_encoder:
             embedded = ctx.embeddings("prompt")
         else:
@@ -105,17 +105,20 @@ class BuiltinHead:
         # What is an attack as a prompt is one anywhere (a jailbreak pasted into a page: each of
         # its chunks is also scored with the prompt weights); the context weights add what is an
         # attack only inside a document.
-        words = self.head.words(texts) if self.head.text else None
+        if words is None and self.head.text:
+            words = self.head.words(texts)
         p = require("numpy").maximum(self.head.predict_proba(embedded, texts, words),
                                      self.context_head.predict_proba(embedded, texts, words))
         return [float(x) for x in p]
 
     def shortlist(self, pieces: list[tuple[int, int, int]], texts: list[str]
-                  ) -> tuple[list[tuple[int, int, int]], list[str]]:
-        """Per event, the ``embed_chunks`` context chunks whose words look most like an attack."""
+                  ) -> tuple[list[tuple[int, int, int]], list[str], object]:
+        """Per event, the ``embed_chunks`` context chunks whose words look most like an attack,
+        with their TF-IDF rows when they were computed to choose them (None otherwise), so that
+        scoring them does not compute them again."""
         k = self.config.embed_chunks
         if not self.head.text or len(texts) <= k:
-            return pieces, texts
+            return pieces, texts, None
         words = self.head.words(texts)
         logits = self.head.word_logits(texts, words)
         if self.context_head is not self.head:
@@ -126,7 +129,7 @@ class BuiltinHead:
         for n, (i, _, _) in enumerate(pieces):
             by_event.setdefault(i, []).append(n)
         keep = sorted(n for ns in by_event.values() for n in sorted(ns, key=lambda n: -logits[n])[:k])
-        return [pieces[n] for n in keep], [texts[n] for n in keep]
+        return [pieces[n] for n in keep], [texts[n] for n in keep], words[keep]
 
 
 class ClassifierBackend:
@@ -137,16 +140,17 @@ class ClassifierBackend:
         self.positive = self.classifier.label_index(config.positive_label)
         self.version = f"classifier-{path.name}"
 
-    def probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
+    def probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool, words=None) -> list[float]:
         return [float(p) for p in self.classifier.predict(texts)[:, self.positive]]
 
     def shortlist(self, pieces, texts):
-        return pieces, texts  # every chunk is classified
+        return pieces, texts, None  # every chunk is classified
 
 
 BACKENDS = {"builtin": BuiltinHead, "classifier": ClassifierBackend}
 """``backend`` setting -> class: ``(config, encoder, name)``, a ``version``,
-``probabilities(texts, ctx, prompts)`` and ``shortlist(pieces, texts)``."""
+``probabilities(texts, ctx, prompts, words=None)`` and ``shortlist(pieces, texts) -> (pieces,
+texts, words)`` (``words``: whatever the shortlist computed that scoring can reuse, or None)."""
 
 
 @register("prompt_injection", config=PromptInjectionConfig, reads_context=True)
@@ -160,14 +164,15 @@ class PromptInjectionDetector(BaseDetector):
         self.backend = BACKENDS[self.config.backend](self.config, encoder, self.name)
         self.version = self.backend.version
 
-    def _probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool) -> list[float]:
-        return self.backend.probabilities(texts, ctx, prompts) if texts else []
+    def _probabilities(self, texts: list[str], ctx: BatchContext, prompts: bool, words=None) -> list[float]:
+        return self.backend.probabilities(texts, ctx, prompts, words) if texts else []
 
     def _chunks(self, events: Sequence[InferenceEvent], ctx: BatchContext
-                ) -> tuple[list[tuple[int, int, int]], list[str], Counter, dict[int, int]]:
+                ) -> tuple[list[tuple[int, int, int]], list[str], object, Counter, dict[int, int]]:
         """The context chunks to score, once per batch: (event, start, end) into the joined
-        context and their texts, after the backend's shortlist; chunks scanned and left out per event."""
-        def work() -> tuple[list[tuple[int, int, int]], list[str], Counter, dict[int, int]]:
+        context, their texts and what the backend's shortlist computed of them (its ``words``),
+        after the shortlist; chunks scanned and left out per event."""
+        def work() -> tuple[list[tuple[int, int, int]], list[str], object, Counter, dict[int, int]]:
             c = self.config
             pieces: list[tuple[int, int, int]] = []
             texts: list[str] = []
@@ -194,8 +199,8 @@ class PromptInjectionDetector(BaseDetector):
     def score_batch(self, events: Sequence[InferenceEvent], ctx: BatchContext) -> list[DetectionResult]:
         c = self.config
         prompt_p = self._probabilities([e.prompt for e in events], ctx, prompts=True)
-        pieces, texts, scanned, skipped = self._chunks(events, ctx)
-        context_p = self._probabilities(texts, ctx, prompts=False)
+        pieces, texts, words, scanned, skipped = self._chunks(events, ctx)
+        context_p = self._probabilities(texts, ctx, prompts=False, words=words)
         best: dict[int, tuple[float, int, int]] = {}
         for (i, s, e), p in zip(pieces, context_p, strict=True):
             if i not in best or p > best[i][0]:
