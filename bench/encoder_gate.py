@@ -53,8 +53,8 @@ QUALITY = ("toxicity", "hallucination", "prompt_injection")
 
 ROUNDS = 3
 """Timed passes per variant, taken in turn (each variant once per round): the best pass counts.
-Two shared cores are noisy; one pass each had OpenVINO and torch bfloat16 within 3 % and in
-either order from run to run, and ``backend=auto`` ranks by these figures."""
+Two shared cores are noisy: one pass each had OpenVINO and torch bfloat16 within a few per cent
+in some runs, in either order, and ``backend=auto`` ranks by these figures."""
 
 
 def speed_and_cosine(variants: list[Variant], texts: list[str], cache: Path, rounds: int = ROUNDS) -> dict[str, dict]:
@@ -110,6 +110,8 @@ def main() -> None:
                         help="measure speed and cosine again and update them in the shipped verdict, keeping its "
                              "AUC comparisons (speed varies with the machine and its load, the AUCs do not)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     args.no_quality = args.no_quality or args.speed_only
     events = real_events(args.events)
     texts = [e["prompt"] for e in events] + [e["response"] for e in events if e.get("response")]
