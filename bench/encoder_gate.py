@@ -73,7 +73,8 @@ def speed_and_cosine(variants: list[Variant], texts: list[str], cache: Path, rou
             encoder.encode(texts)
             best[name] = max(best[name], len(texts) / (time.perf_counter() - started))
     gate = export.gate_texts()
-    reference = Encoder(EmbeddingsConfig(backend="torch", precision="float32"), cache).encode(gate)
+    float32 = encoders.get(FLOAT) or Encoder(EmbeddingsConfig(backend="torch", precision="float32"), cache)
+    reference = float32.encode(gate)  # the reference model, not loaded again when it was measured
     out = {}
     for name, encoder in encoders.items():
         cosine = np.sum(reference * encoder.encode(gate), axis=1)
