@@ -39,7 +39,7 @@ from driftwarden.detectors.segments import chunks, join_context
 class PromptInjectionConfig(ModelConfig):
     """Likelihood that the prompt, or a passage of the context, is a jailbreak or injection, 0 to 1."""
 
-    threshold: float = Field(0.848, ge=0.0, le=1.0)
+    threshold: float = Field(0.84, ge=0.0, le=1.0)
     """Flag at or above this probability. The ``builtin`` default is chosen on the head's
     validation data for a stated precision (``bench/train_heads.py``; figures in the head's
     metrics and the README's quality table)."""
