@@ -289,11 +289,10 @@ def figures(events: list[Event], vectors: dict[str, np.ndarray], precision: floa
     (``cv:synthetic`` excepted: how well the head learns them)."""
     from driftwarden.bench.thresholds import threshold_for_precision
 
-    oof = cross_validated(events, vectors)
-    real = [i for i, e in enumerate(events) if is_real(e) and not np.isnan(oof[i])]
-    made = [i for i, e in enumerate(events) if not is_real(e) and not np.isnan(oof[i])]
-    scored = [events[i] for i in real]
-    oof_all, oof = oof, oof[real]
+    oof_all = cross_validated(events, vectors)
+    real = [i for i, e in enumerate(events) if is_real(e) and not np.isnan(oof_all[i])]
+    made = [i for i, e in enumerate(events) if not is_real(e) and not np.isnan(oof_all[i])]
+    scored, oof = [events[i] for i in real], oof_all[real]
     y = np.array([e.label for e in scored])
     threshold = threshold_for_precision(y, oof, precision)
     parts: dict[str, tuple[list[Event], np.ndarray, float]] = {"cv:all": (scored, oof, threshold)}

@@ -164,11 +164,11 @@ def load_rows(per_kind: int = PER_KIND, seed: int = 0) -> list[dict]:
         at = rng.choice([0, len(lines), rng.randint(1, max(1, len(lines) - 1))])
         gap = rng.choice(["\n", "\n\n"])
         before, after = "\n".join(lines[:at]), "\n".join(lines[at:])
-        start = len(before) + len(gap) if before else 0
-        attacked = (before + gap if before else "") + attack + (gap + after if after else "")
+        head = before + gap if before else ""
+        attacked = head + attack + (gap + after if after else "")
         common = {"source": SOURCE + kind, "group": group, "question": rng.choice(QUESTIONS[kind])}
         out.append({**common, "context": "\n".join(lines), "label": 0, "attack": "", "attack_start": None,
                     "attack_type": "none"})
-        out.append({**common, "context": attacked, "label": 1, "attack": attack, "attack_start": start,
+        out.append({**common, "context": attacked, "label": 1, "attack": attack, "attack_start": len(head),
                     "attack_type": f"synthetic/{kind}"})
     return out
